@@ -1,0 +1,434 @@
+//! The revocation index: every piece of revocation state, answered from memory.
+//!
+//! design.md step 4 ("tenant not suspended; not before the tenant's cutoff; not before the
+//! subject's cutoff; session not revoked; jti not revoked or suspended") is decided here, without
+//! a database query. The store is the source of truth; this index is built from it at start-up and
+//! updated after every committed write, so it can only ever lag the store, never lead it.
+//!
+//! Memory: design.md asks for at most 64 bytes per revoked jti. A jti entry is a 128-bit keyed
+//! hash of (tenant, jti) plus a 4-byte `until`, 20 bytes of payload; with hashbrown's control byte
+//! and a load factor between 7/16 and 7/8, that is 23–55 bytes per entry. We do not keep the jti
+//! string: the verify response reads the full record from the store when it needs it.
+//!
+//! Hash collisions: two different (tenant, jti) pairs sharing a 128-bit hash would make the second
+//! look revoked. That can only *reject* a token, never accept one (fail closed), and the hash is
+//! keyed with a per-process random seed so nobody can aim for a collision or for a degenerate
+//! bucket distribution (HashDoS).
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::RwLock;
+
+use crate::reason::Reason;
+use crate::tenant::TenantState;
+
+/// What the index needs to know about a token whose signature and claims already checked out.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenFacts<'a> {
+    pub jti: &'a str,
+    pub sub: Option<&'a str>,
+    pub iat: i64,
+    pub sid: Option<&'a str>,
+}
+
+/// 128-bit keyed hash of a (tenant, name) pair. Two u64 halves rather than a u128 keep the
+/// alignment at 8, so a (key, until) slot is 24 bytes, not 32.
+type Key = (u64, u64);
+
+/// A revoked jti: `0` for a permanent revocation, else the unix second its suspension lifts.
+/// u32 seconds last until 2106; `until` values beyond are clamped, which only prolongs a suspension.
+type Until = u32;
+const PERMANENT: Until = 0;
+
+/// The keys are already uniformly distributed keyed hashes, so re-hashing them with SipHash
+/// would only cost time: this hasher passes the low half through.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached if a key type other than `Key` were used; fold bytes in so it still works.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // A tuple key writes both halves; xor keeps whichever bits the table uses well mixed.
+        self.0 ^= n;
+    }
+}
+
+type FastMap<V> = HashMap<Key, V, BuildHasherDefault<PassThrough>>;
+type FastSet = HashSet<Key, BuildHasherDefault<PassThrough>>;
+
+#[derive(Default)]
+struct State {
+    jtis: FastMap<Until>,
+    subjects: FastMap<i64>,
+    revoked_sessions: FastSet,
+    tenants: HashMap<String, TenantState>,
+}
+
+pub struct RevocationIndex {
+    seed: u64,
+    // One RwLock over all maps: a check takes the read lock once (uncontended, tens of ns) and sees
+    // a consistent state across maps. Writes are rare next to checks and short (a batch of 10,000
+    // inserts holds the lock for about a millisecond), so a sharded or lock-free map would add
+    // complexity without moving the median.
+    state: RwLock<State>,
+}
+
+impl Default for RevocationIndex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for RevocationIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationIndex")
+            .field("jtis", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RevocationIndex {
+    pub fn new() -> Self {
+        let mut seed = [0u8; 8];
+        // The seed only protects against crafted collisions; if the RNG failed we could not mint
+        // keys or tokens either, so this is an invariant of a working system, not input handling.
+        aws_lc_rs::rand::fill(&mut seed).expect("system random number generator failed");
+        RevocationIndex {
+            seed: u64::from_le_bytes(seed),
+            state: RwLock::new(State::default()),
+        }
+    }
+
+    fn key(&self, tenant: &str, name: &str) -> Key {
+        // The length prefix makes ("ab", "c") and ("a", "bc") distinct inputs.
+        let mut h = xxhash_rust::xxh3::Xxh3::with_seed(self.seed);
+        h.update(&(tenant.len() as u64).to_le_bytes());
+        h.update(tenant.as_bytes());
+        h.update(name.as_bytes());
+        let v = h.digest128();
+        ((v >> 64) as u64, v as u64)
+    }
+
+    // A poisoned lock means a writer panicked mid-update. Every write below is a single map
+    // operation that cannot leave the maps inconsistent, so the data is still sound: keep serving
+    // it rather than turning one bug into a permanent outage of every check.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a revoked jti; `until` makes it a suspension that lifts at that unix second.
+    /// Re-inserting replaces the previous state for that jti.
+    pub fn insert_jti(&self, tenant: &str, jti: &str, until: Option<i64>) {
+        let key = self.key(tenant, jti);
+        self.write().jtis.insert(key, encode_until(until));
+    }
+
+    /// Inserts many revocations under one lock acquisition (start-up, batch revocations).
+    pub fn insert_many<'a>(&self, items: impl IntoIterator<Item = (&'a str, &'a str, Option<i64>)>) {
+        // Hash outside the lock, so checks are not held up by the hashing of a large batch.
+        let keyed: Vec<(Key, Until)> = items
+            .into_iter()
+            .map(|(t, j, u)| (self.key(t, j), encode_until(u)))
+            .collect();
+        let mut state = self.write();
+        state.jtis.reserve(keyed.len());
+        state.jtis.extend(keyed);
+    }
+
+    pub fn remove_jti(&self, tenant: &str, jti: &str) {
+        let key = self.key(tenant, jti);
+        self.write().jtis.remove(&key);
+    }
+
+    /// The revocation state of one jti, as the index sees it at `now`.
+    pub fn jti_state(&self, tenant: &str, jti: &str, now: i64) -> Option<Reason> {
+        let key = self.key(tenant, jti);
+        self.read().jtis.get(&key).and_then(|u| jti_reason(*u, now))
+    }
+
+    pub fn set_tenant(&self, tenant: &str, state: TenantState) {
+        self.write().tenants.insert(tenant.to_owned(), state);
+    }
+
+    pub fn tenant(&self, tenant: &str) -> TenantState {
+        self.read().tenants.get(tenant).copied().unwrap_or_default()
+    }
+
+    pub fn set_tenant_suspended(&self, tenant: &str, suspended: bool) {
+        self.write()
+            .tenants
+            .entry(tenant.to_owned())
+            .or_default()
+            .suspended = suspended;
+    }
+
+    /// Raises the tenant cutoff: tokens with `iat < not_before_iat` are rejected. Never lowers it.
+    pub fn raise_tenant_cutoff(&self, tenant: &str, not_before_iat: i64) {
+        let mut state = self.write();
+        let entry = state.tenants.entry(tenant.to_owned()).or_default();
+        entry.cutoff = Some(entry.cutoff.map_or(not_before_iat, |c| c.max(not_before_iat)));
+    }
+
+    /// Raises a subject cutoff (logout everywhere). Never lowers it.
+    pub fn raise_subject_cutoff(&self, tenant: &str, sub: &str, not_before_iat: i64) {
+        let key = self.key(tenant, sub);
+        let mut state = self.write();
+        let c = state.subjects.entry(key).or_insert(not_before_iat);
+        *c = (*c).max(not_before_iat);
+    }
+
+    pub fn remove_subject_cutoff(&self, tenant: &str, sub: &str) {
+        let key = self.key(tenant, sub);
+        self.write().subjects.remove(&key);
+    }
+
+    /// The `iat` a token issued now must carry at least, so that no cutoff made in this same
+    /// second rejects it (see `revocation::Cutoff`).
+    pub fn min_iat(&self, tenant: &str, sub: &str) -> Option<i64> {
+        let key = self.key(tenant, sub);
+        let state = self.read();
+        let t = state.tenants.get(tenant).and_then(|t| t.cutoff);
+        let s = state.subjects.get(&key).copied();
+        t.max(s)
+    }
+
+    pub fn revoke_session(&self, tenant: &str, sid: &str) {
+        let key = self.key(tenant, sid);
+        self.write().revoked_sessions.insert(key);
+    }
+
+    /// The whole of design.md's step 4, under one read lock, cheapest and broadest first.
+    pub fn check(&self, tenant: &str, facts: &TokenFacts<'_>, now: i64) -> Result<(), Reason> {
+        // Hash before taking the lock: the lock is then held only for the map probes.
+        let jti_key = self.key(tenant, facts.jti);
+        let sub_key = facts.sub.map(|s| self.key(tenant, s));
+        let sid_key = facts.sid.map(|s| self.key(tenant, s));
+        let state = self.read();
+        if let Some(t) = state.tenants.get(tenant) {
+            if t.suspended {
+                return Err(Reason::TenantSuspended);
+            }
+            if t.cutoff.is_some_and(|c| facts.iat < c) {
+                return Err(Reason::TenantRevoked);
+            }
+        }
+        if let Some(k) = sub_key
+            && state.subjects.get(&k).is_some_and(|c| facts.iat < *c)
+        {
+            return Err(Reason::SubjectRevoked);
+        }
+        if let Some(k) = sid_key
+            && state.revoked_sessions.contains(&k)
+        {
+            return Err(Reason::SessionRevoked);
+        }
+        match state.jtis.get(&jti_key).and_then(|u| jti_reason(*u, now)) {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
+    }
+
+    /// Number of revoked jtis held (permanent and suspended), for the index-size metric.
+    pub fn len(&self) -> usize {
+        self.read().jtis.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the jti table occupies (buckets × slot size + control bytes), for sizing docs and
+    /// the memory benchmark.
+    pub fn jti_table_bytes(&self) -> usize {
+        let cap = self.read().jtis.capacity();
+        // hashbrown allocates a power of two of buckets ≥ cap * 8/7, each a slot plus a control
+        // byte (and a group's worth of trailing control bytes, negligible here).
+        let buckets = (cap.saturating_mul(8) / 7).next_power_of_two().max(1);
+        buckets * (std::mem::size_of::<(Key, Until)>() + 1)
+    }
+}
+
+fn encode_until(until: Option<i64>) -> Until {
+    match until {
+        None => PERMANENT,
+        // A suspension ending at or before the epoch has already lifted; 1 keeps it distinct
+        // from the permanent marker while still being "in the past".
+        Some(u) => u.clamp(1, i64::from(u32::MAX)) as u32,
+    }
+}
+
+fn jti_reason(until: Until, now: i64) -> Option<Reason> {
+    if until == PERMANENT {
+        Some(Reason::Revoked)
+    } else if i64::from(until) > now {
+        Some(Reason::Suspended)
+    } else {
+        // The suspension has lifted by itself.
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn facts<'a>(jti: &'a str, sub: Option<&'a str>, iat: i64) -> TokenFacts<'a> {
+        TokenFacts {
+            jti,
+            sub,
+            iat,
+            sid: None,
+        }
+    }
+
+    #[test]
+    fn permanent_and_suspended_jtis() {
+        let idx = RevocationIndex::new();
+        idx.insert_jti("acme", "a", None);
+        idx.insert_jti("acme", "b", Some(2_000));
+        assert_eq!(idx.check("acme", &facts("a", None, 0), 1_000), Err(Reason::Revoked));
+        assert_eq!(idx.check("acme", &facts("b", None, 0), 1_999), Err(Reason::Suspended));
+        assert_eq!(idx.check("acme", &facts("b", None, 0), 2_000), Ok(()));
+        assert_eq!(idx.check("acme", &facts("c", None, 0), 1_000), Ok(()));
+        idx.remove_jti("acme", "b");
+        assert_eq!(idx.check("acme", &facts("b", None, 0), 1_000), Ok(()));
+        assert_eq!(idx.len(), 1);
+    }
+
+    #[test]
+    fn tenants_are_isolated() {
+        let idx = RevocationIndex::new();
+        idx.insert_jti("acme", "x", None);
+        idx.raise_subject_cutoff("acme", "alice", 100);
+        idx.set_tenant_suspended("acme", true);
+        assert_eq!(idx.check("globex", &facts("x", Some("alice"), 50), 0), Ok(()));
+        // Length-prefixing keeps ("ac", "mex") from meeting ("acme", "x").
+        assert_eq!(idx.check("ac", &facts("mex", None, 0), 0), Ok(()));
+    }
+
+    #[test]
+    fn order_of_checks_reports_the_broadest_reason() {
+        let idx = RevocationIndex::new();
+        idx.insert_jti("t", "j", None);
+        idx.raise_subject_cutoff("t", "s", 10);
+        idx.raise_tenant_cutoff("t", 10);
+        idx.revoke_session("t", "ses-1");
+        let mut f = facts("j", Some("s"), 5);
+        f.sid = Some("ses-1");
+        assert_eq!(idx.check("t", &f, 0), Err(Reason::TenantRevoked));
+        idx.set_tenant_suspended("t", true);
+        assert_eq!(idx.check("t", &f, 0), Err(Reason::TenantSuspended));
+        idx.set_tenant_suspended("t", false);
+        f.iat = 10;
+        assert_eq!(idx.check("t", &f, 0), Err(Reason::SessionRevoked));
+        f.sid = None;
+        assert_eq!(idx.check("t", &f, 0), Err(Reason::Revoked));
+    }
+
+    #[test]
+    fn cutoffs_only_rise_and_are_exclusive() {
+        let idx = RevocationIndex::new();
+        idx.raise_subject_cutoff("t", "s", 100);
+        idx.raise_subject_cutoff("t", "s", 50);
+        assert_eq!(idx.check("t", &facts("j", Some("s"), 99), 0), Err(Reason::SubjectRevoked));
+        assert_eq!(idx.check("t", &facts("j", Some("s"), 100), 0), Ok(()));
+        assert_eq!(idx.check("t", &facts("j", Some("other"), 1), 0), Ok(()));
+        idx.raise_tenant_cutoff("t", 200);
+        idx.raise_tenant_cutoff("t", 150);
+        assert_eq!(idx.min_iat("t", "s"), Some(200));
+        assert_eq!(idx.min_iat("t", "nobody"), Some(200));
+        assert_eq!(idx.min_iat("u", "s"), None);
+    }
+
+    #[test]
+    fn suspension_in_the_past_is_not_permanent() {
+        let idx = RevocationIndex::new();
+        idx.insert_jti("t", "j", Some(-5));
+        assert_eq!(idx.check("t", &facts("j", None, 0), 0), Ok(()));
+    }
+
+    #[test]
+    fn memory_per_jti_stays_under_budget() {
+        let idx = RevocationIndex::new();
+        let jtis: Vec<String> = (0..100_000).map(|i| format!("jti-{i}")).collect();
+        idx.insert_many(jtis.iter().map(|j| ("t", j.as_str(), None)));
+        assert_eq!(idx.len(), 100_000);
+        let per = idx.jti_table_bytes() / idx.len();
+        assert!(per <= 64, "{per} bytes per jti");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Revoke(u8, u8, Option<i64>),
+        Lift(u8, u8),
+        Check(u8, u8, i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..3, 0u8..20, proptest::option::of(-10i64..100)).prop_map(|(t, j, u)| Op::Revoke(t, j, u)),
+            (0u8..3, 0u8..20).prop_map(|(t, j)| Op::Lift(t, j)),
+            (0u8..3, 0u8..20, 0i64..100).prop_map(|(t, j, n)| Op::Check(t, j, n)),
+        ]
+    }
+
+    proptest! {
+        /// The index answers exactly like a plain ordered map of (tenant, jti) → until, the
+        /// simplest possible model of the ledger, whatever the sequence of writes and reads.
+        #[test]
+        fn matches_a_simple_model(ops in proptest::collection::vec(op(), 1..200)) {
+            let idx = RevocationIndex::new();
+            let mut model: BTreeMap<(String, String), Option<i64>> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Revoke(t, j, u) => {
+                        let (t, j) = (format!("t{t}"), format!("j{j}"));
+                        idx.insert_jti(&t, &j, u);
+                        model.insert((t, j), u);
+                    }
+                    Op::Lift(t, j) => {
+                        let (t, j) = (format!("t{t}"), format!("j{j}"));
+                        idx.remove_jti(&t, &j);
+                        model.remove(&(t, j));
+                    }
+                    Op::Check(t, j, now) => {
+                        let (t, j) = (format!("t{t}"), format!("j{j}"));
+                        let expected = match model.get(&(t.clone(), j.clone())) {
+                            None => Ok(()),
+                            Some(None) => Err(Reason::Revoked),
+                            Some(Some(u)) if *u > now => Err(Reason::Suspended),
+                            Some(Some(_)) => Ok(()),
+                        };
+                        prop_assert_eq!(idx.check(&t, &facts(&j, None, 0), now), expected);
+                    }
+                }
+            }
+            prop_assert_eq!(idx.len(), model.len());
+        }
+
+        /// A subject cutoff rejects exactly the tokens issued before it, for any interleaving.
+        #[test]
+        fn subject_cutoff_is_max_of_raises(raises in proptest::collection::vec(0i64..1000, 1..20), iat in 0i64..1000) {
+            let idx = RevocationIndex::new();
+            for r in &raises {
+                idx.raise_subject_cutoff("t", "s", *r);
+            }
+            let max = raises.iter().copied().max().unwrap_or(0);
+            let got = idx.check("t", &facts("j", Some("s"), iat), 0);
+            prop_assert_eq!(got.is_err(), iat < max);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Token issuance (filled in by the crypto work).

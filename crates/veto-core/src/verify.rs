@@ -1,0 +1,1 @@
+//! The verify pipeline (filled in by the crypto work).

@@ -1,0 +1,47 @@
+//! Server settings, resolved by the binary from flags and `VETO_*` variables.
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base of every tenant's issuer: `iss` = `<public_url>/t/<tenant>`. No trailing slash.
+    pub public_url: String,
+    /// Longest `ttl_seconds` a token may be issued with; also the lifetime of a revocation of a
+    /// bare jti given without `expires_at` (the contract's "tenant's maximum token lifetime").
+    pub max_token_ttl: i64,
+    /// `ttl_seconds` when a request gives none.
+    pub default_token_ttl: i64,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: i64,
+    /// How long a retired signing key keeps verifying. Default: `max_token_ttl` + 1 h, so every
+    /// token it signed expires before it goes.
+    pub key_retention: i64,
+    /// Request body limit (413 beyond).
+    pub body_limit: usize,
+    /// How often the purge sweep runs, and the safety margin it keeps.
+    pub purge_interval: Duration,
+    pub purge_margin: i64,
+    /// Rows deleted per purge transaction: small enough that a purge never holds the store's
+    /// write lock for long.
+    pub purge_batch: u32,
+}
+
+impl Config {
+    pub fn new(public_url: &str) -> Self {
+        let max_token_ttl = 86_400;
+        Config {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            max_token_ttl,
+            default_token_ttl: 900,
+            leeway: 30,
+            key_retention: max_token_ttl + 3_600,
+            body_limit: 1024 * 1024,
+            purge_interval: Duration::from_secs(3_600),
+            purge_margin: 3_600,
+            purge_batch: 1_000,
+        }
+    }
+
+    pub fn issuer(&self, tenant: &str) -> String {
+        format!("{}/t/{}", self.public_url, tenant)
+    }
+}

@@ -1,0 +1,188 @@
+//! The HTTP layer's one error type, mapped once to RFC 9457 problem details.
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use veto_store::StoreError;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest {
+        detail: String,
+        errors: Vec<FieldError>,
+        /// For batch requests: the item that failed.
+        index: Option<usize>,
+    },
+    /// No or unknown credentials: 401 with `WWW-Authenticate: Bearer`.
+    Unauthorized(String),
+    /// Known caller, wrong tenant or missing scope.
+    Forbidden(String),
+    NotFound(String),
+    Conflict(String),
+    Gone(String),
+    PayloadTooLarge(String),
+    MethodNotAllowed(String),
+    /// The store (or the freshness of our state) cannot be trusted right now: retry later.
+    Unavailable(String),
+    /// A bug or an invariant that failed. Never caused by input.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            detail: detail.into(),
+            errors: Vec::new(),
+            index: None,
+        }
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        ApiError::BadRequest {
+            detail: format!("{field}: {message}"),
+            errors: vec![FieldError {
+                field: field.to_owned(),
+                message,
+            }],
+            index: None,
+        }
+    }
+
+    /// Tags a batch item's error with its position.
+    pub fn at_index(self, i: usize) -> Self {
+        match self {
+            ApiError::BadRequest { detail, errors, .. } => ApiError::BadRequest {
+                detail: format!("item {i}: {detail}"),
+                errors,
+                index: Some(i),
+            },
+            other => other,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::BadRequest { .. } => ("bad-request", "Bad request"),
+            ApiError::Unauthorized(_) => ("unauthorized", "Authentication required"),
+            ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
+            ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::Gone(_) => ("gone", "Gone"),
+            ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
+            ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
+            ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
+            ApiError::Internal(_) => ("internal", "Internal error"),
+        }
+    }
+
+    fn detail(&self) -> &str {
+        match self {
+            ApiError::BadRequest { detail, .. } => detail,
+            ApiError::Unauthorized(d)
+            | ApiError::Forbidden(d)
+            | ApiError::NotFound(d)
+            | ApiError::Conflict(d)
+            | ApiError::Gone(d)
+            | ApiError::PayloadTooLarge(d)
+            | ApiError::MethodNotAllowed(d)
+            | ApiError::Unavailable(d)
+            | ApiError::Internal(d) => d,
+        }
+    }
+
+    /// The problem document, also embedded per item in batch responses.
+    pub fn problem(&self) -> Problem {
+        let (slug, title) = self.kind();
+        let (errors, index) = match self {
+            ApiError::BadRequest { errors, index, .. } => (errors.clone(), *index),
+            _ => (Vec::new(), None),
+        };
+        let detail = match self {
+            // The detail of an internal error may name internals; the log has it, the client
+            // gets a generic sentence.
+            ApiError::Internal(_) => "an internal error occurred; it has been logged".to_owned(),
+            other => other.detail().to_owned(),
+        };
+        Problem {
+            kind: format!("urn:veto:problem:{slug}"),
+            title: title.to_owned(),
+            status: self.status().as_u16(),
+            detail,
+            errors,
+            index,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Vec<FieldError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(d) => ApiError::Conflict(d),
+            StoreError::NotFound(d) => ApiError::NotFound(d),
+            StoreError::BadCursor => {
+                ApiError::field("cursor", "not a cursor this server issued; pass the next_cursor of a previous page")
+            }
+            StoreError::Unavailable(d) => {
+                tracing::error!(error = %d, "store unavailable");
+                ApiError::Unavailable("the store is unavailable; retry later".to_owned())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if matches!(self, ApiError::Internal(_)) {
+            tracing::error!(detail = %self.detail(), "internal error");
+        }
+        let status = self.status();
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

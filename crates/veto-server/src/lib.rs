@@ -1,0 +1,18 @@
+//! veto's HTTP layer. Handlers are thin: `extract` turns requests into typed values (every
+//! rejection a problem+json 4xx), `auth` identifies and authorises the caller, `service`
+//! performs the operation against the store and the in-memory state, and `error` maps every
+//! failure to RFC 9457 problem details in one place.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod service;
+pub mod state;
+
+pub use config::Config;
+pub use state::AppState;

@@ -1,0 +1,82 @@
+//! Prometheus metrics. Names are prefixed `veto_`; label values are bounded sets (route
+//! templates, not raw paths; reasons from a closed enum) so cardinality cannot be driven by callers.
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Installs the global recorder once per process and returns a handle to render it. A second
+/// call (several servers in one test process) reuses a fresh, unregistered recorder's handle, so
+/// it never fails.
+pub fn install() -> PrometheusHandle {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("duration_seconds".into()),
+            &[
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5,
+            ],
+        )
+        .map(|b| b.build_recorder())
+        .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+    let handle = recorder.handle();
+    // Err only when a recorder is already installed: keep that one.
+    let _ = metrics::set_global_recorder(recorder);
+    handle
+}
+
+/// Counts and times every request by route template, method and status.
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("veto_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("veto_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+pub fn token_issued(alg: &str) {
+    metrics::counter!("veto_tokens_issued_total", "alg" => alg.to_owned()).increment(1);
+}
+
+pub fn issue_failed(why: &'static str) {
+    metrics::counter!("veto_token_issue_failures_total", "reason" => why).increment(1);
+}
+
+pub fn check(outcome: &'static str) {
+    metrics::counter!("veto_checks_total", "outcome" => outcome).increment(1);
+}
+
+pub fn revoked(reason: Option<&str>, n: u64) {
+    // Reasons are free text from callers: bucket them so a caller cannot mint label values.
+    let label = match reason {
+        None => "unspecified",
+        Some(r) if r.len() <= 32 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') => {
+            return metrics::counter!("veto_revocations_total", "reason" => r.to_owned()).increment(n);
+        }
+        Some(_) => "other",
+    };
+    metrics::counter!("veto_revocations_total", "reason" => label).increment(n);
+}
+
+pub fn set_index_size(n: usize) {
+    metrics::gauge!("veto_revocation_index_size").set(n as f64);
+}
+
+pub fn purged(table: &'static str, n: u64) {
+    metrics::counter!("veto_purge_deleted_total", "table" => table).increment(n);
+}
+
+pub fn purge_run() {
+    metrics::counter!("veto_purge_runs_total").increment(1);
+}

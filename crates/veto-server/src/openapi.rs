@@ -1,0 +1,42 @@
+//! `GET /openapi.json`, generated from the handlers' annotations so it cannot drift from the code.
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::routes::{admin, api_keys, audit, keys, oauth, revocations, tenants, tokens};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "veto", description = "Token authority: issue, verify and revoke JWTs; durable revocation ledger."),
+    paths(
+        admin::healthz, admin::readyz, admin::metrics, admin::purge,
+        tenants::create, tenants::get, tenants::suspend, tenants::resume, tenants::revoke_all,
+        api_keys::create, api_keys::list, api_keys::delete,
+        keys::create, keys::rotate, keys::revoke, keys::list, keys::jwks, keys::metadata,
+        tokens::issue, tokens::issue_batch, tokens::verify,
+        revocations::create, revocations::batch, revocations::get, revocations::list,
+        revocations::stats, revocations::lift, revocations::subject_revoke_all,
+        audit::list,
+        oauth::introspect, oauth::revoke,
+    ),
+    components(schemas(crate::error::Problem)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

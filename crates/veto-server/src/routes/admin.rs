@@ -1,0 +1,70 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJsonOrEmpty;
+use crate::state::AppState;
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// Keep rows whose token expired less than this long ago. Default: the server's margin (1 h).
+    pub safety_margin_seconds: Option<i64>,
+}
+
+/// Delete ledger rows whose token would have expired anyway more than the margin ago.
+#[utoipa::path(post, path = "/v1/admin/purge", tag = "admin", request_body = PurgeRequest,
+    responses((status = 200, body = Object)))]
+pub async fn purge(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<PurgeRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let margin = body.safety_margin_seconds.unwrap_or(st.config.purge_margin);
+    if !(0..=10 * 365 * 86_400).contains(&margin) {
+        return Err(ApiError::field("safety_margin_seconds", "must be between 0 and 315360000"));
+    }
+    let c = st.purge(margin).await?;
+    Ok(Json(json!({"deleted": {
+        "revocations": c.revocations,
+        "cutoffs": c.cutoffs,
+        "signing_keys": c.signing_keys,
+    }})))
+}
+
+/// 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200)))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// 200 when the store answers and the revocation state is current; 503 otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200), (status = 503)))]
+pub async fn readyz(State(st): State<AppState>) -> Response {
+    match st.store.ping().await {
+        Ok(()) => Json(json!({"status": "ready", "revocations_indexed": st.index.len()})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "detail": "the store does not answer"})))
+                .into_response()
+        }
+    }
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    crate::metrics::set_index_size(st.index.len());
+    let mut resp = st.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,38 @@
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use veto_core::apikey::Scope;
+use veto_core::audit::AuditEvent;
+
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::extract::{ApiPath, ApiQuery, PageBody, PageParams};
+use crate::state::AppState;
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// e.g. `revocation.create`, `key.rotate`, `tenant.suspend`.
+    pub action: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// The tenant's audit trail, newest first.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/audit", tag = "audit",
+    params(("tenant" = String, Path), AuditParams), responses((status = 200, body = Object)))]
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+    ApiQuery(q): ApiQuery<AuditParams>,
+) -> ApiResult<Json<PageBody<AuditEvent>>> {
+    caller.require(&tenant, Scope::AuditRead)?;
+    st.require_tenant(&tenant)?;
+    let page = PageParams { limit: q.limit, cursor: q.cursor }.to_request()?;
+    let p = st.store.list_audit(&tenant, q.action.as_deref(), &page).await?;
+    Ok(Json(PageBody {
+        items: p.items,
+        next_cursor: p.next_cursor,
+    }))
+}

@@ -1,0 +1,125 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use veto_core::apikey::Scope;
+
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, ApiPath, PageBody};
+use crate::service::keys::{KeyView, parse_alg};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// HS256 HS384 HS512 RS256 RS384 RS512 PS256 ES256 ES384 EdDSA
+    pub alg: String,
+    /// Binds the key to tokens for this audience.
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeKey {
+    pub reason: Option<String>,
+}
+
+/// Create a signing key.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/keys", tag = "keys", request_body = CreateKey,
+    params(("tenant" = String, Path)), responses((status = 201, body = KeyView)))]
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+    ApiJson(body): ApiJson<CreateKey>,
+) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    caller.require(&tenant, Scope::KeysManage)?;
+    let alg = parse_alg(&body.alg)?;
+    let k = st.create_signing_key(caller.actor(), &tenant, alg, body.audience.as_deref(), false).await?;
+    Ok((StatusCode::CREATED, Json(k)))
+}
+
+/// Rotate: a new active key; the other active keys of that alg are retired and keep verifying
+/// through the retention window.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/keys/rotate", tag = "keys", request_body = CreateKey,
+    params(("tenant" = String, Path)), responses((status = 201, body = KeyView)))]
+pub async fn rotate(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+    ApiJson(body): ApiJson<CreateKey>,
+) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    caller.require(&tenant, Scope::KeysManage)?;
+    let alg = parse_alg(&body.alg)?;
+    let k = st.create_signing_key(caller.actor(), &tenant, alg, body.audience.as_deref(), true).await?;
+    Ok((StatusCode::CREATED, Json(k)))
+}
+
+/// Revoke a key: every token it signed is rejected at once; it leaves the JWKS.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/keys/{kid}/revoke", tag = "keys", request_body = RevokeKey,
+    params(("tenant" = String, Path), ("kid" = String, Path)), responses((status = 200, body = KeyView)))]
+pub async fn revoke(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath((tenant, kid)): ApiPath<(String, String)>,
+    crate::extract::ApiJsonOrEmpty(body): crate::extract::ApiJsonOrEmpty<Option<RevokeKey>>,
+) -> ApiResult<Json<KeyView>> {
+    caller.require(&tenant, Scope::KeysManage)?;
+    let reason = body.and_then(|b| b.reason);
+    Ok(Json(st.revoke_signing_key(caller.actor(), &tenant, &kid, reason.as_deref()).await?))
+}
+
+/// List signing keys with their status; never private material.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/keys", tag = "keys",
+    params(("tenant" = String, Path)), responses((status = 200, body = Object)))]
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+) -> ApiResult<Json<PageBody<KeyView>>> {
+    caller.require(&tenant, Scope::KeysManage)?;
+    // A tenant holds a handful of keys: one page always carries them all.
+    Ok(Json(PageBody {
+        items: st.list_signing_keys(&tenant).await?,
+        next_cursor: None,
+    }))
+}
+
+fn cacheable_json(v: serde_json::Value) -> Response {
+    let mut resp = Json(v).into_response();
+    // Resource servers poll these; a short cache keeps them cheap while a revoked key still
+    // disappears within a minute for caches that honour it.
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    resp
+}
+
+/// RFC 7517 JWKS: active and retired asymmetric public keys. Unauthenticated.
+#[utoipa::path(get, path = "/t/{tenant}/.well-known/jwks.json", tag = "discovery",
+    params(("tenant" = String, Path)), responses((status = 200, body = Object)))]
+pub async fn jwks(State(st): State<AppState>, ApiPath(tenant): ApiPath<String>) -> ApiResult<Response> {
+    st.require_tenant(&tenant)?;
+    let now = veto_core::timeutil::now().unix_timestamp();
+    Ok(cacheable_json(st.keyring.jwks(&tenant, now)))
+}
+
+/// RFC 8414 authorization server metadata. Unauthenticated.
+#[utoipa::path(get, path = "/t/{tenant}/.well-known/oauth-authorization-server", tag = "discovery",
+    params(("tenant" = String, Path)), responses((status = 200, body = Object)))]
+pub async fn metadata(State(st): State<AppState>, ApiPath(tenant): ApiPath<String>) -> ApiResult<Response> {
+    st.require_tenant(&tenant)?;
+    let iss = st.config.issuer(&tenant);
+    let algs: Vec<&str> = veto_core::Alg::ALL.iter().map(|a| a.as_str()).collect();
+    Ok(cacheable_json(serde_json::json!({
+        "issuer": iss,
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
+        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "bearer"],
+        "token_endpoint_auth_signing_alg_values_supported": algs,
+        "response_types_supported": [],
+    })))
+}

@@ -1,0 +1,185 @@
+use serde::Deserialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use veto_core::audit::AuditEvent;
+use veto_core::revocation::{Revocation, RevocationFilter, RevocationStats, RevocationStatus};
+use veto_core::timeutil;
+use veto_store::{LiftOutcome, Page, PageRequest, RevokeOutcome};
+
+use super::{check_ident, check_opt_text};
+use crate::error::{ApiError, ApiResult};
+use crate::metrics;
+use crate::state::AppState;
+
+/// Largest `metadata` object accepted per revocation, serialised.
+const MAX_METADATA_BYTES: usize = 4096;
+pub const MAX_BATCH: usize = 10_000;
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// The jti to revoke; or give `token`.
+    pub jti: Option<String>,
+    /// A token of this tenant: jti, sub and expiry are taken from it once its signature verifies.
+    pub token: Option<String>,
+    pub sub: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub reason: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// A temporary suspension that lifts by itself at this time.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub until: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct BatchRevokeResult {
+    pub created: u64,
+    pub existing: u64,
+}
+
+impl AppState {
+    /// Turns a request into the record to store, or the 400 that says what to fix.
+    fn revocation_record(&self, tenant: &str, actor: &str, req: &RevokeRequest, now: OffsetDateTime) -> ApiResult<Revocation> {
+        check_opt_text("reason", req.reason.as_deref(), 500)?;
+        let metadata = match &req.metadata {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(v @ Value::Object(_)) => {
+                if serde_json::to_vec(v).map_or(usize::MAX, |b| b.len()) > MAX_METADATA_BYTES {
+                    return Err(ApiError::field("metadata", format!("at most {MAX_METADATA_BYTES} bytes of JSON")));
+                }
+                v.clone()
+            }
+            Some(_) => return Err(ApiError::field("metadata", "must be a JSON object")),
+        };
+        if let Some(u) = req.until
+            && u <= now
+        {
+            return Err(ApiError::field("until", "must be in the future; omit it for a permanent revocation"));
+        }
+        let (jti, sub, expires_at) = match (&req.jti, &req.token) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request("give either jti or token, not both"));
+            }
+            (None, None) => return Err(ApiError::bad_request("give the jti to revoke, or the token")),
+            (Some(jti), None) => {
+                check_ident("jti", jti, 256)?;
+                if let Some(s) = &req.sub {
+                    check_ident("sub", s, 256)?;
+                }
+                let default_expiry = now + time::Duration::seconds(self.config.max_token_ttl);
+                (jti.clone(), req.sub.clone(), req.expires_at.unwrap_or(default_expiry))
+            }
+            (None, Some(token)) => {
+                let v = self.verify_for_revocation(tenant, token).map_err(|r| {
+                    ApiError::field(
+                        "token",
+                        format!("not a token of tenant {tenant:?} ({}); revoke by jti instead", r.as_str()),
+                    )
+                })?;
+                if req.sub.is_some() || req.expires_at.is_some() {
+                    return Err(ApiError::bad_request(
+                        "sub and expires_at come from the token; do not give them with token",
+                    ));
+                }
+                let exp = timeutil::from_unix(v.exp).unwrap_or(now);
+                (v.jti, v.sub, exp)
+            }
+        };
+        Ok(Revocation {
+            jti,
+            tenant: tenant.to_owned(),
+            sub,
+            expires_at,
+            revoked_at: now,
+            reason: req.reason.clone(),
+            revoked_by: actor.to_owned(),
+            metadata,
+            until: req.until,
+            status: RevocationStatus::of(req.until),
+        })
+    }
+
+    fn audit_for(rec: &Revocation) -> AuditEvent {
+        let action = if rec.until.is_some() { "revocation.suspend" } else { "revocation.create" };
+        AuditEvent::new(&rec.tenant, &rec.revoked_by, action, &rec.jti)
+            .with_reason(rec.reason.as_deref())
+            .with_metadata(rec.metadata.clone())
+    }
+
+    fn index_revocation(&self, rec: &Revocation) {
+        self.index.insert_jti(&rec.tenant, &rec.jti, rec.until.map(|u| u.unix_timestamp()));
+    }
+
+    pub async fn revoke(&self, tenant: &str, actor: &str, req: &RevokeRequest) -> ApiResult<RevokeOutcome> {
+        self.require_tenant(tenant)?;
+        let rec = self.revocation_record(tenant, actor, req, timeutil::now())?;
+        let out = self.store.insert_revocation(&rec, &Self::audit_for(&rec)).await?;
+        if out.created {
+            self.index_revocation(&out.record);
+            metrics::revoked(out.record.reason.as_deref(), 1);
+            metrics::set_index_size(self.index.len());
+        }
+        Ok(out)
+    }
+
+    /// Validates every item first; one bad item rejects the batch (400 naming its index) and
+    /// nothing is written. Otherwise all items go in one transaction.
+    pub async fn revoke_batch(&self, tenant: &str, actor: &str, reqs: &[RevokeRequest]) -> ApiResult<BatchRevokeResult> {
+        self.require_tenant(tenant)?;
+        if reqs.is_empty() || reqs.len() > MAX_BATCH {
+            return Err(ApiError::field("revocations", format!("give 1 to {MAX_BATCH} items")));
+        }
+        let now = timeutil::now();
+        let mut recs = Vec::with_capacity(reqs.len());
+        for (i, r) in reqs.iter().enumerate() {
+            recs.push(self.revocation_record(tenant, actor, r, now).map_err(|e| e.at_index(i))?);
+        }
+        let (created, existing, new) = self.store.insert_revocations(&recs, &Self::audit_for).await?;
+        self.index.insert_many(
+            new.iter()
+                .map(|r| (r.tenant.as_str(), r.jti.as_str(), r.until.map(|u| u.unix_timestamp()))),
+        );
+        for r in &new {
+            metrics::revoked(r.reason.as_deref(), 1);
+        }
+        metrics::set_index_size(self.index.len());
+        Ok(BatchRevokeResult { created, existing })
+    }
+
+    pub async fn get_revocation(&self, tenant: &str, jti: &str) -> ApiResult<Revocation> {
+        self.require_tenant(tenant)?;
+        self.store
+            .get_revocation(tenant, jti)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no revocation of jti {jti:?} in tenant {tenant:?}")))
+    }
+
+    pub async fn list_revocations(&self, tenant: &str, filter: &RevocationFilter, page: &PageRequest) -> ApiResult<Page<Revocation>> {
+        self.require_tenant(tenant)?;
+        Ok(self.store.list_revocations(tenant, filter, page).await?)
+    }
+
+    pub async fn revocation_stats(&self, tenant: &str) -> ApiResult<RevocationStats> {
+        self.require_tenant(tenant)?;
+        Ok(self.store.revocation_stats(tenant, timeutil::now()).await?)
+    }
+
+    /// Lifts a temporary suspension early. Permanent revocations stay: 409.
+    pub async fn lift(&self, tenant: &str, actor: &str, jti: &str) -> ApiResult<()> {
+        self.require_tenant(tenant)?;
+        let audit = AuditEvent::new(tenant, actor, "revocation.lift", jti);
+        match self.store.lift_suspension(tenant, jti, &audit).await? {
+            LiftOutcome::Lifted(_) => {
+                self.index.remove_jti(tenant, jti);
+                metrics::set_index_size(self.index.len());
+                Ok(())
+            }
+            LiftOutcome::NotFound => Err(ApiError::NotFound(format!("no revocation of jti {jti:?} in tenant {tenant:?}"))),
+            LiftOutcome::Permanent(_) => Err(ApiError::Conflict(format!(
+                "jti {jti:?} is revoked permanently; only temporary suspensions (with until) can be lifted"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use veto_core::Reason;
+use veto_core::index::TokenFacts;
+use veto_core::token::{Audience, IssueInput, check_custom_claims, issue};
+use veto_core::verify::{Expect, VerifiedToken, verify};
+use veto_core::timeutil;
+
+use super::check_ident;
+use super::keys::parse_alg;
+use crate::error::{ApiError, ApiResult};
+use crate::metrics;
+use crate::state::AppState;
+
+/// JOSE `typ` of access tokens (RFC 9068).
+pub const ACCESS_TYP: &str = "at+jwt";
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueRequest {
+    pub sub: String,
+    #[schema(value_type = Option<Object>)]
+    pub aud: Option<Audience>,
+    /// Default 900; at most the server's maximum token lifetime.
+    pub ttl_seconds: Option<i64>,
+    /// Default ES256.
+    pub alg: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub nbf: Option<OffsetDateTime>,
+    pub sid: Option<String>,
+    /// Default: the calling API key's id.
+    pub client_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub claims: Option<Map<String, Value>>,
+    /// `access` (default).
+    pub token_use: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct IssueResponse {
+    pub token: String,
+    pub jti: String,
+    pub kid: String,
+    pub alg: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// The outcome of a full check: signature, claims, then revocation state.
+pub enum Check {
+    Active(Box<VerifiedToken>),
+    Inactive(Reason),
+}
+
+fn outcome_label(r: Option<Reason>) -> &'static str {
+    r.map_or("active", Reason::as_str)
+}
+
+impl AppState {
+    pub fn issue_token(&self, tenant: &str, caller_id: &str, req: &IssueRequest) -> ApiResult<IssueResponse> {
+        let t = self.require_tenant(tenant)?;
+        check_ident("sub", &req.sub, 256)?;
+        if let Some(sid) = &req.sid {
+            check_ident("sid", sid, 256)?;
+        }
+        if let Some(c) = &req.client_id {
+            check_ident("client_id", c, 256)?;
+        }
+        match req.token_use.as_deref() {
+            None | Some("access") => {}
+            Some(other) => {
+                return Err(ApiError::field(
+                    "token_use",
+                    format!("unsupported value {other:?}; use \"access\""),
+                ));
+            }
+        }
+        match &req.aud {
+            Some(Audience::One(a)) => check_ident("aud", a, 256)?,
+            Some(Audience::Many(v)) => {
+                if v.is_empty() || v.len() > 32 {
+                    return Err(ApiError::field("aud", "give 1 to 32 audiences"));
+                }
+                for a in v {
+                    check_ident("aud", a, 256)?;
+                }
+            }
+            None => {}
+        }
+        let ttl = req.ttl_seconds.unwrap_or(self.config.default_token_ttl);
+        if ttl < 1 || ttl > self.config.max_token_ttl {
+            return Err(ApiError::field(
+                "ttl_seconds",
+                format!("must be between 1 and {}", self.config.max_token_ttl),
+            ));
+        }
+        let empty = Map::new();
+        let claims = req.claims.as_ref().unwrap_or(&empty);
+        check_custom_claims(claims).map_err(|m| ApiError::field("claims", m))?;
+        let alg = parse_alg(req.alg.as_deref().unwrap_or("ES256"))?;
+        if t.suspended {
+            metrics::issue_failed("tenant_suspended");
+            return Err(ApiError::Conflict(format!(
+                "tenant {tenant:?} is suspended; resume it before issuing tokens"
+            )));
+        }
+        let key = self.pick_signing_key(tenant, alg, req.aud.as_ref()).ok_or_else(|| {
+            metrics::issue_failed("no_key");
+            ApiError::Conflict(format!(
+                "tenant {tenant:?} has no active {alg} key; create one with POST /v1/tenants/{tenant}/keys"
+            ))
+        })?;
+        let now = timeutil::now().unix_timestamp();
+        // Never below a cutoff made in this same second (see veto_core::revocation::Cutoff).
+        let iat = self.index.min_iat(tenant, &req.sub).map_or(now, |m| m.max(now));
+        let issuer = self.config.issuer(tenant);
+        let input = IssueInput {
+            issuer: &issuer,
+            tenant,
+            sub: &req.sub,
+            aud: req.aud.as_ref(),
+            iat,
+            ttl_seconds: ttl,
+            nbf: req.nbf.map(|n| n.unix_timestamp()),
+            sid: req.sid.as_deref(),
+            client_id: req.client_id.as_deref().unwrap_or(caller_id),
+            claims,
+            typ: ACCESS_TYP,
+        };
+        let issued = issue(&key, &input).map_err(|e| {
+            metrics::issue_failed("signing");
+            ApiError::Internal(format!("signing failed: {e}"))
+        })?;
+        metrics::token_issued(alg.as_str());
+        Ok(IssueResponse {
+            token: issued.token,
+            jti: issued.jti,
+            kid: key.kid.clone(),
+            alg: alg.as_str().to_owned(),
+            issued_at: timeutil::from_unix(issued.iat).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            expires_at: timeutil::from_unix(issued.exp).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        })
+    }
+
+    /// A key bound to one of the requested audiences (in order), else an unbound one.
+    fn pick_signing_key(
+        &self,
+        tenant: &str,
+        alg: veto_core::Alg,
+        aud: Option<&Audience>,
+    ) -> Option<std::sync::Arc<veto_core::keys::LoadedKey>> {
+        let auds: Vec<&str> = match aud {
+            Some(Audience::One(a)) => vec![a.as_str()],
+            Some(Audience::Many(v)) => v.iter().map(String::as_str).collect(),
+            None => Vec::new(),
+        };
+        auds.iter()
+            .filter_map(|a| self.keyring.signing_key(tenant, alg, Some(a)))
+            .find(|k| k.audience.is_some())
+            .or_else(|| self.keyring.signing_key(tenant, alg, None))
+    }
+
+    /// design.md's whole pipeline for an access token of `tenant`, answered from memory.
+    pub fn check_token(&self, tenant: &str, token: &str, audience: Option<&str>) -> Check {
+        let now = timeutil::now().unix_timestamp();
+        let issuer = self.config.issuer(tenant);
+        let expect = Expect {
+            issuer: &issuer,
+            audience,
+            typ: ACCESS_TYP,
+            now,
+            leeway: self.config.leeway,
+            check_time: true,
+        };
+        let verified = match verify(token, |kid| self.keyring.get(tenant, kid), &expect) {
+            Ok(v) => v,
+            Err(r) => {
+                metrics::check(outcome_label(Some(r)));
+                return Check::Inactive(r);
+            }
+        };
+        let facts = TokenFacts {
+            jti: &verified.jti,
+            sub: verified.sub.as_deref(),
+            iat: verified.iat,
+            sid: verified.sid.as_deref(),
+        };
+        match self.index.check(tenant, &facts, now) {
+            Ok(()) => {
+                metrics::check("active");
+                Check::Active(Box::new(verified))
+            }
+            Err(r) => {
+                metrics::check(outcome_label(Some(r)));
+                Check::Inactive(r)
+            }
+        }
+    }
+
+    /// Signature, key and issuer checks without the time checks: used to take jti, sub and
+    /// expiry from a token being revoked (an expired token may still be revoked).
+    pub fn verify_for_revocation(&self, tenant: &str, token: &str) -> Result<VerifiedToken, Reason> {
+        let issuer = self.config.issuer(tenant);
+        let expect = Expect {
+            issuer: &issuer,
+            audience: None,
+            typ: ACCESS_TYP,
+            now: timeutil::now().unix_timestamp(),
+            leeway: self.config.leeway,
+            check_time: false,
+        };
+        verify(token, |kid| self.keyring.get(tenant, kid), &expect)
+    }
+}

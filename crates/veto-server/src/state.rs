@@ -1,0 +1,167 @@
+//! Everything a request may need, shared by all handlers: the store (source of truth) and the
+//! in-memory state derived from it (revocation index, key ring, tenants, API keys), which answers
+//! every check without a database query.
+//!
+//! Write discipline: the store commits first, memory is updated second, the client is answered
+//! third. Memory can therefore lag the store for the microseconds in between, but never lead it,
+//! and the node that took a write reflects it before acknowledging (read-your-writes).
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use veto_core::apikey::ApiKeyRecord;
+use veto_core::index::RevocationIndex;
+use veto_core::keyring::KeyRing;
+use veto_core::keys::{LoadedKey, MasterKey, SigningKeyRecord};
+use veto_core::tenant::{Tenant, TenantState};
+use veto_store::{StateSnapshot, Store};
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub master: Arc<MasterKey>,
+    pub index: RevocationIndex,
+    pub keyring: KeyRing,
+    /// Tenants by id, for existence (404) and the suspended flag shown by `GET /tenants/{id}`.
+    /// A std RwLock: reads are short map probes, never held across an await.
+    tenants: RwLock<HashMap<String, Tenant>>,
+    /// API keys by SHA-256 of their secret: authentication is a hash plus a map probe, no query.
+    api_keys: RwLock<HashMap<[u8; 32], Arc<ApiKeyRecord>>>,
+    pub metrics: PrometheusHandle,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // Writers only insert or remove whole entries, so a panic elsewhere cannot leave the map
+    // half-updated: keep serving rather than failing every later request.
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AppState {
+    /// Builds the in-memory state from the store. Fails (refusing to start) when any stored
+    /// signing key cannot be decrypted: that means a wrong master key, and serving without those
+    /// keys would silently reject or mis-sign tokens.
+    pub async fn load(
+        config: Config,
+        store: Arc<dyn Store>,
+        master: MasterKey,
+        metrics: PrometheusHandle,
+    ) -> Result<AppState, String> {
+        let snapshot = store
+            .load_state(veto_core::timeutil::now())
+            .await
+            .map_err(|e| format!("could not read the store: {e}"))?;
+        let state = AppState(Arc::new(Inner {
+            config,
+            store,
+            master: Arc::new(master),
+            index: RevocationIndex::new(),
+            keyring: KeyRing::new(),
+            tenants: RwLock::new(HashMap::new()),
+            api_keys: RwLock::new(HashMap::new()),
+            metrics,
+        }));
+        state.apply_snapshot(snapshot)?;
+        Ok(state)
+    }
+
+    fn apply_snapshot(&self, s: StateSnapshot) -> Result<(), String> {
+        for (tenant, cutoff) in s.tenants {
+            self.index.set_tenant(
+                &tenant.id,
+                TenantState {
+                    suspended: tenant.suspended,
+                    cutoff,
+                },
+            );
+            write(&self.tenants).insert(tenant.id.clone(), tenant);
+        }
+        for c in &s.subject_cutoffs {
+            if let Some(sub) = &c.sub {
+                self.index.raise_subject_cutoff(&c.tenant, sub, c.not_before_iat);
+            }
+        }
+        self.index.insert_many(s.revocations.iter().map(|r| {
+            (
+                r.tenant.as_str(),
+                r.jti.as_str(),
+                r.until.map(|u| u.unix_timestamp()),
+            )
+        }));
+        for rec in &s.signing_keys {
+            self.load_key(rec).map_err(|e| {
+                format!(
+                    "signing key {} of tenant {} cannot be decrypted ({e}); is VETO_MASTER_KEY the one this data was written with?",
+                    rec.kid, rec.tenant
+                )
+            })?;
+        }
+        for k in s.api_keys {
+            self.remember_api_key(k);
+        }
+        crate::metrics::set_index_size(self.index.len());
+        Ok(())
+    }
+
+    pub fn load_key(&self, rec: &SigningKeyRecord) -> Result<(), String> {
+        let loaded = LoadedKey::load(rec, &self.master).map_err(|e| e.to_string())?;
+        self.keyring.upsert(loaded);
+        Ok(())
+    }
+
+    /// Reflects a key record whose status changed (rotation, revocation) in the key ring.
+    pub fn refresh_keys(&self, recs: &[SigningKeyRecord]) -> Result<(), ApiError> {
+        for rec in recs {
+            self.load_key(rec).map_err(ApiError::Internal)?;
+        }
+        Ok(())
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<Tenant> {
+        read(&self.tenants).get(id).cloned()
+    }
+
+    /// The tenant, or the contract's 404 for an unknown one.
+    pub fn require_tenant(&self, id: &str) -> Result<Tenant, ApiError> {
+        self.tenant(id)
+            .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} does not exist")))
+    }
+
+    pub fn tenant_ids(&self) -> Vec<String> {
+        read(&self.tenants).keys().cloned().collect()
+    }
+
+    pub fn remember_tenant(&self, t: Tenant) {
+        self.index.set_tenant_suspended(&t.id, t.suspended);
+        write(&self.tenants).insert(t.id.clone(), t);
+    }
+
+    pub fn api_key_by_hash(&self, hash: &[u8; 32]) -> Option<Arc<ApiKeyRecord>> {
+        read(&self.api_keys).get(hash).cloned()
+    }
+
+    pub fn remember_api_key(&self, k: ApiKeyRecord) {
+        write(&self.api_keys).insert(k.key_hash, Arc::new(k));
+    }
+
+    pub fn forget_api_key(&self, id: &str) {
+        write(&self.api_keys).retain(|_, k| k.id != id);
+    }
+}

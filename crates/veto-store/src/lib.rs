@@ -1,0 +1,190 @@
+//! veto's storage: one `Store` trait, two backends (SQLite embedded by default, PostgreSQL for
+//! many nodes), one conformance suite (`conformance`) that every backend passes.
+//!
+//! Every mutating method commits its change, its audit event and its change-log entry in one
+//! transaction, and returns only once that transaction is durable: callers acknowledge a write to
+//! their client only after this returns `Ok`.
+#![forbid(unsafe_code)]
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use veto_core::apikey::ApiKeyRecord;
+use veto_core::audit::AuditEvent;
+use veto_core::keys::SigningKeyRecord;
+use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStats};
+use veto_core::tenant::Tenant;
+
+pub mod conformance;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing already exists (e.g. a tenant id); carries a description for the client.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The backend failed (I/O, connection, constraint we did not expect). Never caused by input
+    /// that the HTTP layer validated; maps to 503, because retrying later may work.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Keyset pagination: items newest first; `cursor` is opaque to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// 1..=1000.
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Outcome of an idempotent revocation insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevokeOutcome {
+    /// The stored record: the new one, or the unchanged original on a repeat.
+    pub record: Revocation,
+    pub created: bool,
+}
+
+/// Outcome of lifting a temporary suspension.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiftOutcome {
+    Lifted(Revocation),
+    NotFound,
+    /// Permanent revocations cannot be lifted.
+    Permanent(Revocation),
+}
+
+/// Rows deleted by one purge pass, per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeCounts {
+    pub revocations: u64,
+    pub cutoffs: u64,
+    pub signing_keys: u64,
+}
+
+/// Everything the revocation index and key ring are built from at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct StateSnapshot {
+    pub tenants: Vec<(Tenant, Option<i64>)>,
+    pub subject_cutoffs: Vec<Cutoff>,
+    /// Only records whose token has not expired yet (expired ones can never matter again).
+    pub revocations: Vec<Revocation>,
+    pub signing_keys: Vec<SigningKeyRecord>,
+    pub api_keys: Vec<ApiKeyRecord>,
+    /// Change-log position the snapshot is consistent with.
+    pub position: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations. Idempotent.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Cheap liveness probe of the backend (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+
+    // ---- tenants ----
+    /// `Conflict` if the id exists.
+    async fn create_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<()>;
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>>;
+    /// Sets `suspended`; `NotFound` for an unknown tenant. Returns the updated tenant.
+    async fn set_tenant_suspended(
+        &self,
+        id: &str,
+        suspended: bool,
+        audit: &AuditEvent,
+    ) -> Result<Tenant>;
+    /// Tenant-wide (`sub: None`) or subject cutoff. A later cutoff replaces an earlier one; an
+    /// earlier one never lowers it (max wins).
+    async fn set_cutoff(&self, cutoff: &Cutoff, audit: &AuditEvent) -> Result<()>;
+
+    // ---- API keys ----
+    async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEvent) -> Result<()>;
+    /// Tenant keys of one tenant, newest first.
+    async fn list_api_keys(&self, tenant: &str, page: &PageRequest) -> Result<Page<ApiKeyRecord>>;
+    /// `NotFound` when no key of that id belongs to that tenant.
+    async fn delete_api_key(&self, tenant: &str, id: &str, audit: &AuditEvent) -> Result<()>;
+    async fn find_api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>>;
+    /// True when at least one admin key (tenant NULL) exists.
+    async fn has_admin_key(&self) -> Result<bool>;
+
+    // ---- signing keys ----
+    /// Inserts a new key. When `retire_others_until` is `Some`, every other active key of the
+    /// same tenant and alg (and the same audience binding) becomes `retired` with that
+    /// `retain_until`, in the same transaction (rotation).
+    async fn insert_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        retire_others_until: Option<OffsetDateTime>,
+        audit: &AuditEvent,
+    ) -> Result<Vec<SigningKeyRecord>>;
+    /// All keys of a tenant, newest first, every status.
+    async fn list_signing_keys(&self, tenant: &str) -> Result<Vec<SigningKeyRecord>>;
+    /// Marks the key revoked. `NotFound` for an unknown kid of that tenant. Idempotent: revoking a
+    /// revoked key returns it unchanged.
+    async fn revoke_signing_key(
+        &self,
+        tenant: &str,
+        kid: &str,
+        reason: Option<&str>,
+        audit: &AuditEvent,
+    ) -> Result<SigningKeyRecord>;
+
+    // ---- revocations ----
+    /// Idempotent on (tenant, jti): a repeat returns the unchanged original with `created: false`
+    /// and writes no audit event.
+    async fn insert_revocation(&self, rec: &Revocation, audit: &AuditEvent) -> Result<RevokeOutcome>;
+    /// All in one transaction; existing jtis are left unchanged. Returns (created, existing) and
+    /// the records that were created. One audit event per created record, built by `audit`.
+    async fn insert_revocations(
+        &self,
+        recs: &[Revocation],
+        audit: &(dyn Fn(&Revocation) -> AuditEvent + Send + Sync),
+    ) -> Result<(u64, u64, Vec<Revocation>)>;
+    async fn get_revocation(&self, tenant: &str, jti: &str) -> Result<Option<Revocation>>;
+    /// Newest `revoked_at` first (ties broken by jti), filtered.
+    async fn list_revocations(
+        &self,
+        tenant: &str,
+        filter: &RevocationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Revocation>>;
+    async fn revocation_stats(&self, tenant: &str, now: OffsetDateTime) -> Result<RevocationStats>;
+    /// Deletes a temporary suspension (lifting it early). Permanent records are left alone.
+    async fn lift_suspension(&self, tenant: &str, jti: &str, audit: &AuditEvent) -> Result<LiftOutcome>;
+
+    // ---- audit ----
+    /// Newest first, optionally filtered by action.
+    async fn list_audit(
+        &self,
+        tenant: &str,
+        action: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>>;
+
+    // ---- purge ----
+    /// Deletes at most `batch` revocation rows with `expires_at < before` and suspensions whose
+    /// `until < before`, plus at most `batch` expired subject cutoffs and retired keys whose
+    /// retention ended before `before`. Returns what it deleted and the (tenant, jti) pairs of
+    /// deleted revocations, so the index can drop them. Callers loop until a pass deletes nothing.
+    async fn purge_batch(
+        &self,
+        before: OffsetDateTime,
+        batch: u32,
+    ) -> Result<(PurgeCounts, Vec<(String, String)>)>;
+
+    // ---- start-up ----
+    /// Reads everything the in-memory state is built from, consistent with one position.
+    async fn load_state(&self, now: OffsetDateTime) -> Result<StateSnapshot>;
+}

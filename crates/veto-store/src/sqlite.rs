@@ -1,0 +1,2 @@
+//! SQLite backend (filled in by the store work).
+pub struct SqliteStore;

@@ -1,0 +1,144 @@
+//! Command-line interface. Every flag can also come from its `VETO_*` environment variable, so
+//! the same binary is configured the same way in a shell, a container or a unit file.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "veto",
+    version,
+    about = "veto: issue, verify and revoke JWTs, with a durable revocation ledger",
+    long_about = "veto issues JWTs from per-tenant signing keys, verifies them against signature, claims and \
+revocation state, and keeps a durable revocation ledger that every check answers from memory.\n\n\
+Start it with `veto serve`: with no configuration it listens on 127.0.0.1:8080 and keeps its data in ./veto-data."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `veto=debug,sqlx=warn`.
+    #[arg(long, env = "VETO_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// Log format on stderr.
+    #[arg(long, env = "VETO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit (`serve` also applies them on start).
+    Migrate(StoreArgs),
+    /// Delete ledger rows whose tokens have expired, in bounded batches, with a progress bar.
+    Purge(PurgeArgs),
+    /// Print a new random master key (base64 of 32 bytes) for VETO_MASTER_KEY.
+    GenMasterKey,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory of the embedded store (and, without VETO_MASTER_KEY, of the generated master key).
+    #[arg(long, env = "VETO_DATA_DIR", default_value = "./veto-data")]
+    pub data_dir: PathBuf,
+    /// `postgres://…` selects PostgreSQL instead of the embedded store.
+    #[arg(long, env = "VETO_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on; port 0 picks a free port (the chosen address is printed on stdout).
+    #[arg(long, env = "VETO_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Base URL of this service as clients see it; tokens carry `iss` = `<public url>/t/<tenant>`.
+    /// Default: `http://<listen address>`.
+    #[arg(long, env = "VETO_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Optional Redis, for change notifications between nodes.
+    #[arg(long, env = "VETO_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Master key: base64 of 32 random bytes (`veto gen-master-key`). Encrypts signing keys at rest.
+    #[arg(long, env = "VETO_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// File holding the master key in base64.
+    #[arg(long, env = "VETO_MASTER_KEY_FILE", conflicts_with = "master_key")]
+    pub master_key_file: Option<PathBuf>,
+    /// Secret of an admin API key that must exist after start (created if missing).
+    #[arg(long, env = "VETO_BOOTSTRAP_ADMIN_KEY", hide_env_values = true)]
+    pub bootstrap_admin_key: Option<String>,
+    /// How often expired ledger rows are purged: seconds, or a number with s, m, h or d.
+    #[arg(long, env = "VETO_PURGE_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub purge_interval: std::time::Duration,
+    /// Longest token lifetime that may be issued, in seconds.
+    #[arg(long, env = "VETO_MAX_TOKEN_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..=31_536_000))]
+    pub max_token_ttl_seconds: i64,
+    /// Request body limit in bytes.
+    #[arg(long, env = "VETO_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Keep rows whose token expired less than this many seconds ago.
+    #[arg(long, default_value_t = 3_600)]
+    pub safety_margin_seconds: i64,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+}
+
+/// `90`, `90s`, `15m`, `1h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; use e.g. 30s, 15m, 1h"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit in {s:?}; use s, m, h or d")),
+    };
+    if n == 0 {
+        return Err("the interval must be positive".into());
+    }
+    Ok(std::time::Duration::from_secs(n.saturating_mul(mult)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("15m").unwrap().as_secs(), 900);
+        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,8 @@
+use crate::cli::StoreArgs;
+
+pub async fn run(args: StoreArgs) -> Result<(), String> {
+    // Opening applies the migrations.
+    crate::setup::open_store(&args).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! `veto purge`: the purge sweep from the command line, with a progress bar.
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::PurgeArgs;
+
+pub async fn run(args: PurgeArgs) -> Result<(), String> {
+    if args.safety_margin_seconds < 0 {
+        return Err("--safety-margin-seconds must not be negative".into());
+    }
+    let store = crate::setup::open_store(&args.store).await?;
+    let before = veto_core::timeutil::now() - time::Duration::seconds(args.safety_margin_seconds);
+    // The number of rows to delete is unknown up front (counting would scan the ledger), so
+    // the bar is a spinner that counts deleted rows batch by batch.
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} purging: {pos} rows deleted ({per_sec}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let total = veto_server::service::purge::purge_all(store.as_ref(), before, args.batch, |c, _| {
+        bar.inc(c.revocations + c.cutoffs + c.signing_keys);
+    })
+    .await
+    .map_err(|e| format!("purge failed: {e}"))?;
+    bar.finish_with_message("done");
+    let summary = serde_json::json!({"deleted": {
+        "revocations": total.revocations,
+        "cutoffs": total.cutoffs,
+        "signing_keys": total.signing_keys,
+    }});
+    println!("{summary}");
+    Ok(())
+}

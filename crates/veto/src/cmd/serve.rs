@@ -1,0 +1,126 @@
+//! `veto serve`: open the store, build the in-memory state, bootstrap, listen.
+use std::io::Write;
+
+use tokio::net::TcpListener;
+use veto_server::service::bootstrap::AdminKey;
+use veto_server::{AppState, Config};
+
+use crate::cli::ServeArgs;
+use crate::setup;
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    if args.redis_url.is_some() {
+        tracing::warn!("VETO_REDIS_URL is set but this build does not use Redis yet; ignoring it");
+    }
+    let store = setup::open_store(&args.store).await?;
+    let master = setup::master_key(
+        args.master_key.as_deref(),
+        args.master_key_file.as_deref(),
+        &args.store.data_dir,
+    )?;
+
+    // Bind before building the state: the default public URL is the bound address (port 0
+    // picks one), and a port already in use should fail fast, before any work.
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+
+    let mut config = Config::new(&public_url);
+    config.max_token_ttl = args.max_token_ttl_seconds;
+    config.key_retention = args.max_token_ttl_seconds + 3_600;
+    config.body_limit = args.body_limit;
+    config.purge_interval = args.purge_interval;
+
+    let started = std::time::Instant::now();
+    let metrics = veto_server::metrics::install();
+    let state = AppState::load(config, store, master, metrics).await?;
+    tracing::info!(
+        revocations = state.index.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "revocation index built"
+    );
+
+    state
+        .ensure_default_tenant()
+        .await
+        .map_err(|e| format!("cannot create the default tenant: {}", e.problem().detail))?;
+    match state
+        .ensure_admin_key(args.bootstrap_admin_key.as_deref())
+        .await
+        .map_err(|e| format!("cannot create the bootstrap admin key: {}", e.problem().detail))?
+    {
+        AdminKey::FromEnv | AdminKey::Existing => {}
+        AdminKey::Generated(secret) => {
+            let path = args.store.data_dir.join("bootstrap-admin.key");
+            setup::write_secret_file(&path, &secret)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            // Shown once, on stderr only (never through tracing, whose output may be shipped).
+            eprintln!(
+                "\nveto: created an admin API key (shown only now, also saved to {} with mode 0600):\n\n    {secret}\n",
+                path.display()
+            );
+        }
+    }
+
+    spawn_purge(state.clone());
+
+    let app = veto_server::routes::router(state);
+    tracing::info!(%addr, %public_url, "veto listening");
+    // The test harness and scripts wait for this exact line on stdout.
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "listening on {addr}");
+    let _ = out.flush();
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+/// The scheduled purge sweep. The first sweep runs one interval after start, so a restart loop
+/// cannot turn into a purge loop.
+fn spawn_purge(state: AppState) {
+    tokio::spawn(async move {
+        let period = state.config.purge_interval;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match state.purge(state.config.purge_margin).await {
+                Ok(c) => tracing::info!(
+                    revocations = c.revocations,
+                    cutoffs = c.cutoffs,
+                    signing_keys = c.signing_keys,
+                    "scheduled purge done"
+                ),
+                Err(e) => tracing::warn!(error = %e, "scheduled purge failed; will retry next interval"),
+            }
+        }
+    });
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,35 @@
+//! `veto`: the token authority's server and command line.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod cmd;
+mod setup;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    setup::init_logging(&cli.log, cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            cli::Command::Serve(args) => cmd::serve::run(args).await,
+            cli::Command::Migrate(args) => cmd::migrate::run(args).await,
+            cli::Command::Purge(args) => cmd::purge::run(args).await,
+            cli::Command::GenMasterKey => cmd::gen_master_key::run(),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Shared start-up steps: logging, opening the store, finding the master key.
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine;
+use veto_core::keys::MasterKey;
+use veto_store::{SqliteStore, Store};
+
+use crate::cli::{LogFormat, StoreArgs};
+
+pub fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Opens (and migrates) the configured store.
+pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>, String> {
+    if let Some(url) = &args.database_url {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err("this build of veto has no PostgreSQL backend yet; unset VETO_DATABASE_URL to use the embedded store".into());
+        }
+        return Err(format!(
+            "VETO_DATABASE_URL must be a postgres:// URL (got a URL of another scheme); unset it for the embedded store"
+        ));
+    }
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+        format!("cannot create the data directory {}: {e}", args.data_dir.display())
+    })?;
+    let path = args.data_dir.join("veto.db");
+    let store = SqliteStore::open(&path)
+        .await
+        .map_err(|e| format!("cannot open the embedded store {}: {e}", path.display()))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| format!("cannot migrate the store: {e}"))?;
+    Ok(Arc::new(store))
+}
+
+/// Writes a secret file readable by its owner only.
+pub fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+/// The master key from the flag/env, the key file, or (first start without either) a key
+/// generated into the data directory, with a warning.
+pub fn master_key(
+    inline: Option<&str>,
+    file: Option<&Path>,
+    data_dir: &Path,
+) -> Result<MasterKey, String> {
+    if let Some(b64) = inline {
+        return MasterKey::from_base64(b64.trim()).map_err(|e| e.to_string());
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read VETO_MASTER_KEY_FILE {}: {e}", path.display()))?;
+        return MasterKey::from_base64(text.trim()).map_err(|e| e.to_string());
+    }
+    let path = data_dir.join("master.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        return MasterKey::from_base64(text.trim()).map_err(|e| e.to_string());
+    }
+    let key = MasterKey::generate();
+    write_secret_file(&path, &key.to_base64())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        "generated a master key next to the data; production must pass its own with VETO_MASTER_KEY \
+         (32 random bytes in base64, see `veto gen-master-key`) or VETO_MASTER_KEY_FILE, kept apart from the data"
+    );
+    Ok(key)
+}
+
+pub fn new_master_key_b64() -> String {
+    let mut bytes = [0u8; 32];
+    // Failing to read the system RNG leaves no way to make a key; this is not input handling.
+    aws_lc_rs::rand::fill(&mut bytes).expect("system random number generator failed");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
