@@ -61,7 +61,9 @@ impl fmt::Display for Alg {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported alg {0:?}: use one of HS256 HS384 HS512 RS256 RS384 RS512 PS256 ES256 ES384 EdDSA")]
+#[error(
+    "unsupported alg {0:?}: use one of HS256 HS384 HS512 RS256 RS384 RS512 PS256 ES256 ES384 EdDSA"
+)]
 pub struct UnknownAlg(pub String);
 
 impl FromStr for Alg {

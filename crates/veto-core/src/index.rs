@@ -135,7 +135,10 @@ impl RevocationIndex {
     }
 
     /// Inserts many revocations under one lock acquisition (start-up, batch revocations).
-    pub fn insert_many<'a>(&self, items: impl IntoIterator<Item = (&'a str, &'a str, Option<i64>)>) {
+    pub fn insert_many<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a str, &'a str, Option<i64>)>,
+    ) {
         // Hash outside the lock, so checks are not held up by the hashing of a large batch.
         let keyed: Vec<(Key, Until)> = items
             .into_iter()
@@ -177,7 +180,11 @@ impl RevocationIndex {
     pub fn raise_tenant_cutoff(&self, tenant: &str, not_before_iat: i64) {
         let mut state = self.write();
         let entry = state.tenants.entry(tenant.to_owned()).or_default();
-        entry.cutoff = Some(entry.cutoff.map_or(not_before_iat, |c| c.max(not_before_iat)));
+        entry.cutoff = Some(
+            entry
+                .cutoff
+                .map_or(not_before_iat, |c| c.max(not_before_iat)),
+        );
     }
 
     /// Raises a subject cutoff (logout everywhere). Never lowers it.
@@ -299,8 +306,14 @@ mod tests {
         let idx = RevocationIndex::new();
         idx.insert_jti("acme", "a", None);
         idx.insert_jti("acme", "b", Some(2_000));
-        assert_eq!(idx.check("acme", &facts("a", None, 0), 1_000), Err(Reason::Revoked));
-        assert_eq!(idx.check("acme", &facts("b", None, 0), 1_999), Err(Reason::Suspended));
+        assert_eq!(
+            idx.check("acme", &facts("a", None, 0), 1_000),
+            Err(Reason::Revoked)
+        );
+        assert_eq!(
+            idx.check("acme", &facts("b", None, 0), 1_999),
+            Err(Reason::Suspended)
+        );
         assert_eq!(idx.check("acme", &facts("b", None, 0), 2_000), Ok(()));
         assert_eq!(idx.check("acme", &facts("c", None, 0), 1_000), Ok(()));
         idx.remove_jti("acme", "b");
@@ -314,7 +327,10 @@ mod tests {
         idx.insert_jti("acme", "x", None);
         idx.raise_subject_cutoff("acme", "alice", 100);
         idx.set_tenant_suspended("acme", true);
-        assert_eq!(idx.check("globex", &facts("x", Some("alice"), 50), 0), Ok(()));
+        assert_eq!(
+            idx.check("globex", &facts("x", Some("alice"), 50), 0),
+            Ok(())
+        );
         // Length-prefixing keeps ("ac", "mex") from meeting ("acme", "x").
         assert_eq!(idx.check("ac", &facts("mex", None, 0), 0), Ok(()));
     }
@@ -343,7 +359,10 @@ mod tests {
         let idx = RevocationIndex::new();
         idx.raise_subject_cutoff("t", "s", 100);
         idx.raise_subject_cutoff("t", "s", 50);
-        assert_eq!(idx.check("t", &facts("j", Some("s"), 99), 0), Err(Reason::SubjectRevoked));
+        assert_eq!(
+            idx.check("t", &facts("j", Some("s"), 99), 0),
+            Err(Reason::SubjectRevoked)
+        );
         assert_eq!(idx.check("t", &facts("j", Some("s"), 100), 0), Ok(()));
         assert_eq!(idx.check("t", &facts("j", Some("other"), 1), 0), Ok(()));
         idx.raise_tenant_cutoff("t", 200);
@@ -379,7 +398,8 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0u8..3, 0u8..20, proptest::option::of(-10i64..100)).prop_map(|(t, j, u)| Op::Revoke(t, j, u)),
+            (0u8..3, 0u8..20, proptest::option::of(-10i64..100))
+                .prop_map(|(t, j, u)| Op::Revoke(t, j, u)),
             (0u8..3, 0u8..20).prop_map(|(t, j)| Op::Lift(t, j)),
             (0u8..3, 0u8..20, 0i64..100).prop_map(|(t, j, n)| Op::Check(t, j, n)),
         ]

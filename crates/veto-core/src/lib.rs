@@ -7,6 +7,7 @@ pub mod alg;
 pub mod apikey;
 pub mod audit;
 pub mod index;
+pub mod keyring;
 pub mod keys;
 pub mod reason;
 pub mod revocation;

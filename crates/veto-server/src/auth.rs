@@ -44,7 +44,9 @@ impl FromRequestParts<AppState> for Caller {
         authenticate_secret(state, secret)
             .map(Caller)
             .ok_or_else(|| {
-                ApiError::Unauthorized("the API key is unknown or was deleted; use a current key".into())
+                ApiError::Unauthorized(
+                    "the API key is unknown or was deleted; use a current key".into(),
+                )
             })
     }
 }

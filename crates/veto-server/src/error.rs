@@ -154,9 +154,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(d) => ApiError::Conflict(d),
             StoreError::NotFound(d) => ApiError::NotFound(d),
-            StoreError::BadCursor => {
-                ApiError::field("cursor", "not a cursor this server issued; pass the next_cursor of a previous page")
-            }
+            StoreError::BadCursor => ApiError::field(
+                "cursor",
+                "not a cursor this server issued; pass the next_cursor of a previous page",
+            ),
             StoreError::Unavailable(d) => {
                 tracing::error!(error = %d, "store unavailable");
                 ApiError::Unavailable("the store is unavailable; retry later".to_owned())

@@ -18,7 +18,8 @@ pub struct ApiJsonOrEmpty<T>(pub T);
 fn body_rejection(e: BytesRejection) -> ApiError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge(
-            "request body exceeds the size limit (1 MiB by default); send less, or split a batch".into(),
+            "request body exceeds the size limit (1 MiB by default); send less, or split a batch"
+                .into(),
         )
     } else {
         ApiError::bad_request(format!("could not read the request body: {e}"))
@@ -26,7 +27,9 @@ fn body_rejection(e: BytesRejection) -> ApiError {
 }
 
 pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(body_rejection)
+    Bytes::from_request(req, state)
+        .await
+        .map_err(body_rejection)
 }
 
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -74,7 +77,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| ApiPath(v))
-            .map_err(|e: PathRejection| ApiError::bad_request(format!("invalid path: {}", e.body_text())))
+            .map_err(|e: PathRejection| {
+                ApiError::bad_request(format!("invalid path: {}", e.body_text()))
+            })
     }
 }
 

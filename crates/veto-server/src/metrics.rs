@@ -61,8 +61,13 @@ pub fn revoked(reason: Option<&str>, n: u64) {
     // Reasons are free text from callers: bucket them so a caller cannot mint label values.
     let label = match reason {
         None => "unspecified",
-        Some(r) if r.len() <= 32 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') => {
-            return metrics::counter!("veto_revocations_total", "reason" => r.to_owned()).increment(n);
+        Some(r)
+            if r.len() <= 32
+                && r.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            return metrics::counter!("veto_revocations_total", "reason" => r.to_owned())
+                .increment(n);
         }
         Some(_) => "other",
     };

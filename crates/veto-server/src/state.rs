@@ -95,16 +95,15 @@ impl AppState {
         }
         for c in &s.subject_cutoffs {
             if let Some(sub) = &c.sub {
-                self.index.raise_subject_cutoff(&c.tenant, sub, c.not_before_iat);
+                self.index
+                    .raise_subject_cutoff(&c.tenant, sub, c.not_before_iat);
             }
         }
-        self.index.insert_many(s.revocations.iter().map(|r| {
-            (
-                r.tenant.as_str(),
-                r.jti.as_str(),
-                r.until.map(|u| u.unix_timestamp()),
-            )
-        }));
+        self.index.insert_many(
+            s.revocations
+                .iter()
+                .map(|r| (r.tenant.as_str(), r.jti.as_str(), r.until)),
+        );
         for rec in &s.signing_keys {
             self.load_key(rec).map_err(|e| {
                 format!(

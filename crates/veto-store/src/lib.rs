@@ -15,6 +15,7 @@ use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStat
 use veto_core::tenant::Tenant;
 
 pub mod conformance;
+mod cursor;
 pub mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -26,6 +27,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// A pagination cursor this store did not issue (or from another list). Maps to 400.
+    #[error("malformed cursor")]
+    BadCursor,
     /// The backend failed (I/O, connection, constraint we did not expect). Never caused by input
     /// that the HTTP layer validated; maps to 503, because retrying later may work.
     #[error("store unavailable: {0}")]
@@ -73,13 +77,22 @@ pub struct PurgeCounts {
     pub signing_keys: u64,
 }
 
+/// What the index keeps of a revocation: whose, which, and until when (None = permanent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedRevocation {
+    pub tenant: String,
+    pub jti: String,
+    pub until: Option<i64>,
+}
+
 /// Everything the revocation index and key ring are built from at start-up.
 #[derive(Debug, Clone, Default)]
 pub struct StateSnapshot {
     pub tenants: Vec<(Tenant, Option<i64>)>,
     pub subject_cutoffs: Vec<Cutoff>,
-    /// Only records whose token has not expired yet (expired ones can never matter again).
-    pub revocations: Vec<Revocation>,
+    /// Every revocation row still in the ledger, in the lean form the index needs (a full
+    /// record per row would make start-up with millions of rows needlessly slow).
+    pub revocations: Vec<IndexedRevocation>,
     pub signing_keys: Vec<SigningKeyRecord>,
     pub api_keys: Vec<ApiKeyRecord>,
     /// Change-log position the snapshot is consistent with.
@@ -144,13 +157,16 @@ pub trait Store: Send + Sync + 'static {
     // ---- revocations ----
     /// Idempotent on (tenant, jti): a repeat returns the unchanged original with `created: false`
     /// and writes no audit event.
-    async fn insert_revocation(&self, rec: &Revocation, audit: &AuditEvent) -> Result<RevokeOutcome>;
+    async fn insert_revocation(
+        &self,
+        rec: &Revocation,
+        audit: &AuditEvent,
+    ) -> Result<RevokeOutcome>;
     /// All in one transaction; existing jtis are left unchanged. Returns (created, existing) and
-    /// the records that were created. One audit event per created record, built by `audit`.
+    /// the records that were created. Each record's audit event is written only if it was created.
     async fn insert_revocations(
         &self,
-        recs: &[Revocation],
-        audit: &(dyn Fn(&Revocation) -> AuditEvent + Send + Sync),
+        recs: &[(Revocation, AuditEvent)],
     ) -> Result<(u64, u64, Vec<Revocation>)>;
     async fn get_revocation(&self, tenant: &str, jti: &str) -> Result<Option<Revocation>>;
     /// Newest `revoked_at` first (ties broken by jti), filtered.
@@ -162,7 +178,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<Revocation>>;
     async fn revocation_stats(&self, tenant: &str, now: OffsetDateTime) -> Result<RevocationStats>;
     /// Deletes a temporary suspension (lifting it early). Permanent records are left alone.
-    async fn lift_suspension(&self, tenant: &str, jti: &str, audit: &AuditEvent) -> Result<LiftOutcome>;
+    async fn lift_suspension(
+        &self,
+        tenant: &str,
+        jti: &str,
+        audit: &AuditEvent,
+    ) -> Result<LiftOutcome>;
 
     // ---- audit ----
     /// Newest first, optionally filtered by action.

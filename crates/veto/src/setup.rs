@@ -11,7 +11,9 @@ use crate::cli::{LogFormat, StoreArgs};
 pub fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -29,7 +31,10 @@ pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>, String> {
         ));
     }
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
-        format!("cannot create the data directory {}: {e}", args.data_dir.display())
+        format!(
+            "cannot create the data directory {}: {e}",
+            args.data_dir.display()
+        )
     })?;
     let path = args.data_dir.join("veto.db");
     let store = SqliteStore::open(&path)

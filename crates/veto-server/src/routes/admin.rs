@@ -28,7 +28,10 @@ pub async fn purge(
     caller.require_admin()?;
     let margin = body.safety_margin_seconds.unwrap_or(st.config.purge_margin);
     if !(0..=10 * 365 * 86_400).contains(&margin) {
-        return Err(ApiError::field("safety_margin_seconds", "must be between 0 and 315360000"));
+        return Err(ApiError::field(
+            "safety_margin_seconds",
+            "must be between 0 and 315360000",
+        ));
     }
     let c = st.purge(margin).await?;
     Ok(Json(json!({"deleted": {
@@ -48,10 +51,15 @@ pub async fn healthz() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(st): State<AppState>) -> Response {
     match st.store.ping().await {
-        Ok(()) => Json(json!({"status": "ready", "revocations_indexed": st.index.len()})).into_response(),
+        Ok(()) => {
+            Json(json!({"status": "ready", "revocations_indexed": st.index.len()})).into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness: store does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "detail": "the store does not answer"})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "detail": "the store does not answer"})),
+            )
                 .into_response()
         }
     }

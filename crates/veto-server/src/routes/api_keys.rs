@@ -27,7 +27,9 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
     caller.require(&tenant, Scope::KeysManage)?;
-    let k = st.create_api_key(caller.actor(), &tenant, &body.name, &body.scopes).await?;
+    let k = st
+        .create_api_key(caller.actor(), &tenant, &body.name, &body.scopes)
+        .await?;
     Ok((StatusCode::CREATED, Json(k)))
 }
 

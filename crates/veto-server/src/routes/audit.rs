@@ -29,8 +29,15 @@ pub async fn list(
 ) -> ApiResult<Json<PageBody<AuditEvent>>> {
     caller.require(&tenant, Scope::AuditRead)?;
     st.require_tenant(&tenant)?;
-    let page = PageParams { limit: q.limit, cursor: q.cursor }.to_request()?;
-    let p = st.store.list_audit(&tenant, q.action.as_deref(), &page).await?;
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .to_request()?;
+    let p = st
+        .store
+        .list_audit(&tenant, q.action.as_deref(), &page)
+        .await?;
     Ok(Json(PageBody {
         items: p.items,
         next_cursor: p.next_cursor,

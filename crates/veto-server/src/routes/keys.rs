@@ -37,7 +37,15 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<KeyView>)> {
     caller.require(&tenant, Scope::KeysManage)?;
     let alg = parse_alg(&body.alg)?;
-    let k = st.create_signing_key(caller.actor(), &tenant, alg, body.audience.as_deref(), false).await?;
+    let k = st
+        .create_signing_key(
+            caller.actor(),
+            &tenant,
+            alg,
+            body.audience.as_deref(),
+            false,
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(k)))
 }
 
@@ -53,7 +61,9 @@ pub async fn rotate(
 ) -> ApiResult<(StatusCode, Json<KeyView>)> {
     caller.require(&tenant, Scope::KeysManage)?;
     let alg = parse_alg(&body.alg)?;
-    let k = st.create_signing_key(caller.actor(), &tenant, alg, body.audience.as_deref(), true).await?;
+    let k = st
+        .create_signing_key(caller.actor(), &tenant, alg, body.audience.as_deref(), true)
+        .await?;
     Ok((StatusCode::CREATED, Json(k)))
 }
 
@@ -68,7 +78,10 @@ pub async fn revoke(
 ) -> ApiResult<Json<KeyView>> {
     caller.require(&tenant, Scope::KeysManage)?;
     let reason = body.and_then(|b| b.reason);
-    Ok(Json(st.revoke_signing_key(caller.actor(), &tenant, &kid, reason.as_deref()).await?))
+    Ok(Json(
+        st.revoke_signing_key(caller.actor(), &tenant, &kid, reason.as_deref())
+            .await?,
+    ))
 }
 
 /// List signing keys with their status; never private material.
@@ -91,15 +104,20 @@ fn cacheable_json(v: serde_json::Value) -> Response {
     let mut resp = Json(v).into_response();
     // Resource servers poll these; a short cache keeps them cheap while a revoked key still
     // disappears within a minute for caches that honour it.
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
     resp
 }
 
 /// RFC 7517 JWKS: active and retired asymmetric public keys. Unauthenticated.
 #[utoipa::path(get, path = "/t/{tenant}/.well-known/jwks.json", tag = "discovery",
     params(("tenant" = String, Path)), responses((status = 200, body = Object)))]
-pub async fn jwks(State(st): State<AppState>, ApiPath(tenant): ApiPath<String>) -> ApiResult<Response> {
+pub async fn jwks(
+    State(st): State<AppState>,
+    ApiPath(tenant): ApiPath<String>,
+) -> ApiResult<Response> {
     st.require_tenant(&tenant)?;
     let now = veto_core::timeutil::now().unix_timestamp();
     Ok(cacheable_json(st.keyring.jwks(&tenant, now)))
@@ -108,7 +126,10 @@ pub async fn jwks(State(st): State<AppState>, ApiPath(tenant): ApiPath<String>) 
 /// RFC 8414 authorization server metadata. Unauthenticated.
 #[utoipa::path(get, path = "/t/{tenant}/.well-known/oauth-authorization-server", tag = "discovery",
     params(("tenant" = String, Path)), responses((status = 200, body = Object)))]
-pub async fn metadata(State(st): State<AppState>, ApiPath(tenant): ApiPath<String>) -> ApiResult<Response> {
+pub async fn metadata(
+    State(st): State<AppState>,
+    ApiPath(tenant): ApiPath<String>,
+) -> ApiResult<Response> {
     st.require_tenant(&tenant)?;
     let iss = st.config.issuer(&tenant);
     let algs: Vec<&str> = veto_core::Alg::ALL.iter().map(|a| a.as_str()).collect();

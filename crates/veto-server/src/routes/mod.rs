@@ -28,25 +28,52 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}/suspend", post(tenants::suspend))
         .route("/v1/tenants/{tenant}/resume", post(tenants::resume))
         .route("/v1/tenants/{tenant}/revoke-all", post(tenants::revoke_all))
-        .route("/v1/tenants/{tenant}/api-keys", post(api_keys::create).get(api_keys::list))
-        .route("/v1/tenants/{tenant}/api-keys/{id}", axum::routing::delete(api_keys::delete))
-        .route("/v1/tenants/{tenant}/keys", post(keys::create).get(keys::list))
+        .route(
+            "/v1/tenants/{tenant}/api-keys",
+            post(api_keys::create).get(api_keys::list),
+        )
+        .route(
+            "/v1/tenants/{tenant}/api-keys/{id}",
+            axum::routing::delete(api_keys::delete),
+        )
+        .route(
+            "/v1/tenants/{tenant}/keys",
+            post(keys::create).get(keys::list),
+        )
         .route("/v1/tenants/{tenant}/keys/rotate", post(keys::rotate))
         .route("/v1/tenants/{tenant}/keys/{kid}/revoke", post(keys::revoke))
         .route("/v1/tenants/{tenant}/tokens", post(tokens::issue))
-        .route("/v1/tenants/{tenant}/tokens/batch", post(tokens::issue_batch))
+        .route(
+            "/v1/tenants/{tenant}/tokens/batch",
+            post(tokens::issue_batch),
+        )
         .route("/v1/tenants/{tenant}/tokens/verify", post(tokens::verify))
-        .route("/v1/tenants/{tenant}/revocations", post(revocations::create).get(revocations::list))
-        .route("/v1/tenants/{tenant}/revocations/batch", post(revocations::batch))
-        .route("/v1/tenants/{tenant}/revocations/stats", get(revocations::stats))
+        .route(
+            "/v1/tenants/{tenant}/revocations",
+            post(revocations::create).get(revocations::list),
+        )
+        .route(
+            "/v1/tenants/{tenant}/revocations/batch",
+            post(revocations::batch),
+        )
+        .route(
+            "/v1/tenants/{tenant}/revocations/stats",
+            get(revocations::stats),
+        )
         .route(
             "/v1/tenants/{tenant}/revocations/{jti}",
             get(revocations::get).delete(revocations::lift),
         )
-        .route("/v1/tenants/{tenant}/subjects/{sub}/revoke-all", post(revocations::subject_revoke_all))
+        .route(
+            "/v1/tenants/{tenant}/subjects/{sub}/revoke-all",
+            post(revocations::subject_revoke_all),
+        )
         .route("/v1/tenants/{tenant}/audit", get(audit::list))
         .route("/t/{tenant}/.well-known/jwks.json", get(keys::jwks))
-        .route("/t/{tenant}/.well-known/oauth-authorization-server", get(keys::metadata))
+        .route(
+            "/t/{tenant}/.well-known/oauth-authorization-server",
+            get(keys::metadata),
+        )
         .route("/t/{tenant}/oauth2/introspect", post(oauth::introspect))
         .route("/t/{tenant}/oauth2/revoke", post(oauth::revoke))
         .fallback(not_found)

@@ -3,11 +3,11 @@
 //! anything about a token beyond what the RFCs allow.
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use base64::Engine;
 use serde_json::{Map, Value, json};
 use veto_core::apikey::{ApiKeyRecord, Scope};
@@ -27,10 +27,18 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn invalid_request(d: impl Into<String>) -> Self {
-        OAuthError { status: StatusCode::BAD_REQUEST, error: "invalid_request", description: d.into() }
+        OAuthError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_request",
+            description: d.into(),
+        }
     }
     fn invalid_client(d: impl Into<String>) -> Self {
-        OAuthError { status: StatusCode::UNAUTHORIZED, error: "invalid_client", description: d.into() }
+        OAuthError {
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_client",
+            description: d.into(),
+        }
     }
 }
 
@@ -46,16 +54,26 @@ impl From<ApiError> for OAuthError {
             StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
             _ => "server_error",
         };
-        OAuthError { status, error, description: e.problem().detail }
+        OAuthError {
+            status,
+            error,
+            description: e.problem().detail,
+        }
     }
 }
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, Json(json!({"error": self.error, "error_description": self.description}))).into_response();
+        let mut resp = (
+            self.status,
+            Json(json!({"error": self.error, "error_description": self.description})),
+        )
+            .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"veto\", Bearer"));
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"veto\", Bearer"),
+            );
         }
         resp
     }
@@ -67,7 +85,10 @@ pub struct OAuthForm(Vec<(String, String)>);
 
 impl OAuthForm {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -85,11 +106,14 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
             ));
         }
         let bytes = body_bytes(req, state).await?;
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|e| OAuthError::invalid_request(format!("the form body cannot be decoded: {e}")))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+            OAuthError::invalid_request(format!("the form body cannot be decoded: {e}"))
+        })?;
         for (i, (k, _)) in pairs.iter().enumerate() {
             if pairs[..i].iter().any(|(k2, _)| k2 == k) {
-                return Err(OAuthError::invalid_request(format!("parameter {k:?} is given more than once")));
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {k:?} is given more than once"
+                )));
             }
         }
         Ok(OAuthForm(pairs))
@@ -112,7 +136,9 @@ fn client(st: &AppState, headers: &HeaderMap) -> Result<Option<Arc<ApiKeyRecord>
         return Err(bad());
     }
     // RFC 6749 §2.3.1: client id and secret are each form-urlencoded before being joined by ':'.
-    let decoded = base64::engine::general_purpose::STANDARD.decode(rest).map_err(|_| bad())?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest)
+        .map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
     let unescape = |s: &str| -> Option<String> {
@@ -121,7 +147,10 @@ fn client(st: &AppState, headers: &HeaderMap) -> Result<Option<Arc<ApiKeyRecord>
             .pop()
             .map(|(_, v)| v)
     };
-    let (id, secret) = (unescape(id).ok_or_else(bad)?, unescape(secret).ok_or_else(bad)?);
+    let (id, secret) = (
+        unescape(id).ok_or_else(bad)?,
+        unescape(secret).ok_or_else(bad)?,
+    );
     match authenticate_secret(st, &secret) {
         // The id must name the very key whose secret was given.
         Some(k) if k.id == id => Ok(Some(k)),
@@ -136,7 +165,10 @@ fn authorise(key: &ApiKeyRecord, tenant: &str, scope: Scope) -> Result<(), OAuth
         Err(OAuthError {
             status: StatusCode::FORBIDDEN,
             error: "insufficient_scope",
-            description: format!("this client needs scope {} in tenant {tenant:?}", scope.as_str()),
+            description: format!(
+                "this client needs scope {} in tenant {tenant:?}",
+                scope.as_str()
+            ),
         })
     }
 }
@@ -152,8 +184,9 @@ pub async fn introspect(
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Json<Value>, OAuthError> {
-    let key = client(&st, &headers)?
-        .ok_or_else(|| OAuthError::invalid_client("authenticate with an API key (Bearer or HTTP Basic)"))?;
+    let key = client(&st, &headers)?.ok_or_else(|| {
+        OAuthError::invalid_client("authenticate with an API key (Bearer or HTTP Basic)")
+    })?;
     authorise(&key, &tenant, Scope::TokensVerify)?;
     st.require_tenant(&tenant)?;
     let token = form
@@ -165,7 +198,19 @@ pub async fn introspect(
     };
     let mut out = Map::new();
     out.insert("active".into(), Value::Bool(true));
-    for name in ["sub", "aud", "iss", "exp", "iat", "nbf", "jti", "client_id", "scope", "sid", "tid"] {
+    for name in [
+        "sub",
+        "aud",
+        "iss",
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "client_id",
+        "scope",
+        "sid",
+        "tid",
+    ] {
         if let Some(val) = v.claims.get(name) {
             out.insert(name.into(), val.clone());
         }
@@ -199,7 +244,14 @@ pub async fn revoke(
     let actor = key.as_ref().map_or("self", |k| k.id.as_str());
     let req = RevokeRequest {
         token: Some(token.to_owned()),
-        reason: Some(if key.is_some() { "oauth2_revoke" } else { "logout" }.to_owned()),
+        reason: Some(
+            if key.is_some() {
+                "oauth2_revoke"
+            } else {
+                "logout"
+            }
+            .to_owned(),
+        ),
         ..Default::default()
     };
     match st.revoke(&tenant, actor, &req).await {

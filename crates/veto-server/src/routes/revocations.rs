@@ -43,7 +43,11 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Revocation>)> {
     caller.require(&tenant, Scope::TokensRevoke)?;
     let out = st.revoke(&tenant, caller.actor(), &body).await?;
-    let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if out.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(out.record)))
 }
 
@@ -57,7 +61,10 @@ pub async fn batch(
     ApiJson(body): ApiJson<RevokeBatch>,
 ) -> ApiResult<Json<BatchRevokeResult>> {
     caller.require(&tenant, Scope::TokensRevoke)?;
-    Ok(Json(st.revoke_batch(&tenant, caller.actor(), &body.revocations).await?))
+    Ok(Json(
+        st.revoke_batch(&tenant, caller.actor(), &body.revocations)
+            .await?,
+    ))
 }
 
 /// Read one revocation record.
@@ -82,7 +89,11 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<PageBody<Revocation>>> {
     caller.require_any(&tenant, READ)?;
-    let page = PageParams { limit: q.limit, cursor: q.cursor }.to_request()?;
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .to_request()?;
     let filter = RevocationFilter {
         sub: q.sub,
         reason: q.reason,
@@ -130,5 +141,8 @@ pub async fn subject_revoke_all(
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ReasonBody>,
 ) -> ApiResult<Json<CutoffResult>> {
     caller.require(&tenant, Scope::TokensRevoke)?;
-    Ok(Json(st.revoke_all_subject(caller.actor(), &tenant, &sub, body.reason.as_deref()).await?))
+    Ok(Json(
+        st.revoke_all_subject(caller.actor(), &tenant, &sub, body.reason.as_deref())
+            .await?,
+    ))
 }

@@ -80,7 +80,9 @@ pub async fn suspend(
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ReasonBody>,
 ) -> ApiResult<Json<TenantView>> {
     caller.require_admin()?;
-    let t = st.set_suspended(caller.actor(), &tenant, true, body.reason.as_deref()).await?;
+    let t = st
+        .set_suspended(caller.actor(), &tenant, true, body.reason.as_deref())
+        .await?;
     Ok(Json(t.into()))
 }
 
@@ -94,7 +96,9 @@ pub async fn resume(
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ReasonBody>,
 ) -> ApiResult<Json<TenantView>> {
     caller.require_admin()?;
-    let t = st.set_suspended(caller.actor(), &tenant, false, body.reason.as_deref()).await?;
+    let t = st
+        .set_suspended(caller.actor(), &tenant, false, body.reason.as_deref())
+        .await?;
     Ok(Json(t.into()))
 }
 
@@ -108,5 +112,8 @@ pub async fn revoke_all(
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ReasonBody>,
 ) -> ApiResult<Json<CutoffResult>> {
     caller.require_admin()?;
-    Ok(Json(st.revoke_all_tenant(caller.actor(), &tenant, body.reason.as_deref()).await?))
+    Ok(Json(
+        st.revoke_all_tenant(caller.actor(), &tenant, body.reason.as_deref())
+            .await?,
+    ))
 }

@@ -68,7 +68,10 @@ pub async fn issue_batch(
     caller.require(&tenant, Scope::TokensIssue)?;
     st.require_tenant(&tenant)?;
     if body.requests.is_empty() || body.requests.len() > MAX_ISSUE_BATCH {
-        return Err(ApiError::field("requests", format!("give 1 to {MAX_ISSUE_BATCH} requests")));
+        return Err(ApiError::field(
+            "requests",
+            format!("give 1 to {MAX_ISSUE_BATCH} requests"),
+        ));
     }
     let results: Vec<Value> = body
         .requests
@@ -76,7 +79,11 @@ pub async fn issue_batch(
         .enumerate()
         .map(|(i, item)| {
             let res = serde_json::from_value::<IssueRequest>(item)
-                .map_err(|e| ApiError::bad_request(format!("the request does not match the expected shape: {e}")))
+                .map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "the request does not match the expected shape: {e}"
+                    ))
+                })
                 .and_then(|req| st.issue_token(&tenant, caller.actor(), &req));
             match res {
                 Ok(r) => serde_json::to_value(r).unwrap_or(Value::Null),
@@ -99,32 +106,34 @@ pub async fn verify(
 ) -> ApiResult<Json<VerifyResponse>> {
     caller.require(&tenant, Scope::TokensVerify)?;
     st.require_tenant(&tenant)?;
-    Ok(Json(match st.check_token(&tenant, &body.token, body.audience.as_deref()) {
-        Check::Active(v) => VerifyResponse {
-            active: true,
-            claims: Some(v.claims),
-            reason: None,
-            revocation: None,
-        },
-        Check::Inactive(reason) => {
-            // The decision came from memory; the record is detail for the answer only, so a
-            // store hiccup leaves it out rather than failing the check.
-            let revocation = if matches!(reason, Reason::Revoked | Reason::Suspended) {
-                match veto_core::verify::decode_unverified_claims(&body.token)
-                    .and_then(|c| c.get("jti").and_then(Value::as_str).map(str::to_owned))
-                {
-                    Some(jti) => st.store.get_revocation(&tenant, &jti).await.ok().flatten(),
-                    None => None,
+    Ok(Json(
+        match st.check_token(&tenant, &body.token, body.audience.as_deref()) {
+            Check::Active(v) => VerifyResponse {
+                active: true,
+                claims: Some(v.claims),
+                reason: None,
+                revocation: None,
+            },
+            Check::Inactive(reason) => {
+                // The decision came from memory; the record is detail for the answer only, so a
+                // store hiccup leaves it out rather than failing the check.
+                let revocation = if matches!(reason, Reason::Revoked | Reason::Suspended) {
+                    match veto_core::verify::decode_unverified_claims(&body.token)
+                        .and_then(|c| c.get("jti").and_then(Value::as_str).map(str::to_owned))
+                    {
+                        Some(jti) => st.store.get_revocation(&tenant, &jti).await.ok().flatten(),
+                        None => None,
+                    }
+                } else {
+                    None
+                };
+                VerifyResponse {
+                    active: false,
+                    claims: None,
+                    reason: Some(reason),
+                    revocation,
                 }
-            } else {
-                None
-            };
-            VerifyResponse {
-                active: false,
-                claims: None,
-                reason: Some(reason),
-                revocation,
             }
-        }
-    }))
+        },
+    ))
 }

@@ -96,7 +96,11 @@ impl AppState {
         })
     }
 
-    pub async fn list_api_keys(&self, tenant: &str, page: &PageRequest) -> ApiResult<Page<ApiKeyView>> {
+    pub async fn list_api_keys(
+        &self,
+        tenant: &str,
+        page: &PageRequest,
+    ) -> ApiResult<Page<ApiKeyView>> {
         self.require_tenant(tenant)?;
         let p = self.store.list_api_keys(tenant, page).await?;
         Ok(Page {

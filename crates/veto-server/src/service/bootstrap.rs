@@ -20,7 +20,8 @@ pub enum AdminKey {
 impl AppState {
     pub async fn ensure_default_tenant(&self) -> ApiResult<()> {
         if self.tenant(DEFAULT_TENANT).is_none() {
-            self.create_tenant("system", DEFAULT_TENANT, "Default").await?;
+            self.create_tenant("system", DEFAULT_TENANT, "Default")
+                .await?;
         }
         Ok(())
     }

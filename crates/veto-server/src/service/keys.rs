@@ -19,9 +19,15 @@ pub struct KeyView {
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// Retired keys verify until then.
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retain_until: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub revoked_at: Option<OffsetDateTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoke_reason: Option<String>,
@@ -43,7 +49,8 @@ impl From<&SigningKeyRecord> for KeyView {
 }
 
 pub fn parse_alg(s: &str) -> ApiResult<Alg> {
-    s.parse::<Alg>().map_err(|e| ApiError::field("alg", e.to_string()))
+    s.parse::<Alg>()
+        .map_err(|e| ApiError::field("alg", e.to_string()))
 }
 
 impl AppState {
@@ -71,11 +78,14 @@ impl AppState {
         .map_err(|e| ApiError::Internal(format!("key generation task failed: {e}")))?
         .map_err(|e| ApiError::Internal(format!("key generation failed: {e}")))?;
         let action = if rotate { "key.rotate" } else { "key.create" };
-        let audit = AuditEvent::new(tenant, actor, action, &rec.kid).with_metadata(
-            serde_json::json!({"alg": alg.as_str(), "audience": audience}),
-        );
-        let retire_until = rotate.then(|| timeutil::now() + time::Duration::seconds(self.config.key_retention));
-        let changed = self.store.insert_signing_key(&rec, retire_until, &audit).await?;
+        let audit = AuditEvent::new(tenant, actor, action, &rec.kid)
+            .with_metadata(serde_json::json!({"alg": alg.as_str(), "audience": audience}));
+        let retire_until =
+            rotate.then(|| timeutil::now() + time::Duration::seconds(self.config.key_retention));
+        let changed = self
+            .store
+            .insert_signing_key(&rec, retire_until, &audit)
+            .await?;
         self.load_key(&rec).map_err(ApiError::Internal)?;
         self.refresh_keys(&changed)?;
         Ok(KeyView::from(&rec))
@@ -92,7 +102,10 @@ impl AppState {
         check_opt_text("reason", reason, 500)?;
         self.require_tenant(tenant)?;
         let audit = AuditEvent::new(tenant, actor, "key.revoke", kid).with_reason(reason);
-        let rec = self.store.revoke_signing_key(tenant, kid, reason, &audit).await?;
+        let rec = self
+            .store
+            .revoke_signing_key(tenant, kid, reason, &audit)
+            .await?;
         debug_assert_eq!(rec.status, KeyStatus::Revoked);
         self.load_key(&rec).map_err(ApiError::Internal)?;
         Ok(KeyView::from(&rec))

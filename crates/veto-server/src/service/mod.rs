@@ -18,7 +18,10 @@ pub(crate) fn check_text(field: &str, value: &str, max: usize) -> Result<(), Api
         return Err(ApiError::field(field, format!("at most {max} bytes")));
     }
     if value.chars().any(|c| c.is_control()) {
-        return Err(ApiError::field(field, "must not contain control characters"));
+        return Err(ApiError::field(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }

@@ -34,11 +34,16 @@ impl AppState {
     /// Purges rows that expired more than `margin_seconds` ago and drops them from the index.
     pub async fn purge(&self, margin_seconds: i64) -> veto_store::Result<PurgeCounts> {
         let before = veto_core::timeutil::now() - time::Duration::seconds(margin_seconds.max(0));
-        let total = purge_all(self.store.as_ref(), before, self.config.purge_batch, |_, jtis| {
-            for (t, j) in jtis {
-                self.index.remove_jti(t, j);
-            }
-        })
+        let total = purge_all(
+            self.store.as_ref(),
+            before,
+            self.config.purge_batch,
+            |_, jtis| {
+                for (t, j) in jtis {
+                    self.index.remove_jti(t, j);
+                }
+            },
+        )
         .await?;
         metrics::purge_run();
         metrics::purged("revocations", total.revocations);

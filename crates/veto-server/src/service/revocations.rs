@@ -41,13 +41,22 @@ pub struct BatchRevokeResult {
 
 impl AppState {
     /// Turns a request into the record to store, or the 400 that says what to fix.
-    fn revocation_record(&self, tenant: &str, actor: &str, req: &RevokeRequest, now: OffsetDateTime) -> ApiResult<Revocation> {
+    fn revocation_record(
+        &self,
+        tenant: &str,
+        actor: &str,
+        req: &RevokeRequest,
+        now: OffsetDateTime,
+    ) -> ApiResult<Revocation> {
         check_opt_text("reason", req.reason.as_deref(), 500)?;
         let metadata = match &req.metadata {
             None | Some(Value::Null) => Value::Object(Default::default()),
             Some(v @ Value::Object(_)) => {
                 if serde_json::to_vec(v).map_or(usize::MAX, |b| b.len()) > MAX_METADATA_BYTES {
-                    return Err(ApiError::field("metadata", format!("at most {MAX_METADATA_BYTES} bytes of JSON")));
+                    return Err(ApiError::field(
+                        "metadata",
+                        format!("at most {MAX_METADATA_BYTES} bytes of JSON"),
+                    ));
                 }
                 v.clone()
             }
@@ -56,26 +65,40 @@ impl AppState {
         if let Some(u) = req.until
             && u <= now
         {
-            return Err(ApiError::field("until", "must be in the future; omit it for a permanent revocation"));
+            return Err(ApiError::field(
+                "until",
+                "must be in the future; omit it for a permanent revocation",
+            ));
         }
         let (jti, sub, expires_at) = match (&req.jti, &req.token) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::bad_request("give either jti or token, not both"));
             }
-            (None, None) => return Err(ApiError::bad_request("give the jti to revoke, or the token")),
+            (None, None) => {
+                return Err(ApiError::bad_request(
+                    "give the jti to revoke, or the token",
+                ));
+            }
             (Some(jti), None) => {
                 check_ident("jti", jti, 256)?;
                 if let Some(s) = &req.sub {
                     check_ident("sub", s, 256)?;
                 }
                 let default_expiry = now + time::Duration::seconds(self.config.max_token_ttl);
-                (jti.clone(), req.sub.clone(), req.expires_at.unwrap_or(default_expiry))
+                (
+                    jti.clone(),
+                    req.sub.clone(),
+                    req.expires_at.unwrap_or(default_expiry),
+                )
             }
             (None, Some(token)) => {
                 let v = self.verify_for_revocation(tenant, token).map_err(|r| {
                     ApiError::field(
                         "token",
-                        format!("not a token of tenant {tenant:?} ({}); revoke by jti instead", r.as_str()),
+                        format!(
+                            "not a token of tenant {tenant:?} ({}); revoke by jti instead",
+                            r.as_str()
+                        ),
                     )
                 })?;
                 if req.sub.is_some() || req.expires_at.is_some() {
@@ -102,20 +125,33 @@ impl AppState {
     }
 
     fn audit_for(rec: &Revocation) -> AuditEvent {
-        let action = if rec.until.is_some() { "revocation.suspend" } else { "revocation.create" };
+        let action = if rec.until.is_some() {
+            "revocation.suspend"
+        } else {
+            "revocation.create"
+        };
         AuditEvent::new(&rec.tenant, &rec.revoked_by, action, &rec.jti)
             .with_reason(rec.reason.as_deref())
             .with_metadata(rec.metadata.clone())
     }
 
     fn index_revocation(&self, rec: &Revocation) {
-        self.index.insert_jti(&rec.tenant, &rec.jti, rec.until.map(|u| u.unix_timestamp()));
+        self.index
+            .insert_jti(&rec.tenant, &rec.jti, rec.until.map(|u| u.unix_timestamp()));
     }
 
-    pub async fn revoke(&self, tenant: &str, actor: &str, req: &RevokeRequest) -> ApiResult<RevokeOutcome> {
+    pub async fn revoke(
+        &self,
+        tenant: &str,
+        actor: &str,
+        req: &RevokeRequest,
+    ) -> ApiResult<RevokeOutcome> {
         self.require_tenant(tenant)?;
         let rec = self.revocation_record(tenant, actor, req, timeutil::now())?;
-        let out = self.store.insert_revocation(&rec, &Self::audit_for(&rec)).await?;
+        let out = self
+            .store
+            .insert_revocation(&rec, &Self::audit_for(&rec))
+            .await?;
         if out.created {
             self.index_revocation(&out.record);
             metrics::revoked(out.record.reason.as_deref(), 1);
@@ -126,21 +162,36 @@ impl AppState {
 
     /// Validates every item first; one bad item rejects the batch (400 naming its index) and
     /// nothing is written. Otherwise all items go in one transaction.
-    pub async fn revoke_batch(&self, tenant: &str, actor: &str, reqs: &[RevokeRequest]) -> ApiResult<BatchRevokeResult> {
+    pub async fn revoke_batch(
+        &self,
+        tenant: &str,
+        actor: &str,
+        reqs: &[RevokeRequest],
+    ) -> ApiResult<BatchRevokeResult> {
         self.require_tenant(tenant)?;
         if reqs.is_empty() || reqs.len() > MAX_BATCH {
-            return Err(ApiError::field("revocations", format!("give 1 to {MAX_BATCH} items")));
+            return Err(ApiError::field(
+                "revocations",
+                format!("give 1 to {MAX_BATCH} items"),
+            ));
         }
         let now = timeutil::now();
         let mut recs = Vec::with_capacity(reqs.len());
         for (i, r) in reqs.iter().enumerate() {
-            recs.push(self.revocation_record(tenant, actor, r, now).map_err(|e| e.at_index(i))?);
+            let rec = self
+                .revocation_record(tenant, actor, r, now)
+                .map_err(|e| e.at_index(i))?;
+            let audit = Self::audit_for(&rec);
+            recs.push((rec, audit));
         }
-        let (created, existing, new) = self.store.insert_revocations(&recs, &Self::audit_for).await?;
-        self.index.insert_many(
-            new.iter()
-                .map(|r| (r.tenant.as_str(), r.jti.as_str(), r.until.map(|u| u.unix_timestamp()))),
-        );
+        let (created, existing, new) = self.store.insert_revocations(&recs).await?;
+        self.index.insert_many(new.iter().map(|r| {
+            (
+                r.tenant.as_str(),
+                r.jti.as_str(),
+                r.until.map(|u| u.unix_timestamp()),
+            )
+        }));
         for r in &new {
             metrics::revoked(r.reason.as_deref(), 1);
         }
@@ -153,10 +204,17 @@ impl AppState {
         self.store
             .get_revocation(tenant, jti)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no revocation of jti {jti:?} in tenant {tenant:?}")))
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("no revocation of jti {jti:?} in tenant {tenant:?}"))
+            })
     }
 
-    pub async fn list_revocations(&self, tenant: &str, filter: &RevocationFilter, page: &PageRequest) -> ApiResult<Page<Revocation>> {
+    pub async fn list_revocations(
+        &self,
+        tenant: &str,
+        filter: &RevocationFilter,
+        page: &PageRequest,
+    ) -> ApiResult<Page<Revocation>> {
         self.require_tenant(tenant)?;
         Ok(self.store.list_revocations(tenant, filter, page).await?)
     }
@@ -176,7 +234,9 @@ impl AppState {
                 metrics::set_index_size(self.index.len());
                 Ok(())
             }
-            LiftOutcome::NotFound => Err(ApiError::NotFound(format!("no revocation of jti {jti:?} in tenant {tenant:?}"))),
+            LiftOutcome::NotFound => Err(ApiError::NotFound(format!(
+                "no revocation of jti {jti:?} in tenant {tenant:?}"
+            ))),
             LiftOutcome::Permanent(_) => Err(ApiError::Conflict(format!(
                 "jti {jti:?} is revoked permanently; only temporary suspensions (with until) can be lifted"
             ))),

@@ -22,7 +22,12 @@ pub struct CutoffResult {
 }
 
 impl AppState {
-    pub async fn create_tenant(&self, actor: &str, id: &str, display_name: &str) -> ApiResult<Tenant> {
+    pub async fn create_tenant(
+        &self,
+        actor: &str,
+        id: &str,
+        display_name: &str,
+    ) -> ApiResult<Tenant> {
         validate_tenant_id(id).map_err(|m| ApiError::field("id", m))?;
         check_text("display_name", display_name, 200)?;
         if self.tenant(id).is_some() {
@@ -38,7 +43,8 @@ impl AppState {
         self.store.create_tenant(&tenant, &audit).await?;
         self.remember_tenant(tenant.clone());
         // Contract: "A new tenant starts with one active ES256 key."
-        self.create_signing_key(actor, id, Alg::ES256, None, false).await?;
+        self.create_signing_key(actor, id, Alg::ES256, None, false)
+            .await?;
         Ok(tenant)
     }
 
@@ -51,9 +57,16 @@ impl AppState {
     ) -> ApiResult<Tenant> {
         check_opt_text("reason", reason, 500)?;
         self.require_tenant(id)?;
-        let action = if suspended { "tenant.suspend" } else { "tenant.resume" };
+        let action = if suspended {
+            "tenant.suspend"
+        } else {
+            "tenant.resume"
+        };
         let audit = AuditEvent::new(id, actor, action, id).with_reason(reason);
-        let tenant = self.store.set_tenant_suspended(id, suspended, &audit).await?;
+        let tenant = self
+            .store
+            .set_tenant_suspended(id, suspended, &audit)
+            .await?;
         self.remember_tenant(tenant.clone());
         Ok(tenant)
     }
@@ -74,7 +87,12 @@ impl AppState {
         )
     }
 
-    pub async fn revoke_all_tenant(&self, actor: &str, id: &str, reason: Option<&str>) -> ApiResult<CutoffResult> {
+    pub async fn revoke_all_tenant(
+        &self,
+        actor: &str,
+        id: &str,
+        reason: Option<&str>,
+    ) -> ApiResult<CutoffResult> {
         check_opt_text("reason", reason, 500)?;
         self.require_tenant(id)?;
         let (cutoff, revoked_before) = self.cutoff_now(id, None);
@@ -102,7 +120,8 @@ impl AppState {
         let (cutoff, revoked_before) = self.cutoff_now(tenant, Some(sub));
         let audit = AuditEvent::new(tenant, actor, "subject.revoke_all", sub).with_reason(reason);
         self.store.set_cutoff(&cutoff, &audit).await?;
-        self.index.raise_subject_cutoff(tenant, sub, cutoff.not_before_iat);
+        self.index
+            .raise_subject_cutoff(tenant, sub, cutoff.not_before_iat);
         Ok(CutoffResult {
             tenant: tenant.to_owned(),
             sub: Some(sub.to_owned()),

@@ -3,9 +3,9 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use veto_core::Reason;
 use veto_core::index::TokenFacts;
+use veto_core::timeutil;
 use veto_core::token::{Audience, IssueInput, check_custom_claims, issue};
 use veto_core::verify::{Expect, VerifiedToken, verify};
-use veto_core::timeutil;
 
 use super::check_ident;
 use super::keys::parse_alg;
@@ -60,7 +60,12 @@ fn outcome_label(r: Option<Reason>) -> &'static str {
 }
 
 impl AppState {
-    pub fn issue_token(&self, tenant: &str, caller_id: &str, req: &IssueRequest) -> ApiResult<IssueResponse> {
+    pub fn issue_token(
+        &self,
+        tenant: &str,
+        caller_id: &str,
+        req: &IssueRequest,
+    ) -> ApiResult<IssueResponse> {
         let t = self.require_tenant(tenant)?;
         check_ident("sub", &req.sub, 256)?;
         if let Some(sid) = &req.sid {
@@ -115,7 +120,10 @@ impl AppState {
         })?;
         let now = timeutil::now().unix_timestamp();
         // Never below a cutoff made in this same second (see veto_core::revocation::Cutoff).
-        let iat = self.index.min_iat(tenant, &req.sub).map_or(now, |m| m.max(now));
+        let iat = self
+            .index
+            .min_iat(tenant, &req.sub)
+            .map_or(now, |m| m.max(now));
         let issuer = self.config.issuer(tenant);
         let input = IssueInput {
             issuer: &issuer,
@@ -202,7 +210,11 @@ impl AppState {
 
     /// Signature, key and issuer checks without the time checks: used to take jti, sub and
     /// expiry from a token being revoked (an expired token may still be revoked).
-    pub fn verify_for_revocation(&self, tenant: &str, token: &str) -> Result<VerifiedToken, Reason> {
+    pub fn verify_for_revocation(
+        &self,
+        tenant: &str,
+        token: &str,
+    ) -> Result<VerifiedToken, Reason> {
         let issuer = self.config.issuer(tenant);
         let expect = Expect {
             issuer: &issuer,

@@ -16,11 +16,12 @@ pub async fn run(args: PurgeArgs) -> Result<(), String> {
         ProgressStyle::with_template("{spinner} purging: {pos} rows deleted ({per_sec}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let total = veto_server::service::purge::purge_all(store.as_ref(), before, args.batch, |c, _| {
-        bar.inc(c.revocations + c.cutoffs + c.signing_keys);
-    })
-    .await
-    .map_err(|e| format!("purge failed: {e}"))?;
+    let total =
+        veto_server::service::purge::purge_all(store.as_ref(), before, args.batch, |c, _| {
+            bar.inc(c.revocations + c.cutoffs + c.signing_keys);
+        })
+        .await
+        .map_err(|e| format!("purge failed: {e}"))?;
     bar.finish_with_message("done");
     let summary = serde_json::json!({"deleted": {
         "revocations": total.revocations,

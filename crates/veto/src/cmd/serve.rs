@@ -27,7 +27,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
 
     let mut config = Config::new(&public_url);
     config.max_token_ttl = args.max_token_ttl_seconds;
@@ -51,8 +54,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     match state
         .ensure_admin_key(args.bootstrap_admin_key.as_deref())
         .await
-        .map_err(|e| format!("cannot create the bootstrap admin key: {}", e.problem().detail))?
-    {
+        .map_err(|e| {
+            format!(
+                "cannot create the bootstrap admin key: {}",
+                e.problem().detail
+            )
+        })? {
         AdminKey::FromEnv | AdminKey::Existing => {}
         AdminKey::Generated(secret) => {
             let path = args.store.data_dir.join("bootstrap-admin.key");
@@ -97,7 +104,9 @@ fn spawn_purge(state: AppState) {
                     signing_keys = c.signing_keys,
                     "scheduled purge done"
                 ),
-                Err(e) => tracing::warn!(error = %e, "scheduled purge failed; will retry next interval"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduled purge failed; will retry next interval")
+                }
             }
         }
     });

@@ -1,0 +1,85 @@
+-- veto embedded schema. Times are INTEGER unix seconds (UTC): every time veto stores has second
+-- precision, and integers compare and index cheaply.
+
+CREATE TABLE tenants (
+    id            TEXT PRIMARY KEY,
+    display_name  TEXT NOT NULL,
+    suspended     INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL
+);
+
+-- Tenant-wide (sub = '') and subject cutoffs: tokens with iat < not_before_iat are rejected.
+CREATE TABLE cutoffs (
+    tenant          TEXT NOT NULL REFERENCES tenants(id),
+    sub             TEXT NOT NULL,
+    not_before_iat  INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, sub)
+);
+CREATE INDEX cutoffs_expires ON cutoffs (expires_at);
+
+-- API keys: only the SHA-256 of the secret. tenant NULL = admin key.
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT REFERENCES tenants(id),
+    name        TEXT NOT NULL,
+    scopes      TEXT NOT NULL,
+    key_hash    BLOB NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX api_keys_tenant ON api_keys (tenant, created_at DESC, id DESC);
+
+-- Signing keys: private material AES-256-GCM under the master key, (tenant, kid) as AAD.
+CREATE TABLE signing_keys (
+    tenant             TEXT NOT NULL REFERENCES tenants(id),
+    kid                TEXT NOT NULL,
+    alg                TEXT NOT NULL,
+    status             TEXT NOT NULL CHECK (status IN ('active', 'retired', 'revoked')),
+    audience           TEXT,
+    created_at         INTEGER NOT NULL,
+    retain_until       INTEGER,
+    revoked_at         INTEGER,
+    revoke_reason      TEXT,
+    encrypted_private  BLOB NOT NULL,
+    public_jwk         TEXT,
+    PRIMARY KEY (tenant, kid)
+);
+
+-- The ledger. (tenant, jti) is the key: a repeated revocation is a no-op (idempotent).
+CREATE TABLE revocations (
+    tenant      TEXT NOT NULL REFERENCES tenants(id),
+    jti         TEXT NOT NULL,
+    sub         TEXT,
+    expires_at  INTEGER NOT NULL,
+    revoked_at  INTEGER NOT NULL,
+    reason      TEXT,
+    revoked_by  TEXT NOT NULL,
+    metadata    TEXT NOT NULL,
+    until       INTEGER,
+    PRIMARY KEY (tenant, jti)
+);
+CREATE INDEX revocations_sub ON revocations (tenant, sub);
+CREATE INDEX revocations_recent ON revocations (tenant, revoked_at DESC, jti DESC);
+CREATE INDEX revocations_expires ON revocations (expires_at);
+
+CREATE TABLE audit_events (
+    id        TEXT PRIMARY KEY,
+    tenant    TEXT NOT NULL,
+    at        INTEGER NOT NULL,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    target    TEXT NOT NULL,
+    reason    TEXT,
+    metadata  TEXT NOT NULL
+);
+CREATE INDEX audit_recent ON audit_events (tenant, at DESC, id DESC);
+
+-- Ordered log of revocation-state changes, written in the same transaction as the change:
+-- the feed other nodes catch up from (by position).
+CREATE TABLE changes (
+    position  INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant    TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    at        INTEGER NOT NULL
+);
