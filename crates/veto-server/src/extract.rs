@@ -32,15 +32,21 @@ pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Resul
         .map_err(body_rejection)
 }
 
+/// Parses a JSON body; a shape error names the offending field (`sub: invalid type: …`).
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let what = match e.classify() {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                "the body is not valid JSON"
+                ApiError::bad_request(format!("the body is not valid JSON: {inner}"))
             }
-            _ => "the JSON body does not match the expected shape",
-        };
-        ApiError::bad_request(format!("{what}: {e}"))
+            _ if path == "." => ApiError::bad_request(format!(
+                "the JSON body does not match the expected shape: {inner}"
+            )),
+            _ => ApiError::field(&path, inner.to_string()),
+        }
     })
 }
 

@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// Longest token lifetime that may be issued, in seconds.
     #[arg(long, env = "VETO_MAX_TOKEN_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..=31_536_000))]
     pub max_token_ttl_seconds: i64,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "VETO_CLOCK_SKEW_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=300))]
+    pub clock_skew_seconds: i64,
     /// Request body limit in bytes.
     #[arg(long, env = "VETO_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,

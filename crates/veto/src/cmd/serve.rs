@@ -36,6 +36,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.max_token_ttl = args.max_token_ttl_seconds;
     config.key_retention = args.max_token_ttl_seconds + 3_600;
     config.body_limit = args.body_limit;
+    config.leeway = args.clock_skew_seconds;
     config.purge_interval = args.purge_interval;
 
     let started = std::time::Instant::now();
