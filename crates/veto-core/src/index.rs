@@ -6,8 +6,8 @@
 //! updated after every committed write, so it can only ever lag the store, never lead it.
 //!
 //! Memory: design.md asks for at most 64 bytes per revoked jti. A jti entry is a 128-bit keyed
-//! hash of (tenant, jti) plus a 4-byte `until`, 20 bytes of payload; with hashbrown's control byte
-//! and a load factor between 7/16 and 7/8, that is 23–55 bytes per entry. We do not keep the jti
+//! hash of (tenant, jti) plus an 8-byte `until`, a 24-byte slot; with hashbrown's control byte
+//! and a load factor between 7/16 and 7/8, that is 29–57 bytes per entry. We do not keep the jti
 //! string: the verify response reads the full record from the store when it needs it.
 //!
 //! Hash collisions: two different (tenant, jti) pairs sharing a 128-bit hash would make the second
@@ -34,10 +34,11 @@ pub struct TokenFacts<'a> {
 /// alignment at 8, so a (key, until) slot is 24 bytes, not 32.
 type Key = (u64, u64);
 
-/// A revoked jti: `0` for a permanent revocation, else the unix second its suspension lifts.
-/// u32 seconds last until 2106; `until` values beyond are clamped, which only prolongs a suspension.
-type Until = u32;
-const PERMANENT: Until = 0;
+/// A revoked jti: `PERMANENT`, else the unix second its suspension lifts. An i64 costs nothing
+/// over a u32 here (the slot is padded to 24 bytes by the key's alignment either way) and keeps
+/// every `until` exact, including ones already in the past.
+type Until = i64;
+const PERMANENT: Until = i64::MIN;
 
 /// The keys are already uniformly distributed keyed hashes, so re-hashing them with SipHash
 /// would only cost time: this hasher passes the low half through.
@@ -269,16 +270,15 @@ impl RevocationIndex {
 fn encode_until(until: Option<i64>) -> Until {
     match until {
         None => PERMANENT,
-        // A suspension ending at or before the epoch has already lifted; 1 keeps it distinct
-        // from the permanent marker while still being "in the past".
-        Some(u) => u.clamp(1, i64::from(u32::MAX)) as u32,
+        // i64::MIN + 1 is still "long past", so a suspension is never mistaken for permanent.
+        Some(u) => u.max(PERMANENT + 1),
     }
 }
 
 fn jti_reason(until: Until, now: i64) -> Option<Reason> {
     if until == PERMANENT {
         Some(Reason::Revoked)
-    } else if i64::from(until) > now {
+    } else if until > now {
         Some(Reason::Suspended)
     } else {
         // The suspension has lifted by itself.

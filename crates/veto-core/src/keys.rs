@@ -295,7 +295,7 @@ pub struct LoadedKey {
 }
 
 enum Material {
-    Hmac(aws_lc_rs::hmac::Key),
+    Hmac(Box<aws_lc_rs::hmac::Key>),
     Ec(EcdsaKeyPair, ParsedPublicKey),
     Ed(Ed25519KeyPair, ParsedPublicKey),
     Rsa(RsaKeyPair, &'static dyn sig::RsaEncoding, ParsedPublicKey),
@@ -318,7 +318,10 @@ fn parse_material(
 ) -> Result<(Material, Option<serde_json::Value>), KeyError> {
     let bad = |_| KeyError::BadMaterial(alg);
     if let Some((h, _)) = hmac_alg(alg) {
-        return Ok((Material::Hmac(aws_lc_rs::hmac::Key::new(h, private)), None));
+        return Ok((
+            Material::Hmac(Box::new(aws_lc_rs::hmac::Key::new(h, private))),
+            None,
+        ));
     }
     if let Some(ec) = ec_signing(alg) {
         let kp = EcdsaKeyPair::from_pkcs8(ec, private).map_err(bad)?;

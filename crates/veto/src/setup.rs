@@ -26,9 +26,10 @@ pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>, String> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Err("this build of veto has no PostgreSQL backend yet; unset VETO_DATABASE_URL to use the embedded store".into());
         }
-        return Err(format!(
+        return Err(
             "VETO_DATABASE_URL must be a postgres:// URL (got a URL of another scheme); unset it for the embedded store"
-        ));
+                .into(),
+        );
     }
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         format!(

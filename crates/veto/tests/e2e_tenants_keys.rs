@@ -19,7 +19,7 @@ async fn first_start_bootstraps_default_tenant_and_admin_key_file() {
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["id"], "default");
-    assert_eq!(srv.dir.path().join("master.key").exists(), true);
+    assert!(srv.dir.path().join("master.key").exists());
 }
 
 #[tokio::test]
