@@ -1,58 +1,95 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: on a fresh Debian machine with the Rust toolchain it
-# installs what is missing (Debian packages as root or with sudo; Python packages into a
-# virtualenv under target/), then runs formatting and lint checks, every test, and a compile of
-# the benchmarks.
+# The whole test suite, exactly as CI runs it (.ci/run calls this).
+#
+# On a fresh Debian machine with the Rust toolchain it installs what is missing (Debian packages
+# as root or with sudo; Python packages from PyPI into a virtualenv under target/), starts
+# throwaway PostgreSQL and Redis instances on loopback for the tests that use them, then runs:
+# formatting and lint checks, every test of the workspace (unit, property, storage conformance,
+# end-to-end against the real binary, PyJWT interop), and a compile of the benchmarks.
+#
+#   ./scripts/test.sh                   everything
+#   ./scripts/test.sh services-check    only start PostgreSQL and Redis, check them, stop them
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-section() { printf '\n==> %s\n' "$*"; }
-
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-apt_updated=0
-ensure_debs() {
-  local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    section "installing Debian packages: ${missing[*]}"
-    if [ $apt_updated = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+prerequisites() {
+  section "prerequisites"
+  command -v cc >/dev/null 2>&1 || ensure_debs gcc libc6-dev
+  command -v curl >/dev/null 2>&1 || ensure_debs curl
+  command -v python3 >/dev/null 2>&1 || ensure_debs python3
+  # Debian's python3 ships venv without ensurepip unless python3-venv is installed.
+  python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_debs python3-venv
+  if command -v rustup >/dev/null 2>&1; then
+    cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+    cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
   fi
+  note "$(cargo --version), $(python3 --version)"
 }
-
-section "prerequisites"
-command -v python3 >/dev/null || ensure_debs python3
-python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_debs python3-venv
 
 # The interop test verifies veto's tokens with PyJWT, a JWT library we did not write.
-venv=target/interop-venv
-if ! "$venv/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
-  section "installing interop dependencies into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q -r interop/requirements.txt
-fi
-export VETO_INTEROP_PYTHON="$PWD/$venv/bin/python"
-export VETO_REQUIRE_INTEROP=1
+interop_deps() {
+  section "interop dependencies (PyJWT) in target/interop-venv"
+  local venv=target/interop-venv
+  if ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+  # Reinstall only when requirements.txt changed since the last install.
+  if ! cmp -s interop/requirements.txt "$venv/.installed-requirements" ||
+    ! "$venv/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r interop/requirements.txt
+    cp interop/requirements.txt "$venv/.installed-requirements"
+  fi
+  note "PyJWT $("$venv/bin/python" -c 'import jwt; print(jwt.__version__)')"
+  export VETO_INTEROP_PYTHON="$PWD/$venv/bin/python"
+  # Missing PyJWT fails the interop test instead of skipping it.
+  export VETO_REQUIRE_INTEROP=1
+}
 
-section "cargo fmt --check"
-cargo fmt --all -- --check
+run_checks() {
+  section "cargo fmt --check"
+  cargo fmt --all -- --check
 
-section "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+  section "cargo clippy"
+  cargo clippy --workspace --all-targets --locked -- -D warnings
 
-section "tests"
-if command -v cargo-nextest >/dev/null; then
-  cargo nextest run --workspace --locked --no-fail-fast
-  # nextest does not run doctests.
-  cargo test --workspace --locked --doc
-else
-  cargo test --workspace --locked --no-fail-fast
-fi
+  section "tests"
+  if command -v cargo-nextest >/dev/null 2>&1; then
+    # nextest does not run doctests; they go first so that nextest's summary closes the run.
+    cargo test --workspace --locked --doc
+    cargo nextest run --workspace --locked --no-fail-fast
+  else
+    cargo test --workspace --locked --no-fail-fast
+  fi
 
-section "benchmarks compile"
-cargo bench --workspace --locked --no-run
+  section "benchmarks compile"
+  cargo bench --workspace --locked --no-run
+}
+
+services_check() {
+  ensure_postgres
+  ensure_redis
+  section "services check"
+  "$(pg_psql)" -X -At "$VETO_TEST_DATABASE_URL" -c 'select 1' | grep -qx 1 || die "PostgreSQL: select 1 failed"
+  note "psql select 1: ok"
+  [ "$(redis-cli -u "$VETO_TEST_REDIS_URL" ping)" = PONG ] || die "Redis: no PONG"
+  note "redis-cli ping: PONG"
+}
+
+case "${1:-all}" in
+  services-check)
+    prerequisites
+    services_check
+    ;;
+  all)
+    prerequisites
+    interop_deps
+    ensure_postgres
+    ensure_redis
+    run_checks
+    section "all checks passed"
+    ;;
+  *) die "usage: $0 [all|services-check]" ;;
+esac

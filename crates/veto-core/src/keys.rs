@@ -158,12 +158,13 @@ impl MasterKey {
         let nonce_bytes = random::<NONCE_LEN>();
         let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
         out.extend_from_slice(nonce_bytes.as_ref());
-        let mut body = plaintext.to_vec();
+        // Zeroizing: on the error path this buffer still holds the plaintext.
+        let mut body = Zeroizing::new(plaintext.to_vec());
         self.aead()?
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(*nonce_bytes),
                 Aad::from(context.as_bytes()),
-                &mut body,
+                &mut *body,
             )
             .map_err(|_| KeyError::Encrypt)?;
         out.extend_from_slice(&body);
@@ -194,10 +195,10 @@ impl MasterKey {
         Ok(buf)
     }
 
-    /// Seals a signing key's private material, bound to its tenant and kid. The NUL separators
-    /// cannot occur in tenant ids, so (tenant, kid) pairs map to distinct contexts.
+    /// Seals a signing key's private material, bound to its tenant and kid.
     pub fn seal(&self, tenant: &str, kid: &str, plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
-        self.seal_with_context(&key_context(tenant, kid), plaintext)
+        let context = key_context(tenant, kid).ok_or(KeyError::Encrypt)?;
+        self.seal_with_context(&context, plaintext)
     }
 
     pub fn open(
@@ -206,21 +207,30 @@ impl MasterKey {
         kid: &str,
         blob: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        self.open_with_context(&key_context(tenant, kid), blob)
+        let context = key_context(tenant, kid).ok_or(KeyError::Decrypt)?;
+        self.open_with_context(&context, blob)
     }
 }
 
-fn key_context(tenant: &str, kid: &str) -> String {
-    format!("veto-signing-key-v1\0{tenant}\0{kid}")
+/// The associated data of a signing key: `veto-signing-key-v1 NUL tenant NUL kid`. It must map
+/// distinct (tenant, kid) pairs to distinct strings, or a row could be moved between them and
+/// still open. That holds as long as the tenant has no NUL (the first NUL after the prefix then
+/// ends it): tenant ids never do (`validate_tenant_id`), and this refuses one that would, rather
+/// than trusting every caller to have validated.
+fn key_context(tenant: &str, kid: &str) -> Option<String> {
+    (!tenant.contains('\0')).then(|| format!("veto-signing-key-v1\0{tenant}\0{kid}"))
 }
 
 pub fn b64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A new key id: 128 random bits, URL-safe.
+/// A new key id: a UUID v7 in hex, unique without coordination, and ordered by creation time (to the
+/// millisecond, monotonic within a process), so that "the newest key" has an answer even for
+/// keys created in the same second, whose `created_at` (stored in whole seconds) ties. Hex rather
+/// than base64url because hex strings sort like the bytes they encode.
 pub fn new_kid() -> String {
-    format!("k_{}", b64url(random::<16>().as_ref()))
+    format!("k_{}", uuid::Uuid::now_v7().simple())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,7 +327,13 @@ fn parse_material(
     private: &[u8],
 ) -> Result<(Material, Option<serde_json::Value>), KeyError> {
     let bad = |_| KeyError::BadMaterial(alg);
-    if let Some((h, _)) = hmac_alg(alg) {
+    if let Some((h, len)) = hmac_alg(alg) {
+        // Exactly the length veto generates. The alg is not in the associated data, so without
+        // this a row relabelled HS* would turn other key material (say an EC private key) into
+        // an HMAC secret instead of failing to load.
+        if private.len() != len {
+            return Err(KeyError::BadMaterial(alg));
+        }
         return Ok((
             Material::Hmac(Box::new(aws_lc_rs::hmac::Key::new(h, private))),
             None,

@@ -28,14 +28,28 @@ pub const RESERVED_CLAIMS: [&str; 9] = [
 ];
 
 /// Also set by veto (`client_id`, RFC 9068 §2.2) and therefore refused as custom claims.
+///
+/// Not reserved, on purpose: `scope` is how a caller gives an access token its scopes (RFC 9068
+/// §2.2.3), so it stays a custom claim, but it must be a string (below). A `typ` claim is inert:
+/// the token type veto checks is the JOSE header's `typ`, which callers cannot set.
 const ALSO_SET_BY_VETO: [&str; 1] = ["client_id"];
 
+/// Refuses custom claims that would collide with the ones veto sets, or that veto would later be
+/// unable to read back: verification reads `scope` as a string, so a token carrying any other
+/// shape would be issued only to be judged malformed.
 pub fn check_custom_claims(claims: &Map<String, Value>) -> Result<(), String> {
-    for name in claims.keys() {
+    for (name, value) in claims {
         if RESERVED_CLAIMS.contains(&name.as_str()) || ALSO_SET_BY_VETO.contains(&name.as_str()) {
             return Err(format!(
                 "claim {name:?} is set by veto and cannot be given as a custom claim; rename it"
             ));
+        }
+        if name == "scope" && !value.is_string() {
+            return Err(
+                "claim \"scope\" must be a string of space-separated scopes (RFC 9068 §2.2.3), \
+                 e.g. \"read:orders write:orders\""
+                    .into(),
+            );
         }
     }
     Ok(())
@@ -75,10 +89,11 @@ pub fn issue(key: &LoadedKey, input: &IssueInput<'_>) -> Result<Issued, KeyError
     claims.insert("iss".into(), input.issuer.into());
     claims.insert("sub".into(), input.sub.into());
     if let Some(aud) = input.aud {
-        claims.insert(
-            "aud".into(),
-            serde_json::to_value(aud).unwrap_or(Value::Null),
-        );
+        let aud = match aud {
+            Audience::One(a) => Value::from(a.as_str()),
+            Audience::Many(v) => Value::from(v.clone()),
+        };
+        claims.insert("aud".into(), aud);
     }
     claims.insert("iat".into(), input.iat.into());
     claims.insert("exp".into(), exp.into());

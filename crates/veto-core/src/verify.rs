@@ -3,15 +3,22 @@
 //!
 //! Hardening (RFC 8725): the header `alg` must equal the alg pinned to the key named by `kid`
 //! (defeats `none`, alg substitution and HMAC-keyed-with-the-public-key); keys embedded in or
-//! referenced by the header (`jwk`, `jku`, `x5c`, `x5u`, `x5t`) are refused, never fetched; any
-//! `crit` is refused (veto understands no extension); `typ` must be the expected one (no token-type
-//! confusion); duplicate JSON members are refused (parsers disagree on which one wins).
+//! referenced by the header (`jwk`, `jku`, `x5c`, `x5u`, `x5t`, `x5t#S256`) are refused, never
+//! fetched; any `crit` is refused (veto understands no extension); `typ` must be the expected one
+//! (no token-type confusion); duplicate JSON members are refused (parsers disagree on which one
+//! wins).
+//!
+//! Cost: the parse around the signature check is kept lean (header read into borrowed slots, the
+//! signature decoded on the stack, registered claims found in one pass) because it is paid on every
+//! request; `benches/core.rs` compares it with the bare signature check.
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::Alg;
@@ -58,7 +65,7 @@ pub struct VerifiedToken {
 /// A JSON object whose members are all distinct; a repeated name is an error.
 struct StrictObject(Map<String, Value>);
 
-impl<'de> serde::Deserialize<'de> for StrictObject {
+impl<'de> Deserialize<'de> for StrictObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
@@ -67,13 +74,21 @@ impl<'de> serde::Deserialize<'de> for StrictObject {
                 f.write_str("a JSON object with distinct member names")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StrictObject, A::Error> {
-                let mut out = Map::new();
-                while let Some((k, v)) = m.next_entry::<String, Value>()? {
-                    if out.contains_key(&k) {
-                        return Err(serde::de::Error::custom(format!("duplicate member {k:?}")));
-                    }
-                    out.insert(k, v);
+                // Collected, sorted and checked for neighbours with equal names, then bulk-built
+                // into the (BTree) map: measurably cheaper than one tree search per member.
+                let mut members: Vec<(String, Value)> =
+                    Vec::with_capacity(m.size_hint().unwrap_or(16).min(64));
+                while let Some(k) = m.next_key::<String>()? {
+                    members.push((k, m.next_value::<Value>()?));
                 }
+                members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                if let Some(w) = members.windows(2).find(|w| w[0].0 == w[1].0) {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate member {:?}",
+                        w[0].0
+                    )));
+                }
+                let out: Map<String, Value> = members.into_iter().collect();
                 Ok(StrictObject(out))
             }
         }
@@ -81,9 +96,96 @@ impl<'de> serde::Deserialize<'de> for StrictObject {
     }
 }
 
-fn strict_object(b64: &str) -> Option<Map<String, Value>> {
-    let bytes = URL_SAFE_NO_PAD.decode(b64).ok()?;
-    serde_json::from_slice::<StrictObject>(&bytes)
+/// A JSON string that borrows from the decoded segment when it holds no escape (the usual case),
+/// so reading the header allocates nothing per member.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The JOSE header, reduced to what the rules look at. It is read on every verify, so it is
+/// deserialized straight into these slots instead of through a `Map` of owned `Value`s (which
+/// cost about as much as an HMAC verify). The rules are the same as for any strict object:
+/// every member name at most once; `alg`, `typ` and `kid`, when present, must be strings.
+#[derive(Default)]
+struct Header<'a> {
+    alg: Option<Str<'a>>,
+    typ: Option<Str<'a>>,
+    kid: Option<Str<'a>>,
+    /// A member that carries or points at a key, or a `crit`: the token is refused whatever
+    /// the value (even `null`), so the value itself is skipped.
+    refused: bool,
+}
+
+impl<'de> Deserialize<'de> for Header<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Header<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JOSE header: a JSON object with distinct member names")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Header<'de>, A::Error> {
+                let mut h = Header::default();
+                // Names of the members veto ignores, only to refuse a repeated one. Headers
+                // veto issues have none, so this stays unallocated on the hot path.
+                let mut others: Vec<Str<'de>> = Vec::new();
+                while let Some(name) = m.next_key::<Str<'de>>()? {
+                    let slot = match name.0.as_ref() {
+                        "alg" => &mut h.alg,
+                        "typ" => &mut h.typ,
+                        "kid" => &mut h.kid,
+                        other => {
+                            if others.iter().any(|o| o.0 == other) {
+                                return Err(de::Error::custom("duplicate member"));
+                            }
+                            if other == "crit" || KEY_CARRYING_HEADERS.contains(&other) {
+                                h.refused = true;
+                            }
+                            m.next_value::<IgnoredAny>()?;
+                            others.push(name);
+                            continue;
+                        }
+                    };
+                    if slot.is_some() {
+                        return Err(de::Error::custom("duplicate member"));
+                    }
+                    *slot = Some(m.next_value::<Str<'de>>()?);
+                }
+                Ok(h)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn b64_decode(segment: &str) -> Option<Vec<u8>> {
+    // URL_SAFE_NO_PAD is strict: `=` padding, `+`/`/`, whitespace and non-canonical trailing
+    // bits are all errors, so one token has exactly one encoding.
+    URL_SAFE_NO_PAD.decode(segment).ok()
+}
+
+fn strict_object(json: &[u8]) -> Option<Map<String, Value>> {
+    serde_json::from_slice::<StrictObject>(json)
         .ok()
         .map(|o| o.0)
 }
@@ -108,22 +210,79 @@ fn numeric_date(v: &Value) -> Option<i64> {
     (f.is_finite() && f.abs() < 9.2e18).then_some(f.trunc() as i64)
 }
 
-fn required_date(claims: &Map<String, Value>, name: &str) -> Result<i64, Reason> {
-    claims
-        .get(name)
-        .and_then(numeric_date)
-        .ok_or(Reason::Malformed)
+/// The registered claims veto reads, found in one pass over the (sorted) claims rather than
+/// one map lookup each: on the HS256 path the lookups alone were a visible share of a verify.
+#[derive(Default)]
+struct Registered<'a> {
+    exp: Option<&'a Value>,
+    iat: Option<&'a Value>,
+    nbf: Option<&'a Value>,
+    jti: Option<&'a Value>,
+    iss: Option<&'a Value>,
+    sub: Option<&'a Value>,
+    sid: Option<&'a Value>,
+    aud: Option<&'a Value>,
+    client_id: Option<&'a Value>,
+    scope: Option<&'a Value>,
+}
+
+impl<'a> Registered<'a> {
+    fn of(claims: &'a Map<String, Value>) -> Self {
+        let mut r = Registered::default();
+        for (name, v) in claims {
+            let slot = match name.as_str() {
+                "exp" => &mut r.exp,
+                "iat" => &mut r.iat,
+                "nbf" => &mut r.nbf,
+                "jti" => &mut r.jti,
+                "iss" => &mut r.iss,
+                "sub" => &mut r.sub,
+                "sid" => &mut r.sid,
+                "aud" => &mut r.aud,
+                "client_id" => &mut r.client_id,
+                "scope" => &mut r.scope,
+                _ => continue,
+            };
+            *slot = Some(v);
+        }
+        r
+    }
+}
+
+/// `aud` is a string or an array of strings (RFC 7519 §4.1.3); anything else is malformed.
+fn audience(v: &Value) -> Option<Audience> {
+    match v {
+        Value::String(s) => Some(Audience::One(s.clone())),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .map(Audience::Many),
+        _ => None,
+    }
 }
 
 fn typ_matches(got: &str, want: &str) -> bool {
     // RFC 9068 §2.1 / RFC 7515 §4.1.9: the `application/` prefix may be omitted; compare
     // case-insensitively.
-    let got = got
-        .get(..12)
-        .filter(|p| p.eq_ignore_ascii_case("application/"))
-        .map_or(got, |_| &got[12..]);
+    const PREFIX: &str = "application/";
+    let got = match got.get(..PREFIX.len()) {
+        Some(p) if p.eq_ignore_ascii_case(PREFIX) => got.get(PREFIX.len()..).unwrap_or(got),
+        _ => got,
+    };
     got.eq_ignore_ascii_case(want)
 }
+
+/// Unpadded base64url: only its alphabet, and no length that leaves a lone 6-bit group.
+fn is_b64url_shape(segment: &str) -> bool {
+    segment.len() % 4 != 1
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Longest signature any key veto accepts can produce: RSA-8192 (`RSA_*_2048_8192_*`).
+const MAX_SIGNATURE_BYTES: usize = 8192 / 8;
 
 /// Verifies `token` against the keys `lookup` knows (by kid) and `expect`.
 pub fn verify(
@@ -136,23 +295,33 @@ pub fn verify(
         return Err(Reason::Malformed);
     }
     let (h64, p64, s64) = segments(token).ok_or(Reason::Malformed)?;
-    let header = strict_object(h64).ok_or(Reason::Malformed)?;
-    let alg: Alg = header
-        .get("alg")
-        .and_then(Value::as_str)
-        .and_then(|a| a.parse().ok())
-        .ok_or(Reason::Malformed)?;
-    if KEY_CARRYING_HEADERS.iter().any(|h| header.contains_key(*h)) || header.contains_key("crit") {
+    let header_json = b64_decode(h64).ok_or(Reason::Malformed)?;
+    // Only base64 here, so that a payload that is not strict base64url is `malformed` whatever
+    // its signature; its JSON is read only once the signature holds (step 3).
+    let payload_json = b64_decode(p64).ok_or(Reason::Malformed)?;
+    // The signature is decoded only once a key is found, but its shape is checked here: a third
+    // segment outside the base64url alphabet is not a JWS at all (RFC 7515 §7.1), just like such
+    // a header or payload, so it is `malformed` rather than a signature that happens not to match.
+    if !is_b64url_shape(s64) {
         return Err(Reason::Malformed);
     }
-    match header.get("typ") {
-        Some(Value::String(t)) if typ_matches(t, expect.typ) => {}
-        Some(Value::String(_)) | None => return Err(Reason::WrongType),
-        Some(_) => return Err(Reason::Malformed),
+    let header: Header<'_> = serde_json::from_slice(&header_json).map_err(|_| Reason::Malformed)?;
+    let alg: Alg = header
+        .alg
+        .as_ref()
+        .and_then(|a| a.0.parse().ok())
+        .ok_or(Reason::Malformed)?;
+    if header.refused {
+        return Err(Reason::Malformed);
     }
-    let kid = header
-        .get("kid")
-        .and_then(Value::as_str)
+    match &header.typ {
+        Some(t) if typ_matches(&t.0, expect.typ) => {}
+        _ => return Err(Reason::WrongType),
+    }
+    let kid: &str = header
+        .kid
+        .as_ref()
+        .map(|k| k.0.as_ref())
         .filter(|k| !k.is_empty() && k.len() <= 256)
         .ok_or(Reason::Malformed)?;
 
@@ -167,49 +336,54 @@ pub fn verify(
     if key.alg != alg {
         return Err(Reason::BadSignature);
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(s64)
+    // On the stack: a signature never needs more, and a longer one is simply not valid.
+    let mut sig_buf = [0u8; MAX_SIGNATURE_BYTES];
+    let sig_len = URL_SAFE_NO_PAD
+        .decode_slice(s64, &mut sig_buf)
         .map_err(|_| Reason::BadSignature)?;
-    let signed_len = h64.len() + 1 + p64.len();
-    if !key.verify_signature(&token.as_bytes()[..signed_len], &signature) {
+    let signature = sig_buf.get(..sig_len).ok_or(Reason::BadSignature)?;
+    let signed = token
+        .as_bytes()
+        .get(..h64.len() + 1 + p64.len())
+        .ok_or(Reason::Malformed)?;
+    if !key.verify_signature(signed, signature) {
         return Err(Reason::BadSignature);
     }
 
     // 3. Claims. Signature first, then parse: an unsigned payload is never interpreted.
-    let claims = strict_object(p64).ok_or(Reason::Malformed)?;
-    let exp = required_date(&claims, "exp")?;
-    let iat = required_date(&claims, "iat")?;
-    let nbf = match claims.get("nbf") {
+    let claims = strict_object(&payload_json).ok_or(Reason::Malformed)?;
+    let r = Registered::of(&claims);
+    let exp = r.exp.and_then(numeric_date).ok_or(Reason::Malformed)?;
+    let iat = r.iat.and_then(numeric_date).ok_or(Reason::Malformed)?;
+    let nbf = match r.nbf {
         None => None,
         Some(v) => Some(numeric_date(v).ok_or(Reason::Malformed)?),
     };
-    let jti = claims
-        .get("jti")
+    let jti = r
+        .jti
         .and_then(Value::as_str)
         .filter(|j| !j.is_empty())
         .ok_or(Reason::Malformed)?
         .to_owned();
-    let iss = claims
-        .get("iss")
+    let iss = r
+        .iss
         .and_then(Value::as_str)
         .ok_or(Reason::Malformed)?
         .to_owned();
-    let opt_str = |name: &str| -> Result<Option<String>, Reason> {
-        match claims.get(name) {
+    let opt_str = |v: Option<&Value>| -> Result<Option<String>, Reason> {
+        match v {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(_) => Err(Reason::Malformed),
         }
     };
-    let sub = opt_str("sub")?;
-    let sid = opt_str("sid")?;
-    let client_id = opt_str("client_id")?;
-    let scope = opt_str("scope")?;
-    let aud = match claims.get("aud") {
+    let sub = opt_str(r.sub)?;
+    let sid = opt_str(r.sid)?;
+    let client_id = opt_str(r.client_id)?;
+    let scope = opt_str(r.scope)?;
+    let aud = match r.aud {
         None => None,
-        Some(v) => {
-            Some(serde_json::from_value::<Audience>(v.clone()).map_err(|_| Reason::Malformed)?)
-        }
+        Some(v) => Some(audience(v).ok_or(Reason::Malformed)?),
     };
     if expect.check_time {
         if exp <= expect.now.saturating_sub(expect.leeway) {
@@ -251,5 +425,94 @@ pub fn decode_unverified_claims(token: &str) -> Option<Map<String, Value>> {
         return None;
     }
     let (_, p64, _) = segments(token)?;
-    strict_object(p64)
+    strict_object(&b64_decode(p64)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numeric_dates() {
+        for (v, want) in [
+            (json!(0), Some(0)),
+            (json!(-1), Some(-1)),
+            (json!(i64::MAX), Some(i64::MAX)),
+            (json!(i64::MIN), Some(i64::MIN)),
+            (json!(1.9), Some(1)),
+            (json!(-1.9), Some(-1)),
+            (json!(9.1e18), Some(9_100_000_000_000_000_000)),
+            (json!(9.3e18), None),
+            (json!(-9.3e18), None),
+            (json!(u64::MAX), None),
+            (json!("1"), None),
+            (json!(null), None),
+            (json!(true), None),
+            (json!([1]), None),
+        ] {
+            assert_eq!(numeric_date(&v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn typ_comparison() {
+        for (got, ok) in [
+            ("at+jwt", true),
+            ("AT+JWT", true),
+            ("application/at+jwt", true),
+            ("APPLICATION/at+JWT", true),
+            ("application/application/at+jwt", false),
+            ("at+jwt;charset=utf-8", false),
+            ("application", false),
+            ("", false),
+            // Multi-byte characters across the prefix boundary must not panic.
+            ("applicatioé/at+jwt", false),
+            ("ééééééé", false),
+            ("applicationé", false),
+        ] {
+            assert_eq!(typ_matches(got, "at+jwt"), ok, "{got}");
+        }
+    }
+
+    #[test]
+    fn segment_split() {
+        assert_eq!(segments("a.b.c"), Some(("a", "b", "c")));
+        assert_eq!(segments("a.b."), Some(("a", "b", "")));
+        for bad in [
+            "",
+            "a",
+            "a.b",
+            ".b.c",
+            "a..c",
+            "a.b.c.d",
+            "a.b.c.d.e",
+            "....",
+        ] {
+            assert_eq!(segments(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_parsing_is_strict_and_borrows() {
+        let h: Header<'_> = serde_json::from_str(r#"{"alg":"ES256","kid":"k1","x":[1]}"#).unwrap();
+        assert!(matches!(h.kid.map(|k| k.0), Some(Cow::Borrowed("k1"))));
+        assert!(!h.refused);
+        let escaped: Header<'_> = serde_json::from_str(r#"{"kid":"k\u0031"}"#).unwrap();
+        assert_eq!(escaped.kid.map(|k| k.0.into_owned()).as_deref(), Some("k1"));
+        for bad in [
+            r#"{"alg":"ES256","alg":"ES256"}"#,
+            r#"{"x":1,"x":2}"#,
+            r#"{"x":1,"\u0078":2}"#,
+            r#"{"kid":1}"#,
+            r#"{"typ":null}"#,
+            r#"[]"#,
+            r#"{"alg":"ES256"} {}"#,
+        ] {
+            assert!(serde_json::from_str::<Header<'_>>(bad).is_err(), "{bad}");
+        }
+        for refused in [r#"{"crit":null}"#, r#"{"x5t#S256":"a"}"#, r#"{"jwk":{}}"#] {
+            assert!(serde_json::from_str::<Header<'_>>(refused).unwrap().refused);
+        }
+    }
 }

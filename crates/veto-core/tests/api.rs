@@ -337,13 +337,17 @@ fn rfc8725_attacks_get_their_reasons() {
         b64(&flipped),
         String::new(),
         b64(&[0x30, 0x44, 0x02, 0x20]),
-        "!!".into(),
     ] {
         assert_eq!(
             check(&es, &format!("{}.{}.{s}", parts[0], parts[1])).err(),
             Some(Reason::BadSignature)
         );
     }
+    // A signature segment outside the base64url alphabet is not a JWS at all.
+    assert_eq!(
+        check(&es, &format!("{}.{}.!!", parts[0], parts[1])).err(),
+        Some(Reason::Malformed)
+    );
     // Shapes.
     let oversized = format!("{}.{}.{}", parts[0], "A".repeat(MAX_TOKEN_BYTES), parts[2]);
     for t in [

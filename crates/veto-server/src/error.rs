@@ -182,7 +182,19 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        close_after_413(status, &mut resp);
         resp
+    }
+}
+
+/// A 413 is sent before the rest of the body is read, and the server will not read it: the
+/// connection cannot carry another request. Saying `Connection: close` (RFC 9112 §9.6) makes
+/// hyper close it after this response, and tells a keep-alive client not to reuse it, instead
+/// of its next request going into a connection that is about to be dropped.
+pub(crate) fn close_after_413(status: StatusCode, resp: &mut Response) {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 }
 

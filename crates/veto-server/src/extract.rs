@@ -45,9 +45,26 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             _ if path == "." => ApiError::bad_request(format!(
                 "the JSON body does not match the expected shape: {inner}"
             )),
-            _ => ApiError::field(&path, inner.to_string()),
+            _ => {
+                let err = ApiError::field(&path, inner.to_string());
+                match batch_item(&path) {
+                    Some(i) => err.at_index(i),
+                    None => err,
+                }
+            }
         }
     })
+}
+
+/// The item a shape error is in when it is inside a top-level array (`revocations[2].jti` → 2):
+/// the contract names a batch's bad item by `index`, whether it failed our validation or, like
+/// here, its JSON types.
+fn batch_item(path: &str) -> Option<usize> {
+    let (field, rest) = path.split_once('[')?;
+    if field.is_empty() || field.contains('.') {
+        return None;
+    }
+    rest.split_once(']')?.0.parse().ok()
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {

@@ -91,7 +91,10 @@ pub struct StateSnapshot {
     pub tenants: Vec<(Tenant, Option<i64>)>,
     pub subject_cutoffs: Vec<Cutoff>,
     /// Every revocation row still in the ledger, in the lean form the index needs (a full
-    /// record per row would make start-up with millions of rows needlessly slow).
+    /// record per row would make start-up with millions of rows needlessly slow), except
+    /// suspensions whose `until` is not after `now` (they reject nothing any more). Rows whose
+    /// `expires_at` has passed are included: they leave the index when the purge deletes them,
+    /// as on a node that never restarted (an `expires_at` given by a caller may be too early).
     pub revocations: Vec<IndexedRevocation>,
     pub signing_keys: Vec<SigningKeyRecord>,
     pub api_keys: Vec<ApiKeyRecord>,
@@ -145,7 +148,7 @@ pub trait Store: Send + Sync + 'static {
     /// All keys of a tenant, newest first, every status.
     async fn list_signing_keys(&self, tenant: &str) -> Result<Vec<SigningKeyRecord>>;
     /// Marks the key revoked. `NotFound` for an unknown kid of that tenant. Idempotent: revoking a
-    /// revoked key returns it unchanged.
+    /// revoked key returns it unchanged and writes no audit event.
     async fn revoke_signing_key(
         &self,
         tenant: &str,
@@ -196,9 +199,11 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- purge ----
     /// Deletes at most `batch` revocation rows with `expires_at < before` and suspensions whose
-    /// `until < before`, plus at most `batch` expired subject cutoffs and retired keys whose
-    /// retention ended before `before`. Returns what it deleted and the (tenant, jti) pairs of
-    /// deleted revocations, so the index can drop them. Callers loop until a pass deletes nothing.
+    /// `until < before`, plus at most `batch` cutoffs (subject or tenant-wide) with
+    /// `expires_at < before` and at most `batch` retired keys whose retention ended before
+    /// `before` (active and revoked keys are kept). Returns what it deleted and the (tenant, jti)
+    /// pairs of deleted revocations, so the index can drop them. Callers loop until a pass
+    /// deletes nothing.
     async fn purge_batch(
         &self,
         before: OffsetDateTime,

@@ -1,22 +1,41 @@
-//! The embedded store: SQLite in WAL mode with `synchronous=FULL`, so a committed revocation
-//! survives power loss, not only a process crash (design.md: "acknowledged only after it is
-//! durable").
+//! The embedded store: one SQLite file.
 //!
-//! Two pools: one connection for writes, several for reads. SQLite allows one writer at a time
-//! anyway; funnelling writes through one connection makes them queue in the pool instead of
-//! racing for the file lock (where a deferred transaction that upgrades to a write can fail with
-//! SQLITE_BUSY without waiting). WAL lets the readers proceed while the writer commits.
+//! Durability: WAL journal with `synchronous=FULL`. In WAL mode `NORMAL` is the usual choice, but
+//! it only promises that the database stays consistent: the last transactions before a power cut
+//! may be rolled back. veto acknowledges a revocation only once it is durable (design.md), so
+//! every commit fsyncs the WAL (`FULL`), and an acknowledged revocation survives power loss, not
+//! only a process crash. The price (one fsync per commit) is why batches exist.
+//!
+//! Connections: two pools over the same file. One connection for writes, several for reads.
+//! SQLite allows one writer at a time anyway; funnelling writes through one connection makes
+//! them queue in the pool instead of racing for the file lock. Write transactions begin with
+//! `BEGIN IMMEDIATE`, which takes the write lock up front and so waits (`busy_timeout`) for
+//! another process (e.g. `veto purge` next to a running server) rather than failing: a deferred
+//! transaction that reads first and upgrades to a write later gets `SQLITE_BUSY` at once when
+//! another writer got in between. WAL lets readers proceed while the writer commits.
+//!
+//! Times are INTEGER unix seconds (UTC). Every time veto stores has second precision, and integers
+//! compare and index cheaply; records read back carry whole seconds in UTC.
+//!
+//! The change log: every write that alters what a node holds in memory (revocations, lifts,
+//! cutoffs, tenant and key state, API keys) appends a `changes` row in the same transaction.
+//! With a single writer, `AUTOINCREMENT` positions commit in increasing order, so a reader that
+//! has seen position N has seen every change up to N (the out-of-order commit problem of
+//! design.md exists only for the multi-writer PostgreSQL backend).
+use std::collections::HashSet;
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use std::sync::PoisonError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use time::OffsetDateTime;
+use tokio::sync::oneshot;
 use veto_core::apikey::{ApiKeyRecord, Scope};
 use veto_core::audit::AuditEvent;
 use veto_core::keys::{KeyStatus, SigningKeyRecord};
@@ -31,15 +50,126 @@ use crate::{
     StateSnapshot, Store, StoreError,
 };
 
+/// Migrations are embedded at compile time from `migrations/sqlite` (`sqlx::migrate!`, which
+/// needs sqlx's `macros` feature; `build.rs` makes cargo rebuild when a migration is added). The
+/// binary therefore carries its schema, and sqlx records a checksum per applied migration, so
+/// an edited migration is refused instead of silently diverging.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// Revocations per multi-row INSERT (batches and commit groups). 9 bound values per row gives
+/// 4,500 per statement: far below SQLite's limit of 32,766, and large enough that per-statement
+/// overhead (one round trip to sqlx's SQLite worker thread each) disappears in a 10,000 batch.
+const BATCH_CHUNK: usize = 500;
+
+/// How long a write may take before it is worth a log line (slow disk, lock waits).
+const SLOW: Duration = Duration::from_secs(1);
+
+const REVOCATION_COLUMNS: &str =
+    "tenant, jti, sub, expires_at, revoked_at, reason, revoked_by, metadata, until";
+const TENANT_COLUMNS: &str = "id, display_name, suspended, created_at";
+const API_KEY_COLUMNS: &str = "id, tenant, name, scopes, key_hash, created_at";
+const SIGNING_KEY_COLUMNS: &str = "tenant, kid, alg, status, audience, created_at, retain_until, \
+     revoked_at, revoke_reason, encrypted_private, public_jwk";
+const AUDIT_COLUMNS: &str = "id, tenant, at, actor, action, target, reason, metadata";
+
 pub struct SqliteStore {
+    /// Exactly one connection: see the module comment.
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Single revocations waiting to be committed together (see `GroupCommit`).
+    group: GroupCommit,
 }
+
+/// Group commit for single revocations, the hot write path.
+///
+/// With `synchronous=FULL` every commit waits for an fsync (about 0.7 ms on the reference
+/// machine), so one transaction per revocation caps a node at roughly a thousand acknowledged
+/// revocations a second however many clients send them, below design.md's budget. Instead,
+/// each caller queues its revocation and then takes its turn at `turn`; whoever holds the turn
+/// commits everything queued so far in one transaction and hands every waiter its own outcome.
+/// Alone, a caller commits its own revocation at once (no added latency); under load, callers
+/// that arrive during one fsync share the next.
+///
+/// Every item is durable before its caller is answered and each is idempotent on its own; one
+/// failing item (an unknown tenant) fails only itself (see `insert_group`). Measured on the
+/// 2-core machine (debug build, SQLite file on the local disk): ~1,300/s from one caller at a
+/// time, ~5,000/s from 8 concurrent callers, ~10,000/s from 32.
+#[derive(Default)]
+struct GroupCommit {
+    queue: std::sync::Mutex<Vec<PendingRevocation>>,
+    turn: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
+}
+
+struct PendingRevocation {
+    id: u64,
+    item: (Revocation, AuditEvent),
+    done: oneshot::Sender<Result<RevokeOutcome>>,
+}
+
+impl GroupCommit {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<PendingRevocation>> {
+        // A panic while holding this lock cannot leave the Vec half-changed: keep going.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take(&self) -> Vec<PendingRevocation> {
+        std::mem::take(&mut *self.queue())
+    }
+
+    /// Queues a revocation; the guard withdraws it again if the caller goes away before a
+    /// turn took it, so that an abandoned request is not written later by someone else's turn.
+    fn push(&self, item: (Revocation, AuditEvent)) -> (Withdraw<'_>, PendingAnswer) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (done, answer) = oneshot::channel();
+        self.queue().push(PendingRevocation { id, item, done });
+        (Withdraw { group: self, id }, answer)
+    }
+}
+
+type PendingAnswer = oneshot::Receiver<Result<RevokeOutcome>>;
+
+struct Withdraw<'a> {
+    group: &'a GroupCommit,
+    id: u64,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        // No-op once a turn took the item (then it is written, and its answer may go unread).
+        self.group.queue().retain(|p| p.id != self.id);
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+// ---- conversions ----------------------------------------------------------------------------
 
 fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
+}
+
+/// Unique violations become `Conflict(what)`, everything else `Unavailable`.
+fn conflict_or_unavailable(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what()),
+        _ => unavailable(e),
+    }
+}
+
+/// Every tenant-owned row references `tenants`: a foreign-key violation means the tenant named
+/// by the caller does not exist.
+fn missing_tenant_or_unavailable(e: sqlx::Error, tenant: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            StoreError::NotFound(format!("tenant {tenant:?}"))
+        }
+        _ => unavailable(e),
+    }
 }
 
 fn ts(t: OffsetDateTime) -> i64 {
@@ -55,73 +185,54 @@ fn opt_from_ts(secs: Option<i64>) -> Result<Option<OffsetDateTime>> {
     secs.map(from_ts).transpose()
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+/// A time as it reads back from the store: whole seconds.
+fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
 }
 
-impl SqliteStore {
-    /// Opens (creating if missing) the database file at `path`. Call `migrate` before use.
-    pub async fn open(path: &Path) -> Result<SqliteStore> {
-        let opts = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(unavailable)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts.clone())
-            .await
-            .map_err(unavailable)?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts.read_only(false))
-            .await
-            .map_err(unavailable)?;
-        Ok(SqliteStore { writer, reader })
-    }
-
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
-        self.writer.begin().await.map_err(unavailable)
+/// A revocation as it reads back from the store, so that the record returned by an insert equals
+/// the one every later read returns.
+fn as_stored(rec: &Revocation) -> Revocation {
+    let until = rec.until.map(whole_seconds);
+    Revocation {
+        expires_at: whole_seconds(rec.expires_at),
+        revoked_at: whole_seconds(rec.revoked_at),
+        until,
+        status: RevocationStatus::of(until),
+        ..rec.clone()
     }
 }
 
-async fn insert_audit(tx: &mut Transaction<'static, Sqlite>, e: &AuditEvent) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_events (id, tenant, at, actor, action, target, reason, metadata) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&e.id)
-    .bind(&e.tenant)
-    .bind(ts(e.at))
-    .bind(&e.actor)
-    .bind(&e.action)
-    .bind(&e.target)
-    .bind(&e.reason)
-    .bind(e.metadata.to_string())
-    .execute(&mut **tx)
-    .await
-    .map_err(unavailable)?;
-    Ok(())
+fn page_limit(p: &PageRequest) -> u32 {
+    // The HTTP layer validates 1..=1000; clamping here keeps a stray 0 or a huge value from
+    // returning an empty page with no cursor or from reading a whole table.
+    p.limit.clamp(1, 1000)
 }
 
-async fn insert_change(
-    tx: &mut Transaction<'static, Sqlite>,
-    tenant: &str,
-    kind: &str,
-    key: &str,
-) -> Result<()> {
-    sqlx::query("INSERT INTO changes (tenant, kind, key, at) VALUES (?, ?, ?, ?)")
-        .bind(tenant)
-        .bind(kind)
-        .bind(key)
-        .bind(ts(veto_core::timeutil::now()))
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
-    Ok(())
+/// Builds a keyset page from up to `limit + 1` fetched rows: the extra row only tells whether
+/// another page exists.
+fn page<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> Cursor) -> Page<T> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = if more {
+        items.last().map(|i| cursor_of(i).encode())
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+/// Appends the keyset condition "strictly after the cursor" for a list ordered by
+/// `(at_col DESC, id_col DESC)`. Written as `at <= c AND (at < c OR id < c_id)` rather than a
+/// row-value comparison so that both SQLite and PostgreSQL use the index range on `at_col`.
+fn push_after_cursor(qb: &mut QueryBuilder<Sqlite>, at_col: &str, id_col: &str, c: Cursor) {
+    qb.push(format_args!(" AND {at_col} <= "))
+        .push_bind(c.at)
+        .push(format_args!(" AND ({at_col} < "))
+        .push_bind(c.at)
+        .push(format_args!(" OR {id_col} < "))
+        .push_bind(c.id)
+        .push(")");
 }
 
 fn tenant_from_row(r: &SqliteRow) -> Result<Tenant> {
@@ -131,6 +242,12 @@ fn tenant_from_row(r: &SqliteRow) -> Result<Tenant> {
         suspended: r.try_get::<i64, _>("suspended").map_err(unavailable)? != 0,
         created_at: from_ts(r.try_get("created_at").map_err(unavailable)?)?,
     })
+}
+
+/// Stored JSON that no longer parses (it always parses when written by veto) is shown as null
+/// rather than failing the whole list it appears in.
+fn json_or_null(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
 }
 
 fn revocation_from_row(r: &SqliteRow) -> Result<Revocation> {
@@ -144,10 +261,19 @@ fn revocation_from_row(r: &SqliteRow) -> Result<Revocation> {
         revoked_at: from_ts(r.try_get("revoked_at").map_err(unavailable)?)?,
         reason: r.try_get("reason").map_err(unavailable)?,
         revoked_by: r.try_get("revoked_by").map_err(unavailable)?,
-        metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+        metadata: json_or_null(&metadata),
         until,
         status: RevocationStatus::of(until),
     })
+}
+
+/// Scopes are stored as their names separated by spaces (the OAuth `scope` convention).
+fn scopes_to_text(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn api_key_from_row(r: &SqliteRow) -> Result<ApiKeyRecord> {
@@ -171,6 +297,13 @@ fn signing_key_from_row(r: &SqliteRow) -> Result<SigningKeyRecord> {
     let alg: String = r.try_get("alg").map_err(unavailable)?;
     let status: String = r.try_get("status").map_err(unavailable)?;
     let jwk: Option<String> = r.try_get("public_jwk").map_err(unavailable)?;
+    let public_jwk = match jwk {
+        None => None,
+        // A public key that no longer parses would make verification silently fail: refuse.
+        Some(j) => Some(serde_json::from_str(&j).map_err(|_| {
+            StoreError::Unavailable("a stored public JWK is not valid JSON".into())
+        })?),
+    };
     Ok(SigningKeyRecord {
         kid: r.try_get("kid").map_err(unavailable)?,
         tenant: r.try_get("tenant").map_err(unavailable)?,
@@ -186,7 +319,7 @@ fn signing_key_from_row(r: &SqliteRow) -> Result<SigningKeyRecord> {
         revoked_at: opt_from_ts(r.try_get("revoked_at").map_err(unavailable)?)?,
         revoke_reason: r.try_get("revoke_reason").map_err(unavailable)?,
         encrypted_private: r.try_get("encrypted_private").map_err(unavailable)?,
-        public_jwk: jwk.and_then(|j| serde_json::from_str(&j).ok()),
+        public_jwk,
     })
 }
 
@@ -200,18 +333,179 @@ fn audit_from_row(r: &SqliteRow) -> Result<AuditEvent> {
         action: r.try_get("action").map_err(unavailable)?,
         target: r.try_get("target").map_err(unavailable)?,
         reason: r.try_get("reason").map_err(unavailable)?,
-        metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+        metadata: json_or_null(&metadata),
     })
 }
 
-async fn insert_revocation_row(
-    tx: &mut Transaction<'static, Sqlite>,
-    rec: &Revocation,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO revocations (tenant, jti, sub, expires_at, revoked_at, reason, revoked_by, metadata, until) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, jti) DO NOTHING",
+// ---- statements shared by several methods ----------------------------------------------------
+
+type Tx = Transaction<'static, Sqlite>;
+
+async fn insert_audit(conn: &mut sqlx::SqliteConnection, e: &AuditEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, tenant, at, actor, action, target, reason, metadata) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
+    .bind(&e.id)
+    .bind(&e.tenant)
+    .bind(ts(e.at))
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(&e.reason)
+    .bind(e.metadata.to_string())
+    .execute(conn)
+    .await
+    .map_err(|e| conflict_or_unavailable(e, || "an audit event with this id exists".into()))?;
+    Ok(())
+}
+
+/// Kinds of change-log entries. The key says which row changed: a jti, a subject ('' for the
+/// tenant itself), a kid or an API key id.
+mod change {
+    pub const TENANT_CREATE: &str = "tenant.create";
+    pub const TENANT_SUSPEND: &str = "tenant.suspend";
+    pub const TENANT_RESUME: &str = "tenant.resume";
+    pub const TENANT_CUTOFF: &str = "tenant.cutoff";
+    pub const SUBJECT_CUTOFF: &str = "subject.cutoff";
+    pub const REVOCATION: &str = "revocation";
+    pub const REVOCATION_LIFT: &str = "revocation.lift";
+    pub const KEY_INSERT: &str = "key.insert";
+    pub const KEY_RETIRE: &str = "key.retire";
+    pub const KEY_REVOKE: &str = "key.revoke";
+    pub const API_KEY_INSERT: &str = "api_key.insert";
+    pub const API_KEY_DELETE: &str = "api_key.delete";
+}
+
+async fn insert_change(
+    conn: &mut sqlx::SqliteConnection,
+    tenant: &str,
+    kind: &str,
+    key: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO changes (tenant, kind, key, at) VALUES (?, ?, ?, ?)")
+        .bind(tenant)
+        .bind(kind)
+        .bind(key)
+        .bind(ts(veto_core::timeutil::now()))
+        .execute(conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+async fn select_revocation(
+    conn: &mut sqlx::SqliteConnection,
+    tenant: &str,
+    jti: &str,
+) -> Result<Option<Revocation>> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE tenant = ? AND jti = ?"
+    )))
+    .bind(tenant)
+    .bind(jti)
+    .fetch_optional(conn)
+    .await
+    .map_err(unavailable)?
+    .as_ref()
+    .map(revocation_from_row)
+    .transpose()
+}
+
+/// One chunk of a batch: inserts the revocations that are new, with their audit events and
+/// change rows, and returns the positions in `chunk` of the new ones (the first occurrence of a
+/// jti repeated in the chunk). At most `BATCH_CHUNK` items.
+async fn insert_revocation_chunk(
+    conn: &mut sqlx::SqliteConnection,
+    chunk: &[(Revocation, AuditEvent)],
+) -> Result<Vec<usize>> {
+    // Only full chunks get a cached prepared statement: the SQL text depends on the row count,
+    // and caching every odd-sized tail would evict the statements that are reused.
+    let reuse = chunk.len() == BATCH_CHUNK;
+    let mut qb =
+        QueryBuilder::<Sqlite>::new(format!("INSERT INTO revocations ({REVOCATION_COLUMNS}) "));
+    qb.push_values(chunk, |mut b, (r, _)| {
+        b.push_bind(&r.tenant)
+            .push_bind(&r.jti)
+            .push_bind(&r.sub)
+            .push_bind(ts(r.expires_at))
+            .push_bind(ts(r.revoked_at))
+            .push_bind(&r.reason)
+            .push_bind(&r.revoked_by)
+            .push_bind(r.metadata.to_string())
+            .push_bind(r.until.map(ts));
+    });
+    // DO NOTHING + RETURNING: only rows actually inserted come back, which is exactly the set
+    // whose audit events must be written.
+    qb.push(" ON CONFLICT (tenant, jti) DO NOTHING RETURNING tenant, jti");
+    let inserted: Vec<(String, String)> = qb
+        .build_query_as()
+        .persistent(reuse)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::NotFound(
+                "the tenant of a revocation in the batch does not exist".into(),
+            ),
+            _ => unavailable(e),
+        })?;
+    let mut inserted: HashSet<(String, String)> = inserted.into_iter().collect();
+    // RETURNING order is unspecified: match by key. `remove` makes a jti repeated within the
+    // chunk count as created once (its first occurrence, the one SQLite inserted).
+    let created_at: Vec<usize> = chunk
+        .iter()
+        .enumerate()
+        .filter(|(_, (r, _))| inserted.remove(&(r.tenant.clone(), r.jti.clone())))
+        .map(|(i, _)| i)
+        .collect();
+    if created_at.is_empty() {
+        return Ok(created_at);
+    }
+    let created: Vec<&(Revocation, AuditEvent)> = created_at.iter().map(|&i| &chunk[i]).collect();
+    let reuse = created.len() == BATCH_CHUNK;
+    let mut qb =
+        QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit_events ({AUDIT_COLUMNS}) "));
+    qb.push_values(&created, |mut b, (_, e)| {
+        b.push_bind(&e.id)
+            .push_bind(&e.tenant)
+            .push_bind(ts(e.at))
+            .push_bind(&e.actor)
+            .push_bind(&e.action)
+            .push_bind(&e.target)
+            .push_bind(&e.reason)
+            .push_bind(e.metadata.to_string());
+    });
+    qb.build()
+        .persistent(reuse)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| conflict_or_unavailable(e, || "an audit event with this id exists".into()))?;
+    let now = ts(veto_core::timeutil::now());
+    let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO changes (tenant, kind, key, at) ");
+    qb.push_values(&created, |mut b, (r, _)| {
+        b.push_bind(&r.tenant)
+            .push_bind(change::REVOCATION)
+            .push_bind(&r.jti)
+            .push_bind(now);
+    });
+    qb.build()
+        .persistent(reuse)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(created_at)
+}
+
+/// Inserts one revocation (idempotently) with its audit event and change row, inside `tx`.
+async fn insert_revocation_in(
+    conn: &mut sqlx::SqliteConnection,
+    rec: &Revocation,
+    audit: &AuditEvent,
+) -> Result<RevokeOutcome> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO revocations ({REVOCATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (tenant, jti) DO NOTHING"
+    )))
     .bind(&rec.tenant)
     .bind(&rec.jti)
     .bind(&rec.sub)
@@ -221,28 +515,208 @@ async fn insert_revocation_row(
     .bind(&rec.revoked_by)
     .bind(rec.metadata.to_string())
     .bind(rec.until.map(ts))
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
-    .map_err(|e| {
-        if matches!(&e, sqlx::Error::Database(d) if d.is_foreign_key_violation()) {
-            StoreError::NotFound(format!("tenant {:?}", rec.tenant))
-        } else {
-            unavailable(e)
-        }
-    })?;
-    Ok(done.rows_affected() == 1)
+    .map_err(|e| missing_tenant_or_unavailable(e, &rec.tenant))?;
+    if done.rows_affected() == 1 {
+        insert_audit(conn, audit).await?;
+        insert_change(conn, &rec.tenant, change::REVOCATION, &rec.jti).await?;
+        return Ok(RevokeOutcome {
+            record: as_stored(rec),
+            created: true,
+        });
+    }
+    // A repeat: read the original inside the same transaction, so it is the row that made the
+    // insert a no-op. Nothing is written for it.
+    let original = select_revocation(conn, &rec.tenant, &rec.jti)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Unavailable("a conflicting revocation vanished mid-transaction".into())
+        })?;
+    Ok(RevokeOutcome {
+        record: original,
+        created: false,
+    })
 }
 
-/// Builds a keyset page from `limit + 1` fetched rows.
-fn page<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> Cursor) -> Page<T> {
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next_cursor = if more {
-        items.last().map(|i| cursor_of(i).encode())
-    } else {
-        None
-    };
-    Page { items, next_cursor }
+/// Commits queued single revocations in one transaction and answers each caller (see
+/// `GroupCommit`). If the commit fails, every caller of the group gets that error.
+async fn commit_group(writer: &SqlitePool, pending: Vec<PendingRevocation>) {
+    let started = Instant::now();
+    let (items, waiters): (Vec<_>, Vec<_>) = pending.into_iter().map(|p| (p.item, p.done)).unzip();
+    let outcome = async {
+        let mut tx = writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)?;
+        let outcomes = insert_group(&mut tx, &items).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok::<_, StoreError>(outcomes)
+    }
+    .await;
+    match outcome {
+        Ok(outcomes) => {
+            for (done, o) in waiters.into_iter().zip(outcomes) {
+                // A caller that went away no longer needs its answer; its write stands.
+                let _ = done.send(o);
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for done in waiters {
+                let _ = done.send(Err(StoreError::Unavailable(msg.clone())));
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    if elapsed > SLOW {
+        tracing::warn!(
+            revocations = items.len(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "slow revocation commit"
+        );
+    }
+}
+
+/// The writes of one group, inside `tx`: one outcome per item, in order.
+///
+/// Fast path: the whole group as multi-row inserts (a handful of statements, however many
+/// items), inside a savepoint. If that fails (in practice: an item names an unknown tenant),
+/// the savepoint is rolled back and the items are written one by one, each in its own
+/// savepoint, so that the failing item fails alone and the others still commit.
+async fn insert_group(
+    tx: &mut Tx,
+    items: &[(Revocation, AuditEvent)],
+) -> Result<Vec<Result<RevokeOutcome>>> {
+    let mut savepoint = sqlx::Connection::begin(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    let mut created = vec![false; items.len()];
+    let mut fast = Ok(());
+    for (n, chunk) in items.chunks(BATCH_CHUNK).enumerate() {
+        match insert_revocation_chunk(&mut savepoint, chunk).await {
+            Ok(new) => new
+                .into_iter()
+                .for_each(|i| created[n * BATCH_CHUNK + i] = true),
+            Err(e) => {
+                fast = Err(e);
+                break;
+            }
+        }
+    }
+    if fast.is_ok() {
+        savepoint.commit().await.map_err(unavailable)?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for ((rec, _), created) in items.iter().zip(created) {
+            outcomes.push(if created {
+                Ok(RevokeOutcome {
+                    record: as_stored(rec),
+                    created: true,
+                })
+            } else {
+                // A repeat (of an earlier revocation, or of an item earlier in this group):
+                // answer with the stored original.
+                select_revocation(tx, &rec.tenant, &rec.jti)
+                    .await
+                    .and_then(|r| {
+                        r.ok_or_else(|| {
+                            StoreError::Unavailable(
+                                "a conflicting revocation vanished mid-transaction".into(),
+                            )
+                        })
+                    })
+                    .map(|record| RevokeOutcome {
+                        record,
+                        created: false,
+                    })
+            });
+        }
+        return Ok(outcomes);
+    }
+    savepoint.rollback().await.map_err(unavailable)?;
+    let mut outcomes = Vec::with_capacity(items.len());
+    for (rec, audit) in items {
+        let mut savepoint = sqlx::Connection::begin(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+        let result = insert_revocation_in(&mut savepoint, rec, audit).await;
+        if result.is_ok() {
+            savepoint.commit().await.map_err(unavailable)?;
+        } else {
+            savepoint.rollback().await.map_err(unavailable)?;
+        }
+        outcomes.push(result);
+    }
+    Ok(outcomes)
+}
+
+// ---- the store ------------------------------------------------------------------------------
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path`. Call `migrate` before use.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            // Another process holding the write lock (a CLI purge, a second server by mistake)
+            // makes us wait up to this long before the write fails as Unavailable.
+            .busy_timeout(Duration::from_secs(5));
+        // The writer connects first: switching a new file to WAL needs an exclusive lock, which
+        // must not race with the readers' first connections.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .map_err(unavailable)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(unavailable)?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            group: GroupCommit::default(),
+        })
+    }
+
+    /// A write transaction holding SQLite's write lock from its first statement (see the module
+    /// comment for why `IMMEDIATE`).
+    async fn begin_write(&self) -> Result<Tx> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn list<T>(
+        &self,
+        mut qb: QueryBuilder<Sqlite>,
+        (at_col, id_col): (&str, &str),
+        p: &PageRequest,
+        from_row: fn(&SqliteRow) -> Result<T>,
+        cursor_of: impl Fn(&T) -> Cursor,
+    ) -> Result<Page<T>> {
+        // Decode before touching the database: a bad cursor is the caller's error (400).
+        if let Some(c) = p.cursor.as_deref().map(Cursor::decode).transpose()? {
+            push_after_cursor(&mut qb, at_col, id_col, c);
+        }
+        let limit = page_limit(p);
+        qb.push(format_args!(
+            " ORDER BY {at_col} DESC, {id_col} DESC LIMIT "
+        ))
+        .push_bind(i64::from(limit) + 1);
+        let rows = qb
+            .build()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        Ok(page(items, limit, cursor_of))
+    }
 }
 
 #[async_trait]
@@ -263,36 +737,33 @@ impl Store for SqliteStore {
     }
 
     async fn create_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO tenants (id, display_name, suspended, created_at) VALUES (?, ?, ?, ?)",
         )
         .bind(&t.id)
         .bind(&t.display_name)
-        .bind(t.suspended as i64)
+        .bind(i64::from(t.suspended))
         .bind(ts(t.created_at))
         .execute(&mut *tx)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(format!("tenant {:?} already exists", t.id))
-            } else {
-                unavailable(e)
-            }
-        })?;
+        .map_err(|e| conflict_or_unavailable(e, || format!("tenant {:?} already exists", t.id)))?;
         insert_audit(&mut tx, audit).await?;
+        insert_change(&mut tx, &t.id, change::TENANT_CREATE, "").await?;
         tx.commit().await.map_err(unavailable)
     }
 
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        sqlx::query("SELECT * FROM tenants WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(tenant_from_row)
-            .transpose()
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(unavailable)?
+        .as_ref()
+        .map(tenant_from_row)
+        .transpose()
     }
 
     async fn set_tenant_suspended(
@@ -301,39 +772,40 @@ impl Store for SqliteStore {
         suspended: bool,
         audit: &AuditEvent,
     ) -> Result<Tenant> {
-        let mut tx = self.begin().await?;
-        let row = sqlx::query("UPDATE tenants SET suspended = ? WHERE id = ? RETURNING *")
-            .bind(suspended as i64)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| StoreError::NotFound(format!("tenant {id:?}")))?;
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE tenants SET suspended = ? WHERE id = ? RETURNING {TENANT_COLUMNS}"
+        )))
+        .bind(i64::from(suspended))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| StoreError::NotFound(format!("tenant {id:?}")))?;
         let tenant = tenant_from_row(&row)?;
         insert_audit(&mut tx, audit).await?;
-        insert_change(
-            &mut tx,
-            id,
-            if suspended {
-                "tenant.suspend"
-            } else {
-                "tenant.resume"
-            },
-            id,
-        )
-        .await?;
+        let kind = if suspended {
+            change::TENANT_SUSPEND
+        } else {
+            change::TENANT_RESUME
+        };
+        insert_change(&mut tx, id, kind, "").await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(tenant)
     }
 
     async fn set_cutoff(&self, c: &Cutoff, audit: &AuditEvent) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_write().await?;
+        // '' stands for "the whole tenant": a NULL in a primary key would not conflict with
+        // itself, so ON CONFLICT could never merge two tenant-wide cutoffs.
         let sub = c.sub.as_deref().unwrap_or("");
+        // Max wins, for both columns: a late-arriving older cutoff (a retry, a clock behind)
+        // must never re-admit tokens a newer one rejects, nor shorten how long it is kept.
         sqlx::query(
             "INSERT INTO cutoffs (tenant, sub, not_before_iat, expires_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (tenant, sub) DO UPDATE SET \
-               not_before_iat = max(not_before_iat, excluded.not_before_iat), \
-               expires_at = max(expires_at, excluded.expires_at)",
+               not_before_iat = max(cutoffs.not_before_iat, excluded.not_before_iat), \
+               expires_at = max(cutoffs.expires_at, excluded.expires_at)",
         )
         .bind(&c.tenant)
         .bind(sub)
@@ -341,67 +813,62 @@ impl Store for SqliteStore {
         .bind(ts(c.expires_at))
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(|e| missing_tenant_or_unavailable(e, &c.tenant))?;
         insert_audit(&mut tx, audit).await?;
         let kind = if c.sub.is_some() {
-            "subject.cutoff"
+            change::SUBJECT_CUTOFF
         } else {
-            "tenant.cutoff"
+            change::TENANT_CUTOFF
         };
         insert_change(&mut tx, &c.tenant, kind, sub).await?;
         tx.commit().await.map_err(unavailable)
     }
 
     async fn insert_api_key(&self, k: &ApiKeyRecord, audit: &AuditEvent) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
-        sqlx::query("INSERT INTO api_keys (id, tenant, name, scopes, key_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(&k.id)
-            .bind(&k.tenant)
-            .bind(&k.name)
-            .bind(scopes.join(" "))
-            .bind(k.key_hash.as_slice())
-            .bind(ts(k.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict("an API key with this secret or id already exists".into())
-                } else {
-                    unavailable(e)
-                }
-            })?;
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant, name, scopes, key_hash, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.id)
+        .bind(&k.tenant)
+        .bind(&k.name)
+        .bind(scopes_to_text(&k.scopes))
+        .bind(k.key_hash.as_slice())
+        .bind(ts(k.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            // Deliberately vague: which of id or secret collided is nobody's business.
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                StoreError::Conflict("an API key with this id or secret already exists".into())
+            }
+            _ => missing_tenant_or_unavailable(e, k.tenant.as_deref().unwrap_or("")),
+        })?;
         insert_audit(&mut tx, audit).await?;
+        insert_change(
+            &mut tx,
+            k.tenant.as_deref().unwrap_or(""),
+            change::API_KEY_INSERT,
+            &k.id,
+        )
+        .await?;
         tx.commit().await.map_err(unavailable)
     }
 
     async fn list_api_keys(&self, tenant: &str, p: &PageRequest) -> Result<Page<ApiKeyRecord>> {
-        let c = p.cursor.as_deref().map(Cursor::decode).transpose()?;
-        let (at, id) = c.map_or((i64::MAX, String::new()), |c| (c.at, c.id));
-        let rows = sqlx::query(
-            "SELECT * FROM api_keys WHERE tenant = ? AND (created_at < ? OR (created_at = ? AND id < ?) OR ? = '') \
-             ORDER BY created_at DESC, id DESC LIMIT ?",
-        )
-        .bind(tenant)
-        .bind(at)
-        .bind(at)
-        .bind(&id)
-        .bind(&id)
-        .bind(i64::from(p.limit) + 1)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(unavailable)?;
-        let items = rows
-            .iter()
-            .map(api_key_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page(items, p.limit, |k| {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant = "
+        ));
+        qb.push_bind(tenant.to_owned());
+        self.list(qb, ("created_at", "id"), p, api_key_from_row, |k| {
             Cursor::new(ts(k.created_at), &k.id)
-        }))
+        })
+        .await
     }
 
     async fn delete_api_key(&self, tenant: &str, id: &str, audit: &AuditEvent) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM api_keys WHERE tenant = ? AND id = ?")
             .bind(tenant)
             .bind(id)
@@ -414,27 +881,30 @@ impl Store for SqliteStore {
             )));
         }
         insert_audit(&mut tx, audit).await?;
+        insert_change(&mut tx, tenant, change::API_KEY_DELETE, id).await?;
         tx.commit().await.map_err(unavailable)
     }
 
     async fn find_api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
-        sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?")
-            .bind(hash.as_slice())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(api_key_from_row)
-            .transpose()
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
+        )))
+        .bind(hash.as_slice())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(unavailable)?
+        .as_ref()
+        .map(api_key_from_row)
+        .transpose()
     }
 
     async fn has_admin_key(&self) -> Result<bool> {
-        let row =
-            sqlx::query("SELECT EXISTS (SELECT 1 FROM api_keys WHERE tenant IS NULL) AS present")
+        let present: i64 =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE tenant IS NULL)")
                 .fetch_one(&self.reader)
                 .await
                 .map_err(unavailable)?;
-        Ok(row.try_get::<i64, _>("present").map_err(unavailable)? != 0)
+        Ok(present != 0)
     }
 
     async fn insert_signing_key(
@@ -443,13 +913,16 @@ impl Store for SqliteStore {
         retire_others_until: Option<OffsetDateTime>,
         audit: &AuditEvent,
     ) -> Result<Vec<SigningKeyRecord>> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut retired = Vec::new();
         if let Some(until) = retire_others_until {
-            let rows = sqlx::query(
+            // `audience IS ?` is SQLite's null-safe equality: a key bound to no audience is
+            // rotated together with the other unbound keys only.
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE signing_keys SET status = 'retired', retain_until = ? \
-                 WHERE tenant = ? AND alg = ? AND status = 'active' AND audience IS ? RETURNING *",
-            )
+                 WHERE tenant = ? AND alg = ? AND status = 'active' AND audience IS ? \
+                 RETURNING {SIGNING_KEY_COLUMNS}"
+            )))
             .bind(ts(until))
             .bind(&k.tenant)
             .bind(k.alg.as_str())
@@ -462,10 +935,9 @@ impl Store for SqliteStore {
                 .map(signing_key_from_row)
                 .collect::<Result<Vec<_>>>()?;
         }
-        sqlx::query(
-            "INSERT INTO signing_keys (tenant, kid, alg, status, audience, created_at, retain_until, revoked_at, \
-             revoke_reason, encrypted_private, public_jwk) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO signing_keys ({SIGNING_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )))
         .bind(&k.tenant)
         .bind(&k.kid)
         .bind(k.alg.as_str())
@@ -479,22 +951,26 @@ impl Store for SqliteStore {
         .bind(k.public_jwk.as_ref().map(|j| j.to_string()))
         .execute(&mut *tx)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
                 StoreError::Conflict(format!("key {:?} already exists", k.kid))
-            } else {
-                unavailable(e)
             }
+            _ => missing_tenant_or_unavailable(e, &k.tenant),
         })?;
         insert_audit(&mut tx, audit).await?;
+        for r in &retired {
+            insert_change(&mut tx, &k.tenant, change::KEY_RETIRE, &r.kid).await?;
+        }
+        insert_change(&mut tx, &k.tenant, change::KEY_INSERT, &k.kid).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(retired)
     }
 
     async fn list_signing_keys(&self, tenant: &str) -> Result<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM signing_keys WHERE tenant = ? ORDER BY created_at DESC, kid DESC",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys WHERE tenant = ? \
+             ORDER BY created_at DESC, kid DESC"
+        )))
         .bind(tenant)
         .fetch_all(&self.reader)
         .await
@@ -509,24 +985,37 @@ impl Store for SqliteStore {
         reason: Option<&str>,
         audit: &AuditEvent,
     ) -> Result<SigningKeyRecord> {
-        let mut tx = self.begin().await?;
-        let row = sqlx::query(
-            "UPDATE signing_keys SET status = 'revoked', revoked_at = coalesce(revoked_at, ?), \
-             revoke_reason = coalesce(revoke_reason, ?) WHERE tenant = ? AND kid = ? RETURNING *",
-        )
+        let mut tx = self.begin_write().await?;
+        // Only a key not yet revoked changes; a repeat reads the record back unchanged and,
+        // like a repeated revocation, writes no audit event or change.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE signing_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ? \
+             WHERE tenant = ? AND kid = ? AND status <> 'revoked' RETURNING {SIGNING_KEY_COLUMNS}"
+        )))
         .bind(ts(veto_core::timeutil::now()))
         .bind(reason)
         .bind(tenant)
         .bind(kid)
         .fetch_optional(&mut *tx)
         .await
+        .map_err(unavailable)?;
+        if let Some(row) = row {
+            let rec = signing_key_from_row(&row)?;
+            insert_audit(&mut tx, audit).await?;
+            insert_change(&mut tx, tenant, change::KEY_REVOKE, kid).await?;
+            tx.commit().await.map_err(unavailable)?;
+            return Ok(rec);
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys WHERE tenant = ? AND kid = ?"
+        )))
+        .bind(tenant)
+        .bind(kid)
+        .fetch_optional(&mut *tx)
+        .await
         .map_err(unavailable)?
         .ok_or_else(|| StoreError::NotFound(format!("key {kid:?} in tenant {tenant:?}")))?;
-        let rec = signing_key_from_row(&row)?;
-        insert_audit(&mut tx, audit).await?;
-        insert_change(&mut tx, tenant, "key.revoke", kid).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(rec)
+        signing_key_from_row(&row)
     }
 
     async fn insert_revocation(
@@ -534,58 +1023,69 @@ impl Store for SqliteStore {
         rec: &Revocation,
         audit: &AuditEvent,
     ) -> Result<RevokeOutcome> {
-        let mut tx = self.begin().await?;
-        if insert_revocation_row(&mut tx, rec).await? {
-            insert_audit(&mut tx, audit).await?;
-            insert_change(&mut tx, &rec.tenant, "revocation", &rec.jti).await?;
-            tx.commit().await.map_err(unavailable)?;
-            return Ok(RevokeOutcome {
-                record: rec.clone(),
-                created: true,
-            });
+        let (_withdraw, mut outcome) = self.group.push((rec.clone(), audit.clone()));
+        loop {
+            tokio::select! {
+                // Outcome first: a caller whose revocation another caller already committed
+                // returns at once instead of queueing for a turn it does not need (callers
+                // that each took a turn would form a convoy of one-item groups).
+                biased;
+                answer = &mut outcome => {
+                    return answer.map_err(|_| {
+                        StoreError::Unavailable(
+                            "the revocation write was abandoned; retry it".into(),
+                        )
+                    })?;
+                }
+                _turn = self.group.turn.lock() => {
+                    // Everything queued so far, ours included unless a previous turn took it.
+                    let items = self.group.take();
+                    if !items.is_empty() {
+                        // Spawned, so that a caller that goes away (a client disconnecting)
+                        // cannot abandon a transaction carrying other callers' revocations.
+                        let writer = self.writer.clone();
+                        let task = tokio::spawn(async move { commit_group(&writer, items).await });
+                        if let Err(e) = task.await {
+                            tracing::error!(error = %e, "revocation group commit task failed");
+                        }
+                    }
+                }
+            }
         }
-        let row = sqlx::query("SELECT * FROM revocations WHERE tenant = ? AND jti = ?")
-            .bind(&rec.tenant)
-            .bind(&rec.jti)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let original = revocation_from_row(&row)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(RevokeOutcome {
-            record: original,
-            created: false,
-        })
     }
 
     async fn insert_revocations(
         &self,
         recs: &[(Revocation, AuditEvent)],
     ) -> Result<(u64, u64, Vec<Revocation>)> {
-        let mut tx = self.begin().await?;
+        if recs.is_empty() {
+            return Ok((0, 0, Vec::new()));
+        }
+        let started = Instant::now();
+        // One transaction for the whole batch: one fsync, and all or nothing.
+        let mut tx = self.begin_write().await?;
         let mut created = Vec::new();
-        for (rec, audit) in recs {
-            if insert_revocation_row(&mut tx, rec).await? {
-                insert_audit(&mut tx, audit).await?;
-                insert_change(&mut tx, &rec.tenant, "revocation", &rec.jti).await?;
-                created.push(rec.clone());
-            }
+        for chunk in recs.chunks(BATCH_CHUNK) {
+            let new = insert_revocation_chunk(&mut tx, chunk).await?;
+            created.extend(new.into_iter().map(|i| as_stored(&chunk[i].0)));
         }
         tx.commit().await.map_err(unavailable)?;
+        let elapsed = started.elapsed();
+        if elapsed > SLOW {
+            tracing::warn!(
+                rows = recs.len(),
+                created = created.len(),
+                elapsed_ms = elapsed.as_millis() as u64,
+                "slow revocation batch"
+            );
+        }
         let n = created.len() as u64;
         Ok((n, recs.len() as u64 - n, created))
     }
 
     async fn get_revocation(&self, tenant: &str, jti: &str) -> Result<Option<Revocation>> {
-        sqlx::query("SELECT * FROM revocations WHERE tenant = ? AND jti = ?")
-            .bind(tenant)
-            .bind(jti)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(revocation_from_row)
-            .transpose()
+        let mut conn = self.reader.acquire().await.map_err(unavailable)?;
+        select_revocation(&mut conn, tenant, jti).await
     }
 
     async fn list_revocations(
@@ -594,74 +1094,59 @@ impl Store for SqliteStore {
         f: &RevocationFilter,
         p: &PageRequest,
     ) -> Result<Page<Revocation>> {
-        let c = p.cursor.as_deref().map(Cursor::decode).transpose()?;
-        let (at, id) = c.map_or((i64::MAX, String::new()), |c| (c.at, c.id));
-        let rows = sqlx::query(
-            "SELECT * FROM revocations WHERE tenant = ? \
-             AND (? IS NULL OR sub = ?) AND (? IS NULL OR reason = ?) AND (? IS NULL OR revoked_by = ?) \
-             AND (revoked_at < ? OR (revoked_at = ? AND jti < ?) OR ? = '') \
-             ORDER BY revoked_at DESC, jti DESC LIMIT ?",
-        )
-        .bind(tenant)
-        .bind(&f.sub)
-        .bind(&f.sub)
-        .bind(&f.reason)
-        .bind(&f.reason)
-        .bind(&f.revoked_by)
-        .bind(&f.revoked_by)
-        .bind(at)
-        .bind(at)
-        .bind(&id)
-        .bind(&id)
-        .bind(i64::from(p.limit) + 1)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(unavailable)?;
-        let items = rows
-            .iter()
-            .map(revocation_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page(items, p.limit, |r| {
+        // Only the filters given become conditions (rather than `(? IS NULL OR sub = ?)`), so
+        // the planner can use the (tenant, sub) index for a subject filter.
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE tenant = "
+        ));
+        qb.push_bind(tenant.to_owned());
+        for (col, val) in [
+            ("sub", &f.sub),
+            ("reason", &f.reason),
+            ("revoked_by", &f.revoked_by),
+        ] {
+            if let Some(v) = val {
+                qb.push(format_args!(" AND {col} = ")).push_bind(v.clone());
+            }
+        }
+        self.list(qb, ("revoked_at", "jti"), p, revocation_from_row, |r| {
             Cursor::new(ts(r.revoked_at), &r.jti)
-        }))
+        })
+        .await
     }
 
     async fn revocation_stats(&self, tenant: &str, now: OffsetDateTime) -> Result<RevocationStats> {
         let now = ts(now);
-        let row = sqlx::query(
+        // Both queries in one read transaction, so the counts agree with each other.
+        let mut tx = self.reader.begin().await.map_err(unavailable)?;
+        let (revoked, suspended, last_24h): (i64, i64, i64) = sqlx::query_as(
             "SELECT \
-               coalesce(sum(CASE WHEN until IS NULL THEN 1 ELSE 0 END), 0) AS revoked, \
-               coalesce(sum(CASE WHEN until > ? THEN 1 ELSE 0 END), 0) AS suspended, \
-               coalesce(sum(CASE WHEN revoked_at > ? THEN 1 ELSE 0 END), 0) AS last_24h \
+               coalesce(sum(CASE WHEN until IS NULL THEN 1 ELSE 0 END), 0), \
+               coalesce(sum(CASE WHEN until > ? THEN 1 ELSE 0 END), 0), \
+               coalesce(sum(CASE WHEN revoked_at > ? THEN 1 ELSE 0 END), 0) \
              FROM revocations WHERE tenant = ?",
         )
         .bind(now)
         .bind(now - 86_400)
         .bind(tenant)
-        .fetch_one(&self.reader)
+        .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let reasons = sqlx::query(
-            "SELECT coalesce(reason, 'unspecified') AS reason, count(*) AS n FROM revocations \
-             WHERE tenant = ? GROUP BY 1",
+        let reasons: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT coalesce(reason, 'unspecified'), count(*) FROM revocations \
+             WHERE tenant = ? GROUP BY coalesce(reason, 'unspecified')",
         )
         .bind(tenant)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let mut by_reason = std::collections::BTreeMap::new();
-        for r in &reasons {
-            let n: i64 = r.try_get("n").map_err(unavailable)?;
-            by_reason.insert(r.try_get("reason").map_err(unavailable)?, n.max(0) as u64);
-        }
-        let get = |c: &str| -> Result<u64> {
-            Ok(row.try_get::<i64, _>(c).map_err(unavailable)?.max(0) as u64)
-        };
+        tx.commit().await.map_err(unavailable)?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
         Ok(RevocationStats {
-            revoked: get("revoked")?,
-            suspended: get("suspended")?,
-            by_reason,
-            last_24h: get("last_24h")?,
+            revoked: count(revoked),
+            suspended: count(suspended),
+            by_reason: reasons.into_iter().map(|(r, n)| (r, count(n))).collect(),
+            last_24h: count(last_24h),
         })
     }
 
@@ -671,17 +1156,11 @@ impl Store for SqliteStore {
         jti: &str,
         audit: &AuditEvent,
     ) -> Result<LiftOutcome> {
-        let mut tx = self.begin().await?;
-        let Some(row) = sqlx::query("SELECT * FROM revocations WHERE tenant = ? AND jti = ?")
-            .bind(tenant)
-            .bind(jti)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?
-        else {
+        let mut tx = self.begin_write().await?;
+        // Early returns drop `tx` without committing: nothing was written, so that is a no-op.
+        let Some(rec) = select_revocation(&mut tx, tenant, jti).await? else {
             return Ok(LiftOutcome::NotFound);
         };
-        let rec = revocation_from_row(&row)?;
         if rec.until.is_none() {
             return Ok(LiftOutcome::Permanent(rec));
         }
@@ -692,7 +1171,7 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         insert_audit(&mut tx, audit).await?;
-        insert_change(&mut tx, tenant, "revocation.lift", jti).await?;
+        insert_change(&mut tx, tenant, change::REVOCATION_LIFT, jti).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(LiftOutcome::Lifted(rec))
     }
@@ -703,28 +1182,17 @@ impl Store for SqliteStore {
         action: Option<&str>,
         p: &PageRequest,
     ) -> Result<Page<AuditEvent>> {
-        let c = p.cursor.as_deref().map(Cursor::decode).transpose()?;
-        let (at, id) = c.map_or((i64::MAX, String::new()), |c| (c.at, c.id));
-        let rows = sqlx::query(
-            "SELECT * FROM audit_events WHERE tenant = ? AND (? IS NULL OR action = ?) \
-             AND (at < ? OR (at = ? AND id < ?) OR ? = '') ORDER BY at DESC, id DESC LIMIT ?",
-        )
-        .bind(tenant)
-        .bind(action)
-        .bind(action)
-        .bind(at)
-        .bind(at)
-        .bind(&id)
-        .bind(&id)
-        .bind(i64::from(p.limit) + 1)
-        .fetch_all(&self.reader)
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE tenant = "
+        ));
+        qb.push_bind(tenant.to_owned());
+        if let Some(a) = action {
+            qb.push(" AND action = ").push_bind(a.to_owned());
+        }
+        self.list(qb, ("at", "id"), p, audit_from_row, |e| {
+            Cursor::new(ts(e.at), &e.id)
+        })
         .await
-        .map_err(unavailable)?;
-        let items = rows
-            .iter()
-            .map(audit_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page(items, p.limit, |e| Cursor::new(ts(e.at), &e.id)))
     }
 
     async fn purge_batch(
@@ -732,14 +1200,21 @@ impl Store for SqliteStore {
         before: OffsetDateTime,
         batch: u32,
     ) -> Result<(PurgeCounts, Vec<(String, String)>)> {
+        let started = Instant::now();
         let before = ts(before);
         let limit = i64::from(batch.max(1));
-        let mut tx = self.begin().await?;
-        // rowid-limited deletes: SQLite has no DELETE … LIMIT by default, and a bounded batch
-        // keeps each write transaction (and so the wait of every other writer) short.
-        let rows = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        // Bounded, rowid-limited deletes: SQLite has no `DELETE … LIMIT` unless compiled with
+        // an option the bundled build lacks, and a bounded batch keeps each write transaction
+        // (during which every other writer, i.e. every revocation, waits) short. `rowid IN
+        // (SELECT … LIMIT n)` finds the victims through the indexes on `expires_at` and `until`.
+        //
+        // A suspension whose `until` has passed no longer rejects anything, whatever its
+        // `expires_at`: it goes too.
+        let jtis: Vec<(String, String)> = sqlx::query_as(
             "DELETE FROM revocations WHERE rowid IN (SELECT rowid FROM revocations \
-               WHERE expires_at < ? OR (until IS NOT NULL AND until < ?) LIMIT ?) RETURNING tenant, jti",
+               WHERE expires_at < ? OR (until IS NOT NULL AND until < ?) LIMIT ?) \
+             RETURNING tenant, jti",
         )
         .bind(before)
         .bind(before)
@@ -747,15 +1222,11 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let mut jtis = Vec::with_capacity(rows.len());
-        for r in &rows {
-            jtis.push((
-                r.try_get::<String, _>("tenant").map_err(unavailable)?,
-                r.try_get::<String, _>("jti").map_err(unavailable)?,
-            ));
-        }
+        // Tenant-wide and subject cutoffs alike: past `expires_at` every token they could
+        // reject has expired on its own.
         let cutoffs = sqlx::query(
-            "DELETE FROM cutoffs WHERE rowid IN (SELECT rowid FROM cutoffs WHERE expires_at < ? LIMIT ?)",
+            "DELETE FROM cutoffs WHERE rowid IN \
+               (SELECT rowid FROM cutoffs WHERE expires_at < ? LIMIT ?)",
         )
         .bind(before)
         .bind(limit)
@@ -763,8 +1234,9 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?
         .rows_affected();
-        // Retired keys past retention verify nothing any more. Revoked keys are kept: their
-        // row is the record that the key was revoked, and they are few.
+        // Retired keys past retention verify nothing any more. Active keys are never purged.
+        // Revoked keys are kept: their row is the record that (and when, and why) the key was
+        // revoked, they are few, and dropping one would turn `key_revoked` into `unknown_key`.
         let keys = sqlx::query(
             "DELETE FROM signing_keys WHERE rowid IN (SELECT rowid FROM signing_keys \
                WHERE status = 'retired' AND retain_until < ? LIMIT ?)",
@@ -776,6 +1248,16 @@ impl Store for SqliteStore {
         .map_err(unavailable)?
         .rows_affected();
         tx.commit().await.map_err(unavailable)?;
+        let elapsed = started.elapsed();
+        if elapsed > SLOW {
+            tracing::warn!(
+                revocations = jtis.len(),
+                cutoffs,
+                signing_keys = keys,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "slow purge batch"
+            );
+        }
         Ok((
             PurgeCounts {
                 revocations: jtis.len() as u64,
@@ -786,19 +1268,18 @@ impl Store for SqliteStore {
         ))
     }
 
-    async fn load_state(&self, _now: OffsetDateTime) -> Result<StateSnapshot> {
-        // One read transaction: every table is read at the same snapshot, consistent with the
-        // change position read inside it.
+    async fn load_state(&self, now: OffsetDateTime) -> Result<StateSnapshot> {
+        let started = Instant::now();
+        // One read transaction: in WAL mode every statement in it reads the same snapshot, so
+        // the tables agree with each other and with the change position read inside it.
         let mut tx = self.reader.begin().await.map_err(unavailable)?;
-        let position: i64 = sqlx::query("SELECT coalesce(max(position), 0) AS p FROM changes")
+        let position: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM changes")
             .fetch_one(&mut *tx)
             .await
-            .map_err(unavailable)?
-            .try_get("p")
             .map_err(unavailable)?;
         let tenant_rows = sqlx::query(
-            "SELECT t.*, c.not_before_iat AS cutoff FROM tenants t \
-             LEFT JOIN cutoffs c ON c.tenant = t.id AND c.sub = ''",
+            "SELECT t.id, t.display_name, t.suspended, t.created_at, c.not_before_iat AS cutoff \
+             FROM tenants t LEFT JOIN cutoffs c ON c.tenant = t.id AND c.sub = ''",
         )
         .fetch_all(&mut *tx)
         .await
@@ -810,50 +1291,66 @@ impl Store for SqliteStore {
                 r.try_get::<Option<i64>, _>("cutoff").map_err(unavailable)?,
             ));
         }
-        let cutoff_rows = sqlx::query("SELECT * FROM cutoffs WHERE sub <> ''")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let cutoff_rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT tenant, sub, not_before_iat, expires_at FROM cutoffs WHERE sub <> ''",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         let mut subject_cutoffs = Vec::with_capacity(cutoff_rows.len());
-        for r in &cutoff_rows {
+        for (tenant, sub, not_before_iat, expires_at) in cutoff_rows {
             subject_cutoffs.push(Cutoff {
-                tenant: r.try_get("tenant").map_err(unavailable)?,
-                sub: Some(r.try_get("sub").map_err(unavailable)?),
-                not_before_iat: r.try_get("not_before_iat").map_err(unavailable)?,
-                expires_at: from_ts(r.try_get("expires_at").map_err(unavailable)?)?,
+                tenant,
+                sub: Some(sub),
+                not_before_iat,
+                expires_at: from_ts(expires_at)?,
             });
         }
-        // Every revocation row still in the ledger is enforced until the purge removes it: an
-        // `expires_at` given too early by a caller must not re-validate a live token on restart.
-        let rev_rows = sqlx::query("SELECT tenant, jti, until FROM revocations")
+        // Every permanent row still in the ledger is loaded, even one whose `expires_at` has
+        // passed: `expires_at` may come from a caller (a bare jti), and an early one must not
+        // re-validate a live token because the node restarted. Such rows leave the index when
+        // the purge (with its safety margin) deletes them, exactly as on a node that never
+        // restarted. Suspensions whose `until` has passed reject nothing and are skipped.
+        // Tuples (decoded by position) rather than named columns: this runs over millions of
+        // rows at start-up.
+        let revocations: Vec<IndexedRevocation> =
+            sqlx::query_as::<_, (String, String, Option<i64>)>(
+                "SELECT tenant, jti, until FROM revocations WHERE until IS NULL OR until > ?",
+            )
+            .bind(ts(now))
             .fetch_all(&mut *tx)
             .await
-            .map_err(unavailable)?;
-        let mut revocations = Vec::with_capacity(rev_rows.len());
-        for r in &rev_rows {
-            revocations.push(IndexedRevocation {
-                tenant: r.try_get("tenant").map_err(unavailable)?,
-                jti: r.try_get("jti").map_err(unavailable)?,
-                until: r.try_get("until").map_err(unavailable)?,
-            });
-        }
-        let key_rows = sqlx::query("SELECT * FROM signing_keys")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let signing_keys = key_rows
-            .iter()
-            .map(signing_key_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let api_rows = sqlx::query("SELECT * FROM api_keys")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let api_keys = api_rows
-            .iter()
-            .map(api_key_from_row)
-            .collect::<Result<Vec<_>>>()?;
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|(tenant, jti, until)| IndexedRevocation { tenant, jti, until })
+            .collect();
+        let signing_keys = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys"
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(signing_key_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        let api_keys = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys"
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(api_key_from_row)
+        .collect::<Result<Vec<_>>>()?;
         tx.commit().await.map_err(unavailable)?;
+        tracing::info!(
+            tenants = tenants.len(),
+            revocations = revocations.len(),
+            signing_keys = signing_keys.len(),
+            position,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded state from the embedded store"
+        );
         Ok(StateSnapshot {
             tenants,
             subject_cutoffs,

@@ -75,6 +75,7 @@ impl IntoResponse for OAuthError {
                 HeaderValue::from_static("Basic realm=\"veto\", Bearer"),
             );
         }
+        crate::error::close_after_413(self.status, &mut resp);
         resp
     }
 }

@@ -1,5 +1,9 @@
 -- veto embedded schema. Times are INTEGER unix seconds (UTC): every time veto stores has second
 -- precision, and integers compare and index cheaply.
+--
+-- Kept close to portable SQL (no SQLite-only types, no WITHOUT ROWID, partial indexes and
+-- ON CONFLICT work the same in PostgreSQL) so the PostgreSQL migrations can follow it table by
+-- table. The exceptions are AUTOINCREMENT (a sequence there) and BLOB (bytea there).
 
 CREATE TABLE tenants (
     id            TEXT PRIMARY KEY,
@@ -23,7 +27,7 @@ CREATE TABLE api_keys (
     id          TEXT PRIMARY KEY,
     tenant      TEXT REFERENCES tenants(id),
     name        TEXT NOT NULL,
-    scopes      TEXT NOT NULL,
+    scopes      TEXT NOT NULL,  -- scope names separated by spaces, as in OAuth's `scope`
     key_hash    BLOB NOT NULL UNIQUE,
     created_at  INTEGER NOT NULL
 );
@@ -58,9 +62,13 @@ CREATE TABLE revocations (
     until       INTEGER,
     PRIMARY KEY (tenant, jti)
 );
-CREATE INDEX revocations_sub ON revocations (tenant, sub);
+-- (tenant, sub) lookups, and subject-filtered lists in page order without a sort.
+CREATE INDEX revocations_sub ON revocations (tenant, sub, revoked_at DESC, jti DESC);
 CREATE INDEX revocations_recent ON revocations (tenant, revoked_at DESC, jti DESC);
 CREATE INDEX revocations_expires ON revocations (expires_at);
+-- Purge also drops suspensions whose `until` has passed; partial, because most rows are
+-- permanent (until NULL) and need no entry.
+CREATE INDEX revocations_until ON revocations (until) WHERE until IS NOT NULL;
 
 CREATE TABLE audit_events (
     id        TEXT PRIMARY KEY,
@@ -73,8 +81,11 @@ CREATE TABLE audit_events (
     metadata  TEXT NOT NULL
 );
 CREATE INDEX audit_recent ON audit_events (tenant, at DESC, id DESC);
+-- `?action=` lists: without it a rare action means scanning a tenant's whole trail.
+CREATE INDEX audit_action ON audit_events (tenant, action, at DESC, id DESC);
 
--- Ordered log of revocation-state changes, written in the same transaction as the change:
+-- Ordered log of changes to what nodes hold in memory (revocations, lifts, cutoffs, tenant, key
+-- and API key state), written in the same transaction as the change:
 -- the feed other nodes catch up from (by position).
 CREATE TABLE changes (
     position  INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -1,124 +1,228 @@
 //! Test harness: runs the real `veto` binary on an ephemeral loopback port with its own data
-//! directory, and talks to it over HTTP.
+//! directory, and talks to it over HTTP the way a client would.
+//!
+//! Every test starts its own server (`Server::start`), so tests are independent and run in
+//! parallel; the child process is killed when the `Server` is dropped. Only what the HTTP
+//! contract (`shared/spec/api.md`) and `veto serve --help` promise is relied on.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 pub use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
+/// Secret of the bootstrap admin key every test server starts with (`VETO_BOOTSTRAP_ADMIN_KEY`).
 pub const ADMIN: &str = "test-admin-secret-0123456789abcdef";
 
+/// How long a server may take to print `listening on ADDR`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `Authorization` header of the admin key.
+pub fn admin() -> (&'static str, String) {
+    ("authorization", format!("Bearer {ADMIN}"))
+}
+
+/// A client with no connection reuse across tests (each test has its own server anyway).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("reqwest client")
+}
+
+/// A running `veto serve`.
 pub struct Server {
     child: Child,
+    /// `http://127.0.0.1:PORT` as printed by the server.
     pub base: String,
-    pub dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    /// The environment the child was started with (restarts reuse it).
     env: Vec<(String, String)>,
+    /// Everything the child wrote on stderr (logs), drained continuously so a chatty server
+    /// never blocks on a full pipe; shown when a test fails.
+    stderr: Arc<Mutex<String>>,
     pub http: reqwest::Client,
 }
 
-fn spawn(dir: &std::path::Path, env: &[(String, String)]) -> (Child, String) {
+/// Starts `veto serve` on `dir` and waits for `listening on ADDR` on stdout.
+fn spawn(dir: &Path, env: &[(String, String)]) -> (Child, String, Arc<Mutex<String>>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_veto"));
     cmd.arg("serve")
+        // Nothing from the developer's shell (a stray VETO_* variable) leaks into the server.
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("VETO_LISTEN", "127.0.0.1:0")
         .env("VETO_DATA_DIR", dir)
-        .env("VETO_LOG", "warn")
+        .env(
+            "VETO_LOG",
+            std::env::var("VETO_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .env("VETO_LOG_FORMAT", "text")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Ok(bt) = std::env::var("RUST_BACKTRACE") {
+        cmd.env("RUST_BACKTRACE", bt);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn veto");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
+
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut err_pipe = child.stderr.take().expect("stderr");
+    let sink = Arc::clone(&stderr);
     std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = err_pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
     });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(line) if line.starts_with("listening on ") => {
-            let addr = line.trim().trim_start_matches("listening on ").to_owned();
-            (child, format!("http://{addr}"))
+
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next();
+        let _ = tx.send(first);
+        // Keep draining: the server must never see a closed stdout.
+        for _ in lines {}
+    });
+    let line = rx.recv_timeout(START_TIMEOUT);
+    match line {
+        Ok(Some(Ok(line))) if line.starts_with("listening on ") => {
+            let addr = line["listening on ".len()..].trim().to_owned();
+            (child, format!("http://{addr}"), stderr)
         }
         other => {
             let _ = child.kill();
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("veto did not start ({other:?}); stderr:\n{err}");
+            let _ = child.wait();
+            // Let the stderr thread catch the last words.
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "veto serve did not print `listening on ADDR` within {START_TIMEOUT:?} \
+                 (first stdout line: {other:?}); stderr:\n{}",
+                stderr.lock().unwrap()
+            );
         }
     }
 }
 
 impl Server {
+    /// A fresh server: empty data directory, bootstrap admin key `ADMIN`.
     pub async fn start() -> Server {
         Server::start_with(&[]).await
     }
 
-    /// Starts with the bootstrap admin key `ADMIN` (unless `env` overrides it) and no clock skew.
+    /// A fresh server with extra `VETO_*` settings. An empty value removes a default
+    /// (`("VETO_BOOTSTRAP_ADMIN_KEY", "")` starts without a bootstrap key).
     pub async fn start_with(env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut all: Vec<(String, String)> = vec![
-            ("VETO_BOOTSTRAP_ADMIN_KEY".into(), ADMIN.into()),
-            ("VETO_CLOCK_SKEW_SECONDS".into(), "0".into()),
-        ];
-        for (k, v) in env {
-            all.retain(|(k2, _)| k2 != k);
-            all.push(((*k).into(), (*v).into()));
-        }
-        all.retain(|(_, v)| !v.is_empty());
-        let (child, base) = spawn(dir.path(), &all);
+        let mut all: Vec<(String, String)> =
+            vec![("VETO_BOOTSTRAP_ADMIN_KEY".into(), ADMIN.into())];
+        merge(&mut all, env);
+        let (child, base, stderr) = spawn(dir.path(), &all);
         Server {
             child,
             base,
             dir,
             env: all,
-            http: reqwest::Client::new(),
+            stderr,
+            http: client(),
         }
     }
 
-    /// `kill -9`, then start again on the same data directory (and the same settings).
-    pub fn crash_and_restart(&mut self) {
-        // Tokens name the issuer, which defaults to the listen address; the new process gets
-        // another ephemeral port, so keep the first issuer unless a test changes it.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What the server logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Stops the server (`kill -9` when `crash`, else SIGTERM and wait) and starts it again on the
+    /// same data directory with the same settings. The new process listens on a new ephemeral
+    /// port; unless the test set `VETO_PUBLIC_URL`, the first address stays the public URL so
+    /// that the issuer of earlier tokens is unchanged.
+    pub fn restart(&mut self, crash: bool) {
         if !self.env.iter().any(|(k, _)| k == "VETO_PUBLIC_URL") {
             self.env.push(("VETO_PUBLIC_URL".into(), self.base.clone()));
         }
-        self.child.kill().expect("kill");
+        if crash {
+            self.child.kill().expect("kill -9");
+        } else {
+            // SIGTERM through the shell's builtin `kill` (no extra crate, no procps needed).
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -TERM {}", self.child.id())])
+                .status();
+            // Graceful shutdown is expected to be quick; fall back to SIGKILL.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while self.child.try_wait().ok().flatten().is_none() {
+                if std::time::Instant::now() > deadline {
+                    let _ = self.child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.wait();
-        let (child, base) = spawn(self.dir.path(), &self.env);
+        let (child, base, stderr) = spawn(self.dir.path(), &self.env);
         self.child = child;
         self.base = base;
+        self.stderr = stderr;
     }
 
-    /// Restart with changed settings.
+    /// `kill -9`, then start again on the same data directory.
+    pub fn crash_and_restart(&mut self) {
+        self.restart(true);
+    }
+
+    /// `kill -9`, then start again on the same data directory with changed settings.
     pub fn restart_with(&mut self, env: &[(&str, &str)]) {
-        for (k, v) in env {
-            self.env.retain(|(k2, _)| k2 != k);
-            self.env.push(((*k).into(), (*v).into()));
-        }
-        self.crash_and_restart();
+        merge(&mut self.env, env);
+        self.restart(true);
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 
-    pub async fn send(
+    /// The public URL: `VETO_PUBLIC_URL` when set (restarts pin it), else the listen address.
+    pub fn public_url(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "VETO_PUBLIC_URL")
+            .map_or_else(|| self.base.clone(), |(_, v)| v.clone())
+    }
+
+    /// The issuer of `tenant`'s tokens: `<public url>/t/<tenant>`.
+    pub fn issuer(&self, tenant: &str) -> String {
+        format!("{}/t/{tenant}", self.public_url())
+    }
+
+    /// Sends a request, with `key` as Bearer credentials and `body` as JSON. Any 5xx fails the
+    /// test on the spot (the contract: bad input is never a 500), except `/readyz`'s 503.
+    pub async fn call(
         &self,
         method: &str,
         path: &str,
         key: Option<&str>,
         body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    ) -> Resp {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(m, self.url(path));
         if let Some(k) = key {
@@ -127,107 +231,128 @@ impl Server {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
+        self.finish(method, path, req).await
+    }
+
+    /// Sends a prepared request (raw bodies, forms, odd headers) with the same 5xx check.
+    pub async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Resp {
+        self.finish(what, "", req).await
+    }
+
+    async fn finish(&self, method: &str, path: &str, req: reqwest::RequestBuilder) -> Resp {
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\nserver log:\n{}", self.stderr()));
+        let resp = Resp::read(resp).await;
         assert!(
-            status.as_u16() < 500,
-            "{method} {path} answered {status}: {text}"
+            !resp.status.is_server_error()
+                || (path == "/readyz" && resp.status == StatusCode::SERVICE_UNAVAILABLE),
+            "{method} {path} answered {}: {}\nserver log:\n{}",
+            resp.status,
+            resp.text,
+            self.stderr()
         );
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        resp
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send("POST", path, Some(ADMIN), Some(body)).await
+    /// POST as admin.
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call("POST", path, Some(ADMIN), Some(body)).await
     }
 
-    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send("GET", path, Some(ADMIN), None).await
+    /// GET as admin.
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call("GET", path, Some(ADMIN), None).await
     }
 
-    pub async fn create_tenant(&self, id: &str) {
-        let (s, b) = self
+    /// DELETE as admin.
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.call("DELETE", path, Some(ADMIN), None).await
+    }
+
+    /// GET without credentials (public endpoints).
+    pub async fn get_public(&self, path: &str) -> Resp {
+        self.call("GET", path, None, None).await
+    }
+
+    pub async fn create_tenant(&self, id: &str) -> Value {
+        let r = self
             .post("/v1/tenants", json!({"id": id, "display_name": id}))
             .await;
-        assert_eq!(s, StatusCode::CREATED, "{b}");
+        r.expect(StatusCode::CREATED)
     }
 
+    /// Creates an API key of `tenant` with `scopes`; returns `(id, secret)`.
     pub async fn create_api_key(&self, tenant: &str, scopes: &[&str]) -> (String, String) {
-        let (s, b) = self
+        let b = self
             .post(
                 &format!("/v1/tenants/{tenant}/api-keys"),
-                json!({"name": "test", "scopes": scopes}),
+                json!({"name": format!("test {}", scopes.join(" ")), "scopes": scopes}),
             )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{b}");
-        (
-            b["id"].as_str().unwrap().to_owned(),
-            b["key"].as_str().unwrap().to_owned(),
-        )
+            .await
+            .expect(StatusCode::CREATED);
+        (str_of(&b["id"]), str_of(&b["key"]))
     }
 
+    /// Creates a signing key; returns its kid.
     pub async fn create_key(&self, tenant: &str, alg: &str) -> String {
-        let (s, b) = self
+        let b = self
             .post(&format!("/v1/tenants/{tenant}/keys"), json!({"alg": alg}))
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{b}");
-        b["kid"].as_str().unwrap().to_owned()
+            .await
+            .expect(StatusCode::CREATED);
+        str_of(&b["kid"])
     }
 
-    /// Issues a token; returns the whole response.
+    /// Issues a token as admin; returns the whole 201 response.
     pub async fn issue(&self, tenant: &str, body: Value) -> Value {
-        let (s, b) = self
-            .post(&format!("/v1/tenants/{tenant}/tokens"), body)
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{b}");
-        b
+        self.post(&format!("/v1/tenants/{tenant}/tokens"), body)
+            .await
+            .expect(StatusCode::CREATED)
     }
 
+    /// A token for `sub` with audience `api`.
     pub async fn token(&self, tenant: &str, sub: &str) -> String {
-        self.issue(tenant, json!({"sub": sub, "aud": "api"})).await["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        str_of(&self.issue(tenant, json!({"sub": sub, "aud": "api"})).await["token"])
     }
 
+    /// `POST …/tokens/verify` as admin; the 200 body.
     pub async fn verify(&self, tenant: &str, token: &str) -> Value {
-        let (s, b) = self
-            .post(
-                &format!("/v1/tenants/{tenant}/tokens/verify"),
-                json!({"token": token}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{b}");
-        b
+        self.post(
+            &format!("/v1/tenants/{tenant}/tokens/verify"),
+            json!({"token": token}),
+        )
+        .await
+        .expect(StatusCode::OK)
     }
 
-    /// `None` when active, else the reason.
+    /// `None` when the token is active, else its reason.
     pub async fn reason(&self, tenant: &str, token: &str) -> Option<String> {
         let v = self.verify(tenant, token).await;
-        if v["active"] == json!(true) {
-            None
-        } else {
-            Some(v["reason"].as_str().expect("reason").to_owned())
+        match v["active"].as_bool() {
+            Some(true) => None,
+            Some(false) => Some(
+                v["reason"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("inactive without reason: {v}"))
+                    .to_owned(),
+            ),
+            None => panic!("verify answer without boolean `active`: {v}"),
         }
     }
 
+    /// RFC 7662 introspection as admin; the 200 body.
     pub async fn introspect(&self, tenant: &str, token: &str) -> Value {
-        let resp = self
+        let req = self
             .http
             .post(self.url(&format!("/t/{tenant}/oauth2/introspect")))
             .bearer_auth(ADMIN)
-            .form(&[("token", token)])
-            .send()
-            .await
-            .expect("introspect");
-        assert_eq!(resp.status(), StatusCode::OK);
-        resp.json().await.expect("json")
+            .form(&[("token", token)]);
+        self.send("introspect", req).await.expect(StatusCode::OK)
     }
 
-    pub async fn oauth_revoke(&self, tenant: &str, token: &str, key: Option<&str>) -> StatusCode {
+    /// RFC 7009 revocation, with Bearer `key` or without credentials.
+    pub async fn oauth_revoke(&self, tenant: &str, token: &str, key: Option<&str>) -> Resp {
         let mut req = self
             .http
             .post(self.url(&format!("/t/{tenant}/oauth2/revoke")))
@@ -235,10 +360,20 @@ impl Server {
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
-        let resp = req.send().await.expect("revoke");
-        let s = resp.status();
-        assert!(s.as_u16() < 500, "{s}");
-        s
+        self.send("oauth2/revoke", req).await
+    }
+
+    /// Revokes a jti as admin; returns the response (201 first time, 200 on repeats).
+    pub async fn revoke(&self, tenant: &str, body: Value) -> Resp {
+        self.post(&format!("/v1/tenants/{tenant}/revocations"), body)
+            .await
+    }
+
+    /// `GET /metrics` as text.
+    pub async fn metrics(&self) -> String {
+        let r = self.get_public("/metrics").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.text
     }
 }
 
@@ -246,28 +381,199 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.stderr();
+            let tail: String = {
+                let lines: Vec<&str> = log.lines().collect();
+                lines[lines.len().saturating_sub(60)..].join("\n")
+            };
+            eprintln!("---- veto server log (last 60 lines) ----\n{tail}\n----");
+        }
     }
 }
 
-/// Splits a compact JWS into (header, claims).
+fn merge(all: &mut Vec<(String, String)>, env: &[(&str, &str)]) {
+    for (k, v) in env {
+        all.retain(|(k2, _)| k2 != k);
+        if !v.is_empty() {
+            all.push(((*k).into(), (*v).into()));
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+    /// The body as JSON; `Value::Null` when it is not JSON.
+    pub json: Value,
+}
+
+impl Resp {
+    pub async fn read(resp: reqwest::Response) -> Resp {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("response body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    /// Asserts the status and returns the JSON body.
+    #[track_caller]
+    pub fn expect(self, status: StatusCode) -> Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        self.json
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `items` of a list answer.
+    #[track_caller]
+    pub fn items(&self) -> Vec<Value> {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.text);
+        self.json["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no items array: {}", self.text))
+            .clone()
+    }
+}
+
+/// Asserts an RFC 9457 problem: `status`, content type `application/problem+json`, and the
+/// members `type`, `title`, `status` (equal to the HTTP status) and a non-empty `detail`.
+#[track_caller]
+pub fn assert_problem(resp: &Resp, status: u16) {
+    assert_eq!(resp.status.as_u16(), status, "{}", resp.text);
+    let ct = resp.header("content-type").unwrap_or_default();
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "content-type {ct:?} for {}",
+        resp.text
+    );
+    let b = &resp.json;
+    for f in ["type", "title"] {
+        assert!(b[f].is_string(), "problem without string `{f}`: {b}");
+    }
+    assert_eq!(b["status"], json!(status), "problem status member: {b}");
+    assert!(
+        b["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "problem without detail: {b}"
+    );
+}
+
+/// Like `assert_problem`, and the detail (or a field error) mentions `needle`, so that the
+/// caller knows what to fix.
+#[track_caller]
+pub fn assert_problem_names(resp: &Resp, status: u16, needle: &str) {
+    assert_problem(resp, status);
+    let detail = resp.json["detail"].as_str().unwrap_or_default();
+    let fields = resp.json["errors"].to_string();
+    assert!(
+        detail.contains(needle) || fields.contains(needle),
+        "problem does not name {needle:?}: {}",
+        resp.text
+    );
+}
+
+/// Splits a compact JWS into (header, claims) without verifying anything.
 pub fn decode(token: &str) -> (Value, Value) {
     let mut parts = token.split('.');
     let mut next = || {
         let seg = parts.next().expect("segment");
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(seg).expect("base64")).expect("json")
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(seg).expect("base64url")).expect("json")
     };
     (next(), next())
 }
 
+/// base64url without padding, as JOSE uses it.
 pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Asserts an RFC 9457 problem with `status`.
-pub fn assert_problem(status: StatusCode, body: &Value, want: u16) {
-    assert_eq!(status.as_u16(), want, "{body}");
-    for f in ["type", "title", "status", "detail"] {
-        assert!(body.get(f).is_some(), "problem without {f}: {body}");
+pub fn b64_decode(s: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD.decode(s).expect("base64url")
+}
+
+#[track_caller]
+pub fn str_of(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_owned()
+}
+
+/// Parses an RFC 3339 timestamp (and checks it is UTC, `Z`).
+#[track_caller]
+pub fn rfc3339(v: &Value) -> time::OffsetDateTime {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("not an RFC 3339 string: {v}"));
+    assert!(s.ends_with('Z'), "not UTC: {s}");
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("not RFC 3339: {s}: {e}"))
+}
+
+/// `now + secs` as an RFC 3339 UTC string.
+pub fn in_seconds(secs: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs))
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// A Prometheus label: `(name, value)`.
+pub type Label = (String, String);
+
+/// One sample of a Prometheus text exposition: `(name, labels, value)`.
+pub type Sample = (String, Vec<Label>, f64);
+
+/// The sum of the samples whose name and labels satisfy `pred`.
+pub fn sum_samples(samples: &[Sample], pred: impl Fn(&str, &[Label]) -> bool) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| pred(n, l))
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+/// The samples of a Prometheus text exposition.
+pub fn prometheus_samples(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => {
+                let body = rest.trim_end_matches('}');
+                let mut labels = Vec::new();
+                // Label values here never contain `",`; good enough for our own metrics.
+                for pair in body.split("\",") {
+                    if let Some((k, v)) = pair.split_once('=') {
+                        labels.push((k.trim().to_owned(), v.trim_matches('"').to_owned()));
+                    }
+                }
+                (n.to_owned(), labels)
+            }
+            None => (series.to_owned(), Vec::new()),
+        };
+        out.push((name, labels, value));
     }
-    assert_eq!(body["status"], json!(want));
+    out
 }
