@@ -6,11 +6,15 @@
 pub mod alg;
 pub mod apikey;
 pub mod audit;
+pub mod cookie;
 pub mod index;
 pub mod keyring;
 pub mod keys;
+pub mod prelogin;
 pub mod reason;
+pub mod refresh;
 pub mod revocation;
+pub mod session;
 pub mod tenant;
 pub mod timeutil;
 pub mod token;
