@@ -75,7 +75,61 @@ pub struct PurgeCounts {
     pub revocations: u64,
     pub cutoffs: u64,
     pub signing_keys: u64,
+    /// Change-log rows older than [`CHANGE_RETENTION_SECS`]. Counted so that a caller looping
+    /// "until a pass deletes nothing" also drains an old change log.
+    pub changes: u64,
 }
+
+/// A place in the change log, ordered by (xid, position). SQLite: xid is always 0.
+///
+/// PostgreSQL orders by the writing transaction's id first, because positions (a sequence) can
+/// commit out of order; see `postgres.rs`. `FeedCursor::default()` is before every change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FeedCursor {
+    pub xid: i64,
+    pub position: i64,
+}
+
+/// One change-log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub cursor: FeedCursor,
+    pub tenant: String,
+    /// One of the [`change`] constants.
+    pub kind: String,
+    /// Which row changed: a jti, a subject ('' = the tenant itself), a kid or an API key id.
+    pub key: String,
+    /// revocation: its `until` (None = permanent); tenant.cutoff / subject.cutoff:
+    /// not_before_iat (the stored maximum after the write); otherwise None.
+    pub value: Option<i64>,
+    /// Unix seconds when written.
+    pub at: i64,
+}
+
+/// Kinds of change-log entries. The key says which row changed: a jti, a subject ('' for the
+/// tenant itself), a kid or an API key id.
+pub mod change {
+    pub const TENANT_CREATE: &str = "tenant.create";
+    pub const TENANT_SUSPEND: &str = "tenant.suspend";
+    pub const TENANT_RESUME: &str = "tenant.resume";
+    pub const TENANT_CUTOFF: &str = "tenant.cutoff";
+    pub const SUBJECT_CUTOFF: &str = "subject.cutoff";
+    pub const REVOCATION: &str = "revocation";
+    pub const REVOCATION_LIFT: &str = "revocation.lift";
+    /// A revocation row deleted by the purge (expired): nodes drop it from their index.
+    pub const REVOCATION_PURGE: &str = "revocation.purge";
+    pub const KEY_INSERT: &str = "key.insert";
+    pub const KEY_RETIRE: &str = "key.retire";
+    pub const KEY_REVOKE: &str = "key.revoke";
+    pub const API_KEY_INSERT: &str = "api_key.insert";
+    pub const API_KEY_DELETE: &str = "api_key.delete";
+}
+
+/// How long change rows are kept; `purge_batch` deletes change rows with
+/// `at < before - CHANGE_RETENTION_SECS`. A node whose cursor is older than this may have missed
+/// changes that are gone from the log: it must reload its state (`load_state`) instead of
+/// catching up. A day is far longer than any staleness bound a node keeps serving under.
+pub const CHANGE_RETENTION_SECS: i64 = 86_400;
 
 /// What the index keeps of a revocation: whose, which, and until when (None = permanent).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,8 +152,10 @@ pub struct StateSnapshot {
     pub revocations: Vec<IndexedRevocation>,
     pub signing_keys: Vec<SigningKeyRecord>,
     pub api_keys: Vec<ApiKeyRecord>,
-    /// Change-log position the snapshot is consistent with.
-    pub position: i64,
+    /// Change-log place the snapshot is consistent with: applying `changes_after(cursor, ..)`
+    /// on top of the snapshot yields the current state. Changes already contained in the
+    /// snapshot may be among them (PostgreSQL replays a few), so appliers must be idempotent.
+    pub cursor: FeedCursor,
 }
 
 #[async_trait]
@@ -132,6 +188,8 @@ pub trait Store: Send + Sync + 'static {
     /// `NotFound` when no key of that id belongs to that tenant.
     async fn delete_api_key(&self, tenant: &str, id: &str, audit: &AuditEvent) -> Result<()>;
     async fn find_api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>>;
+    /// One API key by id (any tenant), for nodes applying an `api_key.insert` change.
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
     /// True when at least one admin key (tenant NULL) exists.
     async fn has_admin_key(&self) -> Result<bool>;
 
@@ -201,16 +259,22 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes at most `batch` revocation rows with `expires_at < before` and suspensions whose
     /// `until < before`, plus at most `batch` cutoffs (subject or tenant-wide) with
     /// `expires_at < before` and at most `batch` retired keys whose retention ended before
-    /// `before` (active and revoked keys are kept). Returns what it deleted and the (tenant, jti)
-    /// pairs of deleted revocations, so the index can drop them. Callers loop until a pass
-    /// deletes nothing.
+    /// `before` (active and revoked keys are kept), and at most `batch` change-log rows with
+    /// `at < before - CHANGE_RETENTION_SECS`. Every deleted revocation appends a
+    /// `revocation.purge` change in the same transaction, so other nodes drop it too. Returns
+    /// what it deleted and the (tenant, jti) pairs of deleted revocations, so the index can drop
+    /// them. Callers loop until a pass deletes nothing.
     async fn purge_batch(
         &self,
         before: OffsetDateTime,
         batch: u32,
     ) -> Result<(PurgeCounts, Vec<(String, String)>)>;
 
-    // ---- start-up ----
-    /// Reads everything the in-memory state is built from, consistent with one position.
+    // ---- start-up and the change feed ----
+    /// Reads everything the in-memory state is built from, consistent with one feed cursor.
     async fn load_state(&self, now: OffsetDateTime) -> Result<StateSnapshot>;
+    /// Changes strictly after `after` in cursor order, at most `limit`. Only *final* changes:
+    /// no change may ever appear later with a cursor <= the last one returned, so a reader
+    /// that continues from the last cursor it got never skips one.
+    async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>>;
 }

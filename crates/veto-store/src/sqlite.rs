@@ -46,8 +46,8 @@ use veto_core::tenant::Tenant;
 
 use crate::cursor::Cursor;
 use crate::{
-    IndexedRevocation, LiftOutcome, Page, PageRequest, PurgeCounts, Result, RevokeOutcome,
-    StateSnapshot, Store, StoreError,
+    CHANGE_RETENTION_SECS, Change, FeedCursor, IndexedRevocation, LiftOutcome, Page, PageRequest,
+    PurgeCounts, Result, RevokeOutcome, StateSnapshot, Store, StoreError, change,
 };
 
 /// Migrations are embedded at compile time from `migrations/sqlite` (`sqlx::migrate!`, which
@@ -360,33 +360,19 @@ async fn insert_audit(conn: &mut sqlx::SqliteConnection, e: &AuditEvent) -> Resu
     Ok(())
 }
 
-/// Kinds of change-log entries. The key says which row changed: a jti, a subject ('' for the
-/// tenant itself), a kid or an API key id.
-mod change {
-    pub const TENANT_CREATE: &str = "tenant.create";
-    pub const TENANT_SUSPEND: &str = "tenant.suspend";
-    pub const TENANT_RESUME: &str = "tenant.resume";
-    pub const TENANT_CUTOFF: &str = "tenant.cutoff";
-    pub const SUBJECT_CUTOFF: &str = "subject.cutoff";
-    pub const REVOCATION: &str = "revocation";
-    pub const REVOCATION_LIFT: &str = "revocation.lift";
-    pub const KEY_INSERT: &str = "key.insert";
-    pub const KEY_RETIRE: &str = "key.retire";
-    pub const KEY_REVOKE: &str = "key.revoke";
-    pub const API_KEY_INSERT: &str = "api_key.insert";
-    pub const API_KEY_DELETE: &str = "api_key.delete";
-}
-
+/// Appends one change-log row (see `Change` for what `value` carries per kind).
 async fn insert_change(
     conn: &mut sqlx::SqliteConnection,
     tenant: &str,
     kind: &str,
     key: &str,
+    value: Option<i64>,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO changes (tenant, kind, key, at) VALUES (?, ?, ?, ?)")
+    sqlx::query("INSERT INTO changes (tenant, kind, key, value, at) VALUES (?, ?, ?, ?, ?)")
         .bind(tenant)
         .bind(kind)
         .bind(key)
+        .bind(value)
         .bind(ts(veto_core::timeutil::now()))
         .execute(conn)
         .await
@@ -481,11 +467,12 @@ async fn insert_revocation_chunk(
         .await
         .map_err(|e| conflict_or_unavailable(e, || "an audit event with this id exists".into()))?;
     let now = ts(veto_core::timeutil::now());
-    let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO changes (tenant, kind, key, at) ");
+    let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO changes (tenant, kind, key, value, at) ");
     qb.push_values(&created, |mut b, (r, _)| {
         b.push_bind(&r.tenant)
             .push_bind(change::REVOCATION)
             .push_bind(&r.jti)
+            .push_bind(r.until.map(ts))
             .push_bind(now);
     });
     qb.build()
@@ -520,7 +507,14 @@ async fn insert_revocation_in(
     .map_err(|e| missing_tenant_or_unavailable(e, &rec.tenant))?;
     if done.rows_affected() == 1 {
         insert_audit(conn, audit).await?;
-        insert_change(conn, &rec.tenant, change::REVOCATION, &rec.jti).await?;
+        insert_change(
+            conn,
+            &rec.tenant,
+            change::REVOCATION,
+            &rec.jti,
+            rec.until.map(ts),
+        )
+        .await?;
         return Ok(RevokeOutcome {
             record: as_stored(rec),
             created: true,
@@ -692,6 +686,27 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 
+    /// At most one row, by a query built from our own column lists and one bound value, on a
+    /// reader connection.
+    async fn fetch_optional<T, V>(
+        &self,
+        sql: String,
+        value: V,
+        from_row: fn(&SqliteRow) -> Result<T>,
+    ) -> Result<Option<T>>
+    where
+        V: 'static + sqlx::Encode<'static, Sqlite> + sqlx::Type<Sqlite> + Send,
+    {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(unavailable)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
     async fn list<T>(
         &self,
         mut qb: QueryBuilder<Sqlite>,
@@ -749,21 +764,17 @@ impl Store for SqliteStore {
         .await
         .map_err(|e| conflict_or_unavailable(e, || format!("tenant {:?} already exists", t.id)))?;
         insert_audit(&mut tx, audit).await?;
-        insert_change(&mut tx, &t.id, change::TENANT_CREATE, "").await?;
+        insert_change(&mut tx, &t.id, change::TENANT_CREATE, "", None).await?;
         tx.commit().await.map_err(unavailable)
     }
 
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&self.reader)
+        self.fetch_optional(
+            format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?"),
+            id.to_owned(),
+            tenant_from_row,
+        )
         .await
-        .map_err(unavailable)?
-        .as_ref()
-        .map(tenant_from_row)
-        .transpose()
     }
 
     async fn set_tenant_suspended(
@@ -789,7 +800,7 @@ impl Store for SqliteStore {
         } else {
             change::TENANT_RESUME
         };
-        insert_change(&mut tx, id, kind, "").await?;
+        insert_change(&mut tx, id, kind, "", None).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(tenant)
     }
@@ -801,17 +812,20 @@ impl Store for SqliteStore {
         let sub = c.sub.as_deref().unwrap_or("");
         // Max wins, for both columns: a late-arriving older cutoff (a retry, a clock behind)
         // must never re-admit tokens a newer one rejects, nor shorten how long it is kept.
-        sqlx::query(
+        // RETURNING gives the stored maximum, which the change row carries: a node applying it
+        // gets the value the store holds, not this (possibly older) request's.
+        let stored: i64 = sqlx::query_scalar(
             "INSERT INTO cutoffs (tenant, sub, not_before_iat, expires_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (tenant, sub) DO UPDATE SET \
                not_before_iat = max(cutoffs.not_before_iat, excluded.not_before_iat), \
-               expires_at = max(cutoffs.expires_at, excluded.expires_at)",
+               expires_at = max(cutoffs.expires_at, excluded.expires_at) \
+             RETURNING not_before_iat",
         )
         .bind(&c.tenant)
         .bind(sub)
         .bind(c.not_before_iat)
         .bind(ts(c.expires_at))
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| missing_tenant_or_unavailable(e, &c.tenant))?;
         insert_audit(&mut tx, audit).await?;
@@ -820,7 +834,7 @@ impl Store for SqliteStore {
         } else {
             change::TENANT_CUTOFF
         };
-        insert_change(&mut tx, &c.tenant, kind, sub).await?;
+        insert_change(&mut tx, &c.tenant, kind, sub, Some(stored)).await?;
         tx.commit().await.map_err(unavailable)
     }
 
@@ -851,6 +865,7 @@ impl Store for SqliteStore {
             k.tenant.as_deref().unwrap_or(""),
             change::API_KEY_INSERT,
             &k.id,
+            None,
         )
         .await?;
         tx.commit().await.map_err(unavailable)
@@ -881,21 +896,26 @@ impl Store for SqliteStore {
             )));
         }
         insert_audit(&mut tx, audit).await?;
-        insert_change(&mut tx, tenant, change::API_KEY_DELETE, id).await?;
+        insert_change(&mut tx, tenant, change::API_KEY_DELETE, id, None).await?;
         tx.commit().await.map_err(unavailable)
     }
 
     async fn find_api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
-        )))
-        .bind(hash.as_slice())
-        .fetch_optional(&self.reader)
+        self.fetch_optional(
+            format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"),
+            hash.to_vec(),
+            api_key_from_row,
+        )
         .await
-        .map_err(unavailable)?
-        .as_ref()
-        .map(api_key_from_row)
-        .transpose()
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        self.fetch_optional(
+            format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?"),
+            id.to_owned(),
+            api_key_from_row,
+        )
+        .await
     }
 
     async fn has_admin_key(&self) -> Result<bool> {
@@ -959,9 +979,9 @@ impl Store for SqliteStore {
         })?;
         insert_audit(&mut tx, audit).await?;
         for r in &retired {
-            insert_change(&mut tx, &k.tenant, change::KEY_RETIRE, &r.kid).await?;
+            insert_change(&mut tx, &k.tenant, change::KEY_RETIRE, &r.kid, None).await?;
         }
-        insert_change(&mut tx, &k.tenant, change::KEY_INSERT, &k.kid).await?;
+        insert_change(&mut tx, &k.tenant, change::KEY_INSERT, &k.kid, None).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(retired)
     }
@@ -1002,7 +1022,7 @@ impl Store for SqliteStore {
         if let Some(row) = row {
             let rec = signing_key_from_row(&row)?;
             insert_audit(&mut tx, audit).await?;
-            insert_change(&mut tx, tenant, change::KEY_REVOKE, kid).await?;
+            insert_change(&mut tx, tenant, change::KEY_REVOKE, kid, None).await?;
             tx.commit().await.map_err(unavailable)?;
             return Ok(rec);
         }
@@ -1171,7 +1191,7 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         insert_audit(&mut tx, audit).await?;
-        insert_change(&mut tx, tenant, change::REVOCATION_LIFT, jti).await?;
+        insert_change(&mut tx, tenant, change::REVOCATION_LIFT, jti, None).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(LiftOutcome::Lifted(rec))
     }
@@ -1222,6 +1242,36 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
+        // Old change rows go first, so that this pass never deletes the `revocation.purge`
+        // rows it appends below (with a `before` ahead of the clock it otherwise could).
+        let changes = sqlx::query(
+            "DELETE FROM changes WHERE position IN \
+               (SELECT position FROM changes WHERE at < ? LIMIT ?)",
+        )
+        .bind(before.saturating_sub(CHANGE_RETENTION_SECS))
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        // Other nodes learn of the deletions from the feed, in the same transaction.
+        let now = ts(veto_core::timeutil::now());
+        for chunk in jtis.chunks(BATCH_CHUNK) {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("INSERT INTO changes (tenant, kind, key, value, at) ");
+            qb.push_values(chunk, |mut b, (tenant, jti)| {
+                b.push_bind(tenant)
+                    .push_bind(change::REVOCATION_PURGE)
+                    .push_bind(jti)
+                    .push_bind(None::<i64>)
+                    .push_bind(now);
+            });
+            qb.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
         // Tenant-wide and subject cutoffs alike: past `expires_at` every token they could
         // reject has expired on its own.
         let cutoffs = sqlx::query(
@@ -1254,6 +1304,7 @@ impl Store for SqliteStore {
                 revocations = jtis.len(),
                 cutoffs,
                 signing_keys = keys,
+                changes,
                 elapsed_ms = elapsed.as_millis() as u64,
                 "slow purge batch"
             );
@@ -1263,6 +1314,7 @@ impl Store for SqliteStore {
                 revocations: jtis.len() as u64,
                 cutoffs,
                 signing_keys: keys,
+                changes,
             },
             jtis,
         ))
@@ -1273,6 +1325,8 @@ impl Store for SqliteStore {
         // One read transaction: in WAL mode every statement in it reads the same snapshot, so
         // the tables agree with each other and with the change position read inside it.
         let mut tx = self.reader.begin().await.map_err(unavailable)?;
+        // With one writer, positions commit in order (module comment): the highest one in
+        // this snapshot is a cursor every later change sorts after.
         let position: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM changes")
             .fetch_one(&mut *tx)
             .await
@@ -1357,7 +1411,40 @@ impl Store for SqliteStore {
             revocations,
             signing_keys,
             api_keys,
-            position,
+            cursor: FeedCursor { xid: 0, position },
         })
+    }
+
+    async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>> {
+        // Every SQLite change has xid 0: a cursor with a higher xid (not one this store issued)
+        // is past all of them, one with a lower xid before all of them.
+        let after_position = match after.xid.cmp(&0) {
+            std::cmp::Ordering::Less => i64::MIN,
+            std::cmp::Ordering::Equal => after.position,
+            std::cmp::Ordering::Greater => return Ok(Vec::new()),
+        };
+        // Committed rows only (the reader sees the last committed WAL snapshot), and with one
+        // writer a row with a lower position never commits after one with a higher position:
+        // everything returned is final.
+        let rows: Vec<(i64, String, String, String, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT position, tenant, kind, key, value, at FROM changes \
+             WHERE position > ? ORDER BY position LIMIT ?",
+        )
+        .bind(after_position)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .map(|(position, tenant, kind, key, value, at)| Change {
+                cursor: FeedCursor { xid: 0, position },
+                tenant,
+                kind,
+                key,
+                value,
+                at,
+            })
+            .collect())
     }
 }
