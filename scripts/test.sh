@@ -4,8 +4,9 @@
 # On a fresh Debian machine with the Rust toolchain it installs what is missing (Debian packages
 # as root or with sudo; Python packages from PyPI into a virtualenv under target/), starts
 # throwaway PostgreSQL and Redis instances on loopback for the tests that use them, then runs:
-# formatting and lint checks, every test of the workspace (unit, property, storage conformance,
-# end-to-end against the real binary, PyJWT interop), and a compile of the benchmarks.
+# formatting and lint checks, every test of the workspace (unit, property, storage conformance on
+# SQLite and PostgreSQL, end-to-end against the real binary, PyJWT interop), the end-to-end tests
+# a second time with every server on PostgreSQL, and a compile of the benchmarks.
 #
 #   ./scripts/test.sh                   everything
 #   ./scripts/test.sh services-check    only start PostgreSQL and Redis, check them, stop them
@@ -60,8 +61,12 @@ run_checks() {
     # nextest does not run doctests; they go first so that nextest's summary closes the run.
     cargo test --workspace --locked --doc
     cargo nextest run --workspace --locked --no-fail-fast
+    section "end-to-end tests again, every server on PostgreSQL"
+    VETO_E2E_BACKEND=postgres cargo nextest run -p veto --locked --no-fail-fast
   else
     cargo test --workspace --locked --no-fail-fast
+    section "end-to-end tests again, every server on PostgreSQL"
+    VETO_E2E_BACKEND=postgres cargo test -p veto --locked --no-fail-fast
   fi
 
   section "benchmarks compile"

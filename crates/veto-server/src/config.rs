@@ -23,6 +23,14 @@ pub struct Config {
     /// Rows deleted per purge transaction: small enough that a purge never holds the store's
     /// write lock for long.
     pub purge_batch: u32,
+    /// How old the in-memory revocation state may get (no successful read of the change feed)
+    /// before the node fails closed (`VETO_MAX_STALENESS`).
+    pub max_staleness: Duration,
+    /// What a stale node does with checks; fail closed unless explicitly set otherwise.
+    pub stale_policy: crate::feed::StalePolicy,
+    /// How often the change feed is read without a notification: the longest a lost
+    /// notification delays a change, and the steady-state lag on an idle node.
+    pub feed_poll_interval: Duration,
 }
 
 impl Config {
@@ -38,6 +46,9 @@ impl Config {
             purge_interval: Duration::from_secs(3_600),
             purge_margin: 3_600,
             purge_batch: 1_000,
+            max_staleness: Duration::from_secs(5),
+            stale_policy: crate::feed::StalePolicy::FailClosed,
+            feed_poll_interval: Duration::from_millis(500),
         }
     }
 

@@ -19,6 +19,14 @@ pub fn install() -> PrometheusHandle {
                 1.0, 2.5,
             ],
         )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("veto_feed_propagation_delay_seconds".into()),
+                &[
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ],
+            )
+        })
         .map(|b| b.build_recorder())
         .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
     let handle = recorder.handle();
@@ -84,4 +92,30 @@ pub fn purged(table: &'static str, n: u64) {
 
 pub fn purge_run() {
     metrics::counter!("veto_purge_runs_total").increment(1);
+}
+
+/// Position of the last change applied from the change feed.
+pub fn feed_position(position: i64) {
+    metrics::gauge!("veto_index_position").set(position as f64);
+}
+
+/// Age of the in-memory revocation state (see `feed::Feed::lag`).
+pub fn feed_lag(lag: std::time::Duration) {
+    metrics::gauge!("veto_index_lag_seconds").set(lag.as_secs_f64());
+}
+
+/// Time from a change's commit to its application on this node.
+pub fn feed_delay(seconds: f64) {
+    metrics::histogram!("veto_feed_propagation_delay_seconds").record(seconds.max(0.0));
+}
+
+/// A failed Redis operation (`publish`, `mirror`, `subscribe`): Redis is optional and never
+/// decides a check, so failures are counted rather than failing requests.
+pub fn redis_error(op: &'static str) {
+    metrics::counter!("veto_redis_errors_total", "op" => op).increment(1);
+}
+
+/// A notification that woke the change-feed follower (`postgres`, `redis`).
+pub fn feed_wakeup(source: &'static str) {
+    metrics::counter!("veto_feed_wakeups_total", "source" => source).increment(1);
 }

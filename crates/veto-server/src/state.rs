@@ -35,6 +35,10 @@ pub struct Inner {
     /// API keys by SHA-256 of their secret: authentication is a hash plus a map probe, no query.
     api_keys: RwLock<HashMap<[u8; 32], Arc<ApiKeyRecord>>>,
     pub metrics: PrometheusHandle,
+    /// Where this node is in the change log, and how fresh its state is.
+    pub feed: crate::feed::Feed,
+    /// Optional Redis (notifications, mirror); set once at start-up, after the state is built.
+    redis: std::sync::OnceLock<crate::redis::RedisBus>,
 }
 
 impl Deref for AppState {
@@ -68,6 +72,11 @@ impl AppState {
             .load_state(veto_core::timeutil::now())
             .await
             .map_err(|e| format!("could not read the store: {e}"))?;
+        let feed = crate::feed::Feed::new(
+            config.max_staleness,
+            config.stale_policy,
+            config.feed_poll_interval,
+        );
         let state = AppState(Arc::new(Inner {
             config,
             store,
@@ -77,12 +86,15 @@ impl AppState {
             tenants: RwLock::new(HashMap::new()),
             api_keys: RwLock::new(HashMap::new()),
             metrics,
+            feed,
+            redis: std::sync::OnceLock::new(),
         }));
         state.apply_snapshot(snapshot)?;
         Ok(state)
     }
 
     fn apply_snapshot(&self, s: StateSnapshot) -> Result<(), String> {
+        self.feed.set_cursor(s.cursor);
         for (tenant, cutoff) in s.tenants {
             self.index.set_tenant(
                 &tenant.id,
@@ -131,6 +143,23 @@ impl AppState {
             self.load_key(rec).map_err(ApiError::Internal)?;
         }
         Ok(())
+    }
+
+    /// Uses `bus` for notifications and the mirror from now on (first call wins).
+    pub fn set_redis(&self, bus: crate::redis::RedisBus) {
+        let _ = self.redis.set(bus);
+    }
+
+    pub fn redis(&self) -> Option<&crate::redis::RedisBus> {
+        self.redis.get()
+    }
+
+    /// After a committed write to the change log: tells the other nodes through Redis, when
+    /// configured (PostgreSQL's NOTIFY, sent by the store at commit, needs nothing from us).
+    pub fn announce(&self) {
+        if let Some(r) = self.redis() {
+            r.announce();
+        }
     }
 
     pub fn tenant(&self, id: &str) -> Option<Tenant> {

@@ -277,4 +277,13 @@ pub trait Store: Send + Sync + 'static {
     /// no change may ever appear later with a cursor <= the last one returned, so a reader
     /// that continues from the last cursor it got never skips one.
     async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>>;
+
+    /// Unix milliseconds of the oldest change after `after` that is committed but not yet final
+    /// (held back by an older transaction still running), or `None` when there is none. A node
+    /// that has read everything final is fresh only up to that instant: a long transaction
+    /// that holds the feed back must make the node stale, not silently hide a committed
+    /// revocation. Backends whose positions commit in order (SQLite) never hold anything back.
+    async fn feed_pending_since(&self, _after: FeedCursor) -> Result<Option<i64>> {
+        Ok(None)
+    }
 }

@@ -64,9 +64,25 @@ pub struct ServeArgs {
     /// Default: `http://<listen address>`.
     #[arg(long, env = "VETO_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Optional Redis, for change notifications between nodes.
-    #[arg(long, env = "VETO_REDIS_URL")]
+    /// Optional Redis (`redis://host:port/db`): change notifications between nodes, and a
+    /// mirror of revocations as keys for consumers that read Redis. Never the source of truth.
+    #[arg(long, env = "VETO_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// How old this node's revocation state may get (no successful read of the change feed,
+    /// e.g. the database is down) before it fails closed: every check answers inactive with
+    /// reason `index_stale`, and /readyz answers 503. E.g. 5s, 1500ms.
+    #[arg(long, env = "VETO_MAX_STALENESS", default_value = "5s", value_parser = parse_duration)]
+    pub max_staleness: std::time::Duration,
+    /// RISK: keep answering checks from stale state instead of failing closed. A token revoked
+    /// on another node while this one is cut off from the database is then ACCEPTED here until
+    /// it expires or the node catches up. Only for deployments that prefer availability over
+    /// revocation; /readyz still reports 503 while stale.
+    #[arg(long, env = "VETO_FAIL_OPEN", default_value_t = false)]
+    pub fail_open: bool,
+    /// How often the change feed is read without a notification: bounds the delay a lost
+    /// notification can cause, and the lag of an idle node.
+    #[arg(long, env = "VETO_FEED_POLL_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    pub feed_poll_interval: std::time::Duration,
     /// Master key: base64 of 32 random bytes (`veto gen-master-key`). Encrypts signing keys at rest.
     #[arg(long, env = "VETO_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
@@ -102,7 +118,7 @@ pub struct PurgeArgs {
     pub batch: u32,
 }
 
-/// `90`, `90s`, `15m`, `1h`, `1d`.
+/// `90`, `90s`, `250ms`, `15m`, `1h`, `1d`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
@@ -112,17 +128,18 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a duration; use e.g. 30s, 15m, 1h"))?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return Err(format!("unknown unit in {s:?}; use s, m, h or d")),
+    let mult_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("unknown unit in {s:?}; use ms, s, m, h or d")),
     };
     if n == 0 {
         return Err("the interval must be positive".into());
     }
-    Ok(std::time::Duration::from_secs(n.saturating_mul(mult)))
+    Ok(std::time::Duration::from_millis(n.saturating_mul(mult_ms)))
 }
 
 #[cfg(test)]
@@ -134,6 +151,7 @@ mod tests {
         assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
         assert_eq!(parse_duration("15m").unwrap().as_secs(), 900);
         assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("h").is_err());

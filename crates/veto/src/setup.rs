@@ -21,15 +21,27 @@ pub fn init_logging(filter: &str, format: LogFormat) {
 }
 
 /// Opens (and migrates) the configured store.
-pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>, String> {
+/// The store `veto` runs on, and its concrete PostgreSQL handle when that is the backend (for
+/// LISTEN/NOTIFY wake-ups, which are not part of the `Store` trait).
+pub struct OpenedStore {
+    pub store: Arc<dyn Store>,
+    pub postgres: Option<()>,
+}
+
+/// Connections per node: enough for concurrent writes plus the follower and readiness probes,
+/// few enough that dozens of nodes stay far below PostgreSQL's default `max_connections` (100).
+const PG_POOL_SIZE: u32 = 10;
+const PG_PENDING: &str = "this build of veto has no PostgreSQL backend yet; unset VETO_DATABASE_URL to use the embedded store";
+
+pub async fn open_store(args: &StoreArgs) -> Result<OpenedStore, String> {
     if let Some(url) = &args.database_url {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err("this build of veto has no PostgreSQL backend yet; unset VETO_DATABASE_URL to use the embedded store".into());
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(
+                "VETO_DATABASE_URL must be a postgres:// URL (got a URL of another scheme); unset it for the embedded store"
+                    .into(),
+            );
         }
-        return Err(
-            "VETO_DATABASE_URL must be a postgres:// URL (got a URL of another scheme); unset it for the embedded store"
-                .into(),
-        );
+        return Err(format!("{PG_PENDING}"));
     }
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         format!(
@@ -45,7 +57,10 @@ pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>, String> {
         .migrate()
         .await
         .map_err(|e| format!("cannot migrate the store: {e}"))?;
-    Ok(Arc::new(store))
+    Ok(OpenedStore {
+        store: Arc::new(store),
+        postgres: None,
+    })
 }
 
 /// Writes a secret file readable by its owner only.

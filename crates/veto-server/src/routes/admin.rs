@@ -50,25 +50,46 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// 200 when the store answers and the revocation state is current; 503 otherwise.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(st): State<AppState>) -> Response {
-    match st.store.ping().await {
-        Ok(()) => {
-            Json(json!({"status": "ready", "revocations_indexed": st.index.len()})).into_response()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: store does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "detail": "the store does not answer"})),
-            )
-                .into_response()
-        }
+    let unavailable = |detail: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "detail": detail})),
+        )
+            .into_response()
+    };
+    if let Err(e) = st.store.ping().await {
+        tracing::warn!(error = %e, "readiness: store does not answer");
+        return unavailable("the store does not answer".into());
     }
+    // Ready means checks are answered from current state: a node that has not caught up with
+    // the change feed (just started, or cut off for longer than the staleness bound) is not.
+    let lag = st.feed.lag();
+    if !st.feed.is_fresh() {
+        return unavailable(match lag {
+            None => "the revocation state has not caught up with the change feed yet".into(),
+            Some(l) => format!(
+                "the revocation state is {:.1} s old, beyond the staleness bound of {} s",
+                l.as_secs_f64(),
+                st.feed.max_staleness().as_secs_f64()
+            ),
+        });
+    }
+    Json(json!({
+        "status": "ready",
+        "revocations_indexed": st.index.len(),
+        "index_position": st.feed.cursor().position,
+        "index_lag_seconds": lag.map(|l| l.as_secs_f64()),
+    }))
+    .into_response()
 }
 
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
     crate::metrics::set_index_size(st.index.len());
+    if let Some(lag) = st.feed.lag() {
+        crate::metrics::feed_lag(lag);
+    }
     let mut resp = st.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -85,6 +85,7 @@ impl AppState {
         let audit = AuditEvent::new(tenant, actor, "api_key.create", &id)
             .with_metadata(serde_json::json!({"name": name, "scopes": scopes}));
         self.store.insert_api_key(&rec, &audit).await?;
+        self.announce();
         let view = ApiKeyView::from(&rec);
         self.remember_api_key(rec);
         Ok(CreatedApiKey {
@@ -113,6 +114,7 @@ impl AppState {
         self.require_tenant(tenant)?;
         let audit = AuditEvent::new(tenant, actor, "api_key.delete", id);
         self.store.delete_api_key(tenant, id, &audit).await?;
+        self.announce();
         self.forget_api_key(id);
         Ok(())
     }

@@ -86,6 +86,7 @@ impl AppState {
             .store
             .insert_signing_key(&rec, retire_until, &audit)
             .await?;
+        self.announce();
         self.load_key(&rec).map_err(ApiError::Internal)?;
         self.refresh_keys(&changed)?;
         Ok(KeyView::from(&rec))
@@ -106,6 +107,7 @@ impl AppState {
             .store
             .revoke_signing_key(tenant, kid, reason, &audit)
             .await?;
+        self.announce();
         debug_assert_eq!(rec.status, KeyStatus::Revoked);
         self.load_key(&rec).map_err(ApiError::Internal)?;
         Ok(KeyView::from(&rec))

@@ -156,6 +156,10 @@ impl AppState {
             self.index_revocation(&out.record);
             metrics::revoked(out.record.reason.as_deref(), 1);
             metrics::set_index_size(self.index.len());
+            if let Some(r) = self.redis() {
+                r.mirror_revocations(vec![out.record.clone()]);
+                r.announce();
+            }
         }
         Ok(out)
     }
@@ -196,6 +200,10 @@ impl AppState {
             metrics::revoked(r.reason.as_deref(), 1);
         }
         metrics::set_index_size(self.index.len());
+        if let Some(r) = self.redis() {
+            r.mirror_revocations(new);
+            r.announce();
+        }
         Ok(BatchRevokeResult { created, existing })
     }
 
@@ -232,6 +240,10 @@ impl AppState {
             LiftOutcome::Lifted(_) => {
                 self.index.remove_jti(tenant, jti);
                 metrics::set_index_size(self.index.len());
+                if let Some(r) = self.redis() {
+                    r.unmirror_revocation(tenant, jti);
+                    r.announce();
+                }
                 Ok(())
             }
             LiftOutcome::NotFound => Err(ApiError::NotFound(format!(

@@ -41,6 +41,7 @@ impl AppState {
         };
         let audit = AuditEvent::new(id, actor, "tenant.create", id);
         self.store.create_tenant(&tenant, &audit).await?;
+        self.announce();
         self.remember_tenant(tenant.clone());
         // Contract: "A new tenant starts with one active ES256 key."
         self.create_signing_key(actor, id, Alg::ES256, None, false)
@@ -67,6 +68,7 @@ impl AppState {
             .store
             .set_tenant_suspended(id, suspended, &audit)
             .await?;
+        self.announce();
         self.remember_tenant(tenant.clone());
         Ok(tenant)
     }
@@ -98,6 +100,10 @@ impl AppState {
         let (cutoff, revoked_before) = self.cutoff_now(id, None);
         let audit = AuditEvent::new(id, actor, "tenant.revoke_all", id).with_reason(reason);
         self.store.set_cutoff(&cutoff, &audit).await?;
+        if let Some(r) = self.redis() {
+            r.mirror_cutoff(&cutoff);
+            r.announce();
+        }
         self.index.raise_tenant_cutoff(id, cutoff.not_before_iat);
         Ok(CutoffResult {
             tenant: id.to_owned(),
@@ -120,6 +126,10 @@ impl AppState {
         let (cutoff, revoked_before) = self.cutoff_now(tenant, Some(sub));
         let audit = AuditEvent::new(tenant, actor, "subject.revoke_all", sub).with_reason(reason);
         self.store.set_cutoff(&cutoff, &audit).await?;
+        if let Some(r) = self.redis() {
+            r.mirror_cutoff(&cutoff);
+            r.announce();
+        }
         self.index
             .raise_subject_cutoff(tenant, sub, cutoff.not_before_iat);
         Ok(CutoffResult {

@@ -196,6 +196,12 @@ impl AppState {
             iat: verified.iat,
             sid: verified.sid.as_deref(),
         };
+        // Step 4 needs current revocation state. A node that cannot vouch for its state (see
+        // `feed`) rejects rather than risk accepting a token another node has revoked.
+        if !self.feed.may_answer() {
+            metrics::check(outcome_label(Some(Reason::IndexStale)));
+            return Check::Inactive(Reason::IndexStale);
+        }
         match self.index.check(tenant, &facts, now) {
             Ok(()) => {
                 metrics::check("active");

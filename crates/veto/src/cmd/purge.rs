@@ -7,7 +7,7 @@ pub async fn run(args: PurgeArgs) -> Result<(), String> {
     if args.safety_margin_seconds < 0 {
         return Err("--safety-margin-seconds must not be negative".into());
     }
-    let store = crate::setup::open_store(&args.store).await?;
+    let store = crate::setup::open_store(&args.store).await?.store;
     let before = veto_core::timeutil::now() - time::Duration::seconds(args.safety_margin_seconds);
     // The number of rows to delete is unknown up front (counting would scan the ledger), so
     // the bar is a spinner that counts deleted rows batch by batch.

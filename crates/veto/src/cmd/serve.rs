@@ -2,6 +2,8 @@
 use std::io::Write;
 
 use tokio::net::TcpListener;
+use veto_server::feed::StalePolicy;
+use veto_server::redis::RedisBus;
 use veto_server::service::bootstrap::AdminKey;
 use veto_server::{AppState, Config};
 
@@ -9,10 +11,7 @@ use crate::cli::ServeArgs;
 use crate::setup;
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
-    if args.redis_url.is_some() {
-        tracing::warn!("VETO_REDIS_URL is set but this build does not use Redis yet; ignoring it");
-    }
-    let store = setup::open_store(&args.store).await?;
+    let opened = setup::open_store(&args.store).await?;
     let master = setup::master_key(
         args.master_key.as_deref(),
         args.master_key_file.as_deref(),
@@ -38,10 +37,27 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.body_limit = args.body_limit;
     config.leeway = args.clock_skew_seconds;
     config.purge_interval = args.purge_interval;
+    config.max_staleness = args.max_staleness;
+    config.feed_poll_interval = args.feed_poll_interval;
+    if args.fail_open {
+        tracing::warn!(
+            "VETO_FAIL_OPEN is set: when this node's revocation state is stale it keeps accepting tokens, including ones revoked elsewhere since"
+        );
+        config.stale_policy = StalePolicy::FailOpen;
+    }
 
     let started = std::time::Instant::now();
     let metrics = veto_server::metrics::install();
-    let state = AppState::load(config, store, master, metrics).await?;
+    let state = AppState::load(config, opened.store.clone(), master, metrics).await?;
+    // Catch up with the change feed before answering anything: the snapshot plus every change
+    // since is the current state, and /readyz reports ready only once this has succeeded.
+    if let Err(e) = state.catch_up().await {
+        tracing::warn!(error = %e, "cannot read the change feed yet; not ready until it can");
+    }
+    tokio::spawn(state.clone().follow_changes());
+    if let Some(url) = args.redis_url.clone() {
+        spawn_redis(url, state.clone());
+    }
     tracing::info!(
         revocations = state.index.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -87,6 +103,30 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .with_graceful_shutdown(shutdown())
         .await
         .map_err(|e| format!("server error: {e}"))
+}
+
+/// Connects to Redis in the background: veto starts and serves without it (it is never the
+/// source of truth), and keeps trying until Redis answers.
+fn spawn_redis(url: String, state: AppState) {
+    tokio::spawn(async move {
+        let mut warned = false;
+        loop {
+            match RedisBus::connect(&url).await {
+                Ok(bus) => {
+                    tracing::info!("connected to Redis: notifications and revocation mirror on");
+                    bus.spawn_wakeups(state.clone());
+                    state.set_redis(bus);
+                    return;
+                }
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!(error = %e, "Redis unavailable; serving without it and retrying every 5 s");
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+    });
 }
 
 /// The scheduled purge sweep. The first sweep runs one interval after start, so a restart loop

@@ -133,6 +133,9 @@ impl Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut all: Vec<(String, String)> =
             vec![("VETO_BOOTSTRAP_ADMIN_KEY".into(), ADMIN.into())];
+        if let Some(url) = backend_database().await {
+            all.push(("VETO_DATABASE_URL".into(), url));
+        }
         merge(&mut all, env);
         let (child, base, stderr) = spawn(dir.path(), &all);
         Server {
@@ -143,6 +146,51 @@ impl Server {
             stderr,
             http: client(),
         }
+    }
+
+    /// Another node on the same store (PostgreSQL: the same database; SQLite: the same file),
+    /// with the same master key and public URL, so that tokens of one verify on the other.
+    pub async fn start_node(&self, env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut all = self.env.clone();
+        all.retain(|(k, _)| k != "VETO_PUBLIC_URL" && k != "VETO_DATA_DIR");
+        all.push(("VETO_PUBLIC_URL".into(), self.public_url()));
+        if !all.iter().any(|(k, _)| k == "VETO_DATABASE_URL") {
+            // SQLite: the second node opens the first one's file.
+            all.push((
+                "VETO_DATA_DIR".into(),
+                self.dir.path().display().to_string(),
+            ));
+        }
+        if !all.iter().any(|(k, _)| k.starts_with("VETO_MASTER_KEY")) {
+            all.push((
+                "VETO_MASTER_KEY_FILE".into(),
+                self.dir.path().join("master.key").display().to_string(),
+            ));
+        }
+        merge(&mut all, env);
+        let data = all
+            .iter()
+            .find(|(k, _)| k == "VETO_DATA_DIR")
+            .map(|(_, v)| std::path::PathBuf::from(v))
+            .unwrap_or_else(|| dir.path().to_owned());
+        let (child, base, stderr) = spawn(&data, &all);
+        Server {
+            child,
+            base,
+            dir,
+            env: all,
+            stderr,
+            http: client(),
+        }
+    }
+
+    /// The `VETO_DATABASE_URL` this server runs on, when PostgreSQL.
+    pub fn database_url(&self) -> Option<String> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "VETO_DATABASE_URL")
+            .map(|(_, v)| v.clone())
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -389,6 +437,47 @@ impl Drop for Server {
             };
             eprintln!("---- veto server log (last 60 lines) ----\n{tail}\n----");
         }
+    }
+}
+
+/// Which backend the end-to-end tests run on: `VETO_E2E_BACKEND=postgres` runs every server on
+/// a fresh PostgreSQL database of its own (created on the server at `VETO_TEST_DATABASE_URL`,
+/// which `scripts/test.sh` starts); unset or `sqlite`, on the embedded store.
+pub fn e2e_backend() -> String {
+    std::env::var("VETO_E2E_BACKEND").unwrap_or_else(|_| "sqlite".into())
+}
+
+/// A fresh database for one server when the backend is PostgreSQL.
+async fn backend_database() -> Option<String> {
+    match e2e_backend().as_str() {
+        "sqlite" | "" => None,
+        "postgres" => Some(fresh_database().await),
+        other => panic!("VETO_E2E_BACKEND={other:?}: use sqlite or postgres"),
+    }
+}
+
+/// Creates an empty database on the test PostgreSQL server and returns its URL.
+pub async fn fresh_database() -> String {
+    use sqlx::Connection;
+    let admin = std::env::var("VETO_TEST_DATABASE_URL").expect(
+        "VETO_TEST_DATABASE_URL is not set: run ./scripts/test.sh, which starts PostgreSQL",
+    );
+    let name = format!("veto_e2e_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to VETO_TEST_DATABASE_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("CREATE DATABASE");
+    let _ = conn.close().await;
+    // Same server and credentials, another database: replace the path of the admin URL.
+    let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+    let root = base.rsplit_once('/').map_or(base, |(r, _)| r);
+    if query.is_empty() {
+        format!("{root}/{name}")
+    } else {
+        format!("{root}/{name}?{query}")
     }
 }
 

@@ -1,0 +1,275 @@
+//! The change feed follower: how a node learns the writes of every other node, and how it knows
+//! whether it may still answer checks.
+//!
+//! Every write that changes what a node holds in memory appends a change row in the same
+//! transaction (see `veto_store::change`). Each node follows that log from the cursor of its
+//! start-up snapshot: it wakes on a notification (PostgreSQL `LISTEN/NOTIFY`, Redis pub/sub) or
+//! on a timer, reads every final change after its cursor, applies it, and moves the cursor. A
+//! lost notification therefore only delays a change until the next tick; it is never lost,
+//! because the cursor, not the notification, says what has been read. The store decides what
+//! is final (the PostgreSQL backend never returns a change that could still be overtaken by an
+//! earlier position committing late).
+//!
+//! Freshness: after a read that found everything final, the node knows it holds every change
+//! committed before the read started (`fresh_as_of`). A write of this node is applied before it
+//! is acknowledged, so read-your-writes holds regardless. When `fresh_as_of` falls further
+//! behind than `max_staleness` (the store is down, the feed is held back), the node fails closed:
+//! every check answers inactive with `index_stale` and `/readyz` answers 503. Failing open is
+//! possible only through an explicit setting, because it means accepting tokens that another
+//! node may already have revoked.
+//!
+//! Applying is idempotent: the changes a node wrote itself come back through the feed and are
+//! applied a second time, and the first read after start-up may repeat changes already in the
+//! snapshot. Within one read, only the last change per entity is applied, so that a replayed
+//! "revoke, lift, revoke again" never shows the lifted state in between.
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use veto_core::timeutil;
+use veto_store::{Change, FeedCursor, change};
+
+use crate::metrics;
+use crate::state::AppState;
+
+/// Changes per read. Large enough that a burst (a batch of 10,000 revocations) takes one or two
+/// reads; small enough that one read never holds a huge result in memory.
+const READ_LIMIT: u32 = 5_000;
+
+/// Whether and how a stale node answers checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StalePolicy {
+    /// Default: a stale node rejects every token (`index_stale`) and reports not ready.
+    FailClosed,
+    /// Explicit opt-in: a stale node keeps answering from what it has, and may accept a token
+    /// that another node revoked since. `/readyz` still reports 503.
+    FailOpen,
+}
+
+/// The node's position in the change log and how fresh its in-memory state is.
+pub struct Feed {
+    /// Only the follower moves it (one catch-up at a time, see `catch_up`); a std Mutex because
+    /// it is never held across an await.
+    cursor: Mutex<FeedCursor>,
+    /// Unix milliseconds: every change committed before this instant has been applied.
+    /// 0 = not yet caught up since start-up.
+    fresh_as_of_ms: AtomicI64,
+    /// Serialises catch-ups: the timer and a notification may fire together.
+    running: tokio::sync::Mutex<()>,
+    wake: Notify,
+    max_staleness: Duration,
+    policy: StalePolicy,
+    poll_interval: Duration,
+}
+
+impl Feed {
+    pub fn new(max_staleness: Duration, policy: StalePolicy, poll_interval: Duration) -> Feed {
+        Feed {
+            cursor: Mutex::new(FeedCursor::default()),
+            fresh_as_of_ms: AtomicI64::new(0),
+            running: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+            max_staleness,
+            policy,
+            poll_interval,
+        }
+    }
+
+    pub(crate) fn set_cursor(&self, c: FeedCursor) {
+        *self.cursor.lock().unwrap_or_else(|e| e.into_inner()) = c;
+    }
+
+    pub fn cursor(&self) -> FeedCursor {
+        *self.cursor.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the follower to read the log now (a notification arrived).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Age of the in-memory state: how long ago the newest instant before which every change
+    /// is known to be applied. `None` before the first catch-up.
+    pub fn lag(&self) -> Option<Duration> {
+        let fresh = self.fresh_as_of_ms.load(Ordering::Acquire);
+        if fresh == 0 {
+            return None;
+        }
+        let now = now_ms();
+        Some(Duration::from_millis(
+            now.saturating_sub(fresh).max(0) as u64
+        ))
+    }
+
+    /// Within the staleness bound.
+    pub fn is_fresh(&self) -> bool {
+        self.lag().is_some_and(|l| l <= self.max_staleness)
+    }
+
+    /// Whether checks may be answered from memory right now.
+    pub fn may_answer(&self) -> bool {
+        self.policy == StalePolicy::FailOpen || self.is_fresh()
+    }
+
+    pub fn max_staleness(&self) -> Duration {
+        self.max_staleness
+    }
+
+    fn mark_fresh(&self, as_of_ms: i64) {
+        self.fresh_as_of_ms.fetch_max(as_of_ms, Ordering::AcqRel);
+    }
+}
+
+fn now_ms() -> i64 {
+    (timeutil::now().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl AppState {
+    /// Reads and applies every final change after the cursor. Returns how many were applied.
+    /// On a store error the state stays as it was and `fresh_as_of` does not move: past the
+    /// staleness bound the node fails closed until a later catch-up succeeds.
+    pub async fn catch_up(&self) -> Result<usize, veto_store::StoreError> {
+        let _one_at_a_time = self.feed.running.lock().await;
+        // Taken before the first read: everything committed before this instant is final by
+        // the end of the loop (unless the store says some of it is held back, below).
+        let started = now_ms();
+        let mut applied = 0;
+        loop {
+            let after = self.feed.cursor();
+            let changes = self.store.changes_after(after, READ_LIMIT).await?;
+            let n = changes.len();
+            if let Some(last) = changes.last() {
+                let last = last.cursor;
+                self.apply_changes(&changes).await?;
+                self.feed.set_cursor(last);
+                metrics::feed_position(last.position);
+                applied += n;
+            }
+            if n < READ_LIMIT as usize {
+                break;
+            }
+        }
+        // Committed changes the store holds back (an older transaction is still open): the
+        // state is fresh only up to the oldest of them.
+        let fresh = match self.store.feed_pending_since(self.feed.cursor()).await? {
+            Some(pending_ms) => started.min(pending_ms),
+            None => started,
+        };
+        self.feed.mark_fresh(fresh);
+        if let Some(lag) = self.feed.lag() {
+            metrics::feed_lag(lag);
+        }
+        Ok(applied)
+    }
+
+    /// Applies one read's changes. Only the last change per entity counts: each carries (or
+    /// leads us to read) the entity's state after it, so earlier ones are superseded.
+    async fn apply_changes(&self, changes: &[Change]) -> Result<(), veto_store::StoreError> {
+        let now = now_ms();
+        let mut last: HashMap<(&str, &str, &str), &Change> = HashMap::with_capacity(changes.len());
+        for c in changes {
+            last.insert((c.tenant.as_str(), entity(&c.kind), c.key.as_str()), c);
+            // Propagation delay, measured on changes written by other nodes as well as ours
+            // (ours come back after a poll interval at most, theirs after a notification).
+            // `at` has whole seconds: this histogram shows seconds of lag, not milliseconds;
+            // scripts/bench/propagation.py measures the latter.
+            metrics::feed_delay(now.saturating_sub(c.at.saturating_mul(1000)) as f64 / 1000.0);
+        }
+        let mut keys_of: Vec<&str> = Vec::new();
+        for c in changes {
+            // Iterate in log order, applying each entity once, at its last change.
+            let k = (c.tenant.as_str(), entity(&c.kind), c.key.as_str());
+            if !last.get(&k).is_some_and(|l| std::ptr::eq(*l, c)) {
+                continue;
+            }
+            match c.kind.as_str() {
+                change::REVOCATION => self.index.insert_jti(&c.tenant, &c.key, c.value),
+                change::REVOCATION_LIFT | change::REVOCATION_PURGE => {
+                    self.index.remove_jti(&c.tenant, &c.key)
+                }
+                change::TENANT_CUTOFF => {
+                    if let Some(v) = c.value {
+                        self.index.raise_tenant_cutoff(&c.tenant, v);
+                    }
+                }
+                change::SUBJECT_CUTOFF => {
+                    if let Some(v) = c.value {
+                        self.index.raise_subject_cutoff(&c.tenant, &c.key, v);
+                    }
+                }
+                change::TENANT_CREATE | change::TENANT_SUSPEND | change::TENANT_RESUME => {
+                    if let Some(t) = self.store.get_tenant(&c.tenant).await? {
+                        self.remember_tenant(t);
+                    }
+                }
+                change::KEY_INSERT | change::KEY_RETIRE | change::KEY_REVOKE => {
+                    if !keys_of.contains(&c.tenant.as_str()) {
+                        keys_of.push(&c.tenant);
+                    }
+                }
+                change::API_KEY_INSERT => {
+                    if let Some(k) = self.store.get_api_key(&c.key).await? {
+                        self.remember_api_key(k);
+                    }
+                }
+                change::API_KEY_DELETE => self.forget_api_key(&c.key),
+                // Written by a newer veto: say so loudly; a restart loads the state it describes.
+                other => {
+                    tracing::warn!(kind = other, tenant = %c.tenant, "unknown change kind in the feed; restart to load it")
+                }
+            }
+        }
+        for tenant in keys_of {
+            for rec in self.store.list_signing_keys(tenant).await? {
+                if let Err(e) = self.load_key(&rec) {
+                    // A key this node cannot decrypt (a different master key on this node) is
+                    // left out: tokens it signed fail here with `unknown_key`, closed.
+                    tracing::error!(tenant, kid = %rec.kid, error = %e, "cannot load a signing key from the change feed");
+                }
+            }
+        }
+        metrics::set_index_size(self.index.len());
+        Ok(())
+    }
+
+    /// The follower: catches up on every notification and at least every poll interval, for
+    /// as long as the process runs. Errors are logged (and show as growing lag); it never
+    /// stops on its own.
+    pub async fn follow_changes(self) {
+        let mut tick = tokio::time::interval(self.feed.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.feed.wake.notified() => {}
+            }
+            match self.catch_up().await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("change feed readable again; state caught up");
+                }
+                Ok(_) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error = %e, "cannot read the change feed; checks fail closed once the state is older than the staleness bound");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// Which entity a change is about, so that the last change per entity wins: a revocation and
+/// its lift or purge are one entity (the jti); the tenant-level kinds are one entity per tenant.
+fn entity(kind: &str) -> &str {
+    match kind {
+        change::REVOCATION | change::REVOCATION_LIFT | change::REVOCATION_PURGE => "jti",
+        change::TENANT_CREATE | change::TENANT_SUSPEND | change::TENANT_RESUME => "tenant",
+        change::API_KEY_INSERT | change::API_KEY_DELETE => "api_key",
+        change::KEY_INSERT | change::KEY_RETIRE | change::KEY_REVOKE => "key",
+        other => other,
+    }
+}

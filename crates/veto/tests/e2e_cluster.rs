@@ -1,0 +1,463 @@
+//! Several `veto` nodes on one store: every write reaches every node through the change feed,
+//! a node cut off from the database fails closed and recovers on its own, a crash loses no
+//! acknowledged revocation. Runs on the backend `VETO_E2E_BACKEND` selects (two processes on
+//! one SQLite file, or on one PostgreSQL database); the database-outage tests need PostgreSQL
+//! and use a TCP proxy between the node and the server that the test can cut.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Longest a change may take to reach another node in these tests: far above the expected
+/// delay (a notification, or the 500 ms poll), so that a slow CI machine does not fail them; the
+/// measured delay is a benchmark (scripts/bench/propagation.py), never asserted here.
+const PROPAGATION_LIMIT: Duration = Duration::from_secs(10);
+
+/// Polls `check` until it returns true, or fails after `PROPAGATION_LIMIT` saying what.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PROPAGATION_LIMIT;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not seen within {PROPAGATION_LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn reason_becomes(node: &Server, tenant: &str, token: &str, want: &str) {
+    eventually(&format!("{} rejects with {want}", node.base), || async {
+        node.reason(tenant, token).await.as_deref() == Some(want)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_node_is_enforced_by_the_other() {
+    let a = Server::start().await;
+    let b = a.start_node(&[]).await;
+    let tok = a.token("default", "alice").await;
+    assert_eq!(b.reason("default", &tok).await, None, "B accepts A's token");
+    a.revoke("default", json!({"token": tok, "reason": "logout"}))
+        .await
+        .expect(StatusCode::CREATED);
+    // Read-your-writes on A; B learns it through the feed.
+    assert_eq!(a.reason("default", &tok).await.as_deref(), Some("revoked"));
+    reason_becomes(&b, "default", &tok, "revoked").await;
+    assert_eq!(
+        b.introspect("default", &tok).await,
+        json!({"active": false})
+    );
+}
+
+#[tokio::test]
+async fn every_kind_of_state_change_reaches_the_other_node() {
+    let a = Server::start().await;
+    let b = a.start_node(&[]).await;
+
+    // A tenant created on A exists on B, with its keys: B verifies A's tokens of it.
+    a.create_tenant("acme").await;
+    let t1 = a.token("acme", "bob").await;
+    eventually("B knows tenant acme and its key", || async {
+        b.get("/v1/tenants/acme").await.status == StatusCode::OK
+            && b.reason("acme", &t1).await.is_none()
+    })
+    .await;
+
+    // Subject revoke-all.
+    a.post(
+        "/v1/tenants/acme/subjects/bob/revoke-all",
+        json!({"reason": "password change"}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    reason_becomes(&b, "acme", &t1, "subject_revoked").await;
+
+    // Temporary suspension, then its lift.
+    let t2 = a.token("acme", "carol").await;
+    let (_, jti) = jti_of(&t2);
+    let until = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    a.revoke("acme", json!({"jti": jti, "until": until}))
+        .await
+        .expect(StatusCode::CREATED);
+    reason_becomes(&b, "acme", &t2, "suspended").await;
+    let lift = a
+        .delete(&format!("/v1/tenants/acme/revocations/{jti}"))
+        .await;
+    assert!(lift.status.is_success(), "lift: {}", lift.text);
+    eventually("B sees the lift", || async {
+        b.reason("acme", &t2).await.is_none()
+    })
+    .await;
+
+    // An API key created on A authenticates on B; deleted on A, it stops on B.
+    let (id, secret) = a.create_api_key("acme", &["tokens:verify"]).await;
+    eventually("B accepts A's new API key", || async {
+        b.call(
+            "POST",
+            "/v1/tenants/acme/tokens/verify",
+            Some(&secret),
+            Some(json!({"token": t2})),
+        )
+        .await
+        .status
+            == StatusCode::OK
+    })
+    .await;
+    a.delete(&format!("/v1/tenants/acme/api-keys/{id}"))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    eventually("B refuses the deleted API key", || async {
+        b.call(
+            "POST",
+            "/v1/tenants/acme/tokens/verify",
+            Some(&secret),
+            Some(json!({"token": t2})),
+        )
+        .await
+        .status
+            == StatusCode::UNAUTHORIZED
+    })
+    .await;
+
+    // Key revocation: every token of the key fails on B.
+    let kid = decode(&t2).0["kid"].as_str().unwrap().to_owned();
+    a.post(
+        &format!("/v1/tenants/acme/keys/{kid}/revoke"),
+        json!({"reason": "leaked"}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    reason_becomes(&b, "acme", &t2, "key_revoked").await;
+
+    // Tenant suspension and tenant-wide revoke-all.
+    let t3 = a.token("default", "dave").await;
+    a.post("/v1/tenants/default/suspend", json!({"reason": "unpaid"}))
+        .await
+        .expect(StatusCode::OK);
+    reason_becomes(&b, "default", &t3, "tenant_suspended").await;
+    a.post("/v1/tenants/default/resume", json!({}))
+        .await
+        .expect(StatusCode::OK);
+    eventually("B sees the resume", || async {
+        b.reason("default", &t3).await.is_none()
+    })
+    .await;
+    a.post(
+        "/v1/tenants/default/revoke-all",
+        json!({"reason": "breach"}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    reason_becomes(&b, "default", &t3, "tenant_revoked").await;
+}
+
+fn jti_of(token: &str) -> (Value, String) {
+    let (_, claims) = decode(token);
+    let jti = claims["jti"].as_str().expect("jti").to_owned();
+    (claims, jti)
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_three_nodes_reach_every_node() {
+    // Positions that commit out of order must not be skipped: many concurrent revocations on
+    // every node, then every node must reject every token.
+    let a = Server::start().await;
+    let b = a.start_node(&[]).await;
+    let c = a.start_node(&[]).await;
+    let reqs: Vec<Value> = (0..600)
+        .map(|i| json!({"sub": format!("u{i}"), "ttl_seconds": 3600}))
+        .collect();
+    let mut tokens = Vec::new();
+    for chunk in reqs.chunks(300) {
+        let r = a
+            .post(
+                "/v1/tenants/default/tokens/batch",
+                json!({"requests": chunk}),
+            )
+            .await
+            .expect(StatusCode::OK);
+        for item in r["results"].as_array().unwrap() {
+            tokens.push(item["token"].as_str().expect("issued").to_owned());
+        }
+    }
+    let nodes = [&a, &b, &c];
+    // 24 concurrent writers, 8 per node, each revoking its share one request at a time.
+    let mut writers = Vec::new();
+    for w in 0..24 {
+        let node = nodes[w % 3];
+        let base = node.base.clone();
+        let mine: Vec<String> = tokens.iter().skip(w).step_by(24).cloned().collect();
+        writers.push(tokio::spawn(async move {
+            let http = client();
+            for t in mine {
+                let r = http
+                    .post(format!("{base}/v1/tenants/default/revocations"))
+                    .bearer_auth(ADMIN)
+                    .json(&json!({"token": t}))
+                    .send()
+                    .await
+                    .expect("revoke");
+                assert_eq!(r.status(), StatusCode::CREATED);
+            }
+        }));
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    for node in nodes {
+        for t in &tokens {
+            reason_becomes(node, "default", t, "revoked").await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_revocations_survive_kill_9_during_a_burst() {
+    let mut a = Server::start().await;
+    let reqs: Vec<Value> = (0..400).map(|i| json!({"sub": format!("u{i}")})).collect();
+    let r = a
+        .post(
+            "/v1/tenants/default/tokens/batch",
+            json!({"requests": reqs}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let tokens: Vec<String> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["token"].as_str().unwrap().to_owned())
+        .collect();
+    // 16 concurrent writers; each records the tokens whose revocation was acknowledged.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for w in 0..16 {
+        let base = a.base.clone();
+        let mine: Vec<String> = tokens.iter().skip(w).step_by(16).cloned().collect();
+        let acked = acked.clone();
+        writers.push(tokio::spawn(async move {
+            let http = client();
+            for t in mine {
+                let sent = http
+                    .post(format!("{base}/v1/tenants/default/revocations"))
+                    .bearer_auth(ADMIN)
+                    .json(&json!({"token": t}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == StatusCode::CREATED => acked.lock().unwrap().push(t),
+                    // The server died under us: stop.
+                    _ => return,
+                }
+            }
+        }));
+    }
+    // Let the burst run, then kill -9 in the middle of it.
+    eventually("some revocations acknowledged", || async {
+        acked.lock().unwrap().len() >= 50
+    })
+    .await;
+    a.crash_and_restart();
+    for w in writers {
+        let _ = w.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 50);
+    for t in &acked {
+        assert_eq!(
+            a.reason("default", t).await.as_deref(),
+            Some("revoked"),
+            "an acknowledged revocation was lost in the crash"
+        );
+    }
+}
+
+/// A TCP proxy between a node and PostgreSQL that the test can cut (every connection dropped,
+/// new ones closed at once) and restore: a database outage for that node alone.
+struct Proxy {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (o, c) = (open.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !o.load(Ordering::SeqCst) {
+                    continue; // dropped: the node sees its connection closed
+                }
+                let target = target.clone();
+                c.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                }));
+            }
+        });
+        Proxy {
+            port,
+            open,
+            conns,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// `url` with its host:port replaced by the proxy's.
+fn via_proxy(url: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (auth_host, path) = rest.split_once('/').unwrap();
+    let (auth, host) = auth_host
+        .rsplit_once('@')
+        .map_or(("", auth_host), |(a, h)| (a, h));
+    let at = if auth.is_empty() { "" } else { "@" };
+    (
+        format!("{scheme}://{auth}{at}127.0.0.1:{port}/{path}"),
+        host.to_owned(),
+    )
+}
+
+/// The database-outage tests need PostgreSQL whatever `VETO_E2E_BACKEND` says.
+async fn postgres_url() -> String {
+    fresh_database().await
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_the_database_fails_closed_then_recovers_by_itself() {
+    let db = postgres_url().await;
+    let a = Server::start_with(&[("VETO_DATABASE_URL", &db)]).await;
+    let (_, target) = via_proxy(&db, 0);
+    let proxy = Proxy::start(target).await;
+    let (b_url, _) = via_proxy(&db, proxy.port);
+    let b = a
+        .start_node(&[
+            ("VETO_DATABASE_URL", &b_url),
+            ("VETO_MAX_STALENESS", "1s"),
+            ("VETO_FEED_POLL_INTERVAL", "100ms"),
+        ])
+        .await;
+    let tok = a.token("default", "erin").await;
+    let other = a.token("default", "frank").await;
+    eventually("B ready and accepting", || async {
+        b.get("/readyz").await.status == StatusCode::OK && b.reason("default", &tok).await.is_none()
+    })
+    .await;
+
+    proxy.cut();
+    // While cut off, A revokes; B cannot know. Past the staleness bound B rejects everything
+    // with index_stale (fail closed), and says it is not ready.
+    a.revoke("default", json!({"token": tok}))
+        .await
+        .expect(StatusCode::CREATED);
+    eventually("B fails closed", || async {
+        b.reason("default", &other).await.as_deref() == Some("index_stale")
+    })
+    .await;
+    assert_eq!(
+        b.reason("default", &tok).await.as_deref(),
+        Some("index_stale")
+    );
+    assert_eq!(
+        b.introspect("default", &other).await,
+        json!({"active": false})
+    );
+    assert_eq!(
+        b.get("/readyz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Writes on B get a 503 problem and write nothing.
+    // (Raw request: the harness treats any other 5xx as a failed test.)
+    let w = Resp::read(
+        b.http
+            .post(b.url("/v1/tenants/default/revocations"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"jti": "while-cut"}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(w.status, StatusCode::SERVICE_UNAVAILABLE, "{}", w.text);
+    assert_problem(&w, 503);
+    assert_problem(
+        &a.get("/v1/tenants/default/revocations/while-cut").await,
+        404,
+    );
+
+    // The database comes back: B catches up on its own, then reports ready again.
+    proxy.restore();
+    eventually("B recovers", || async {
+        b.get("/readyz").await.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(b.reason("default", &tok).await.as_deref(), Some("revoked"));
+    assert_eq!(b.reason("default", &other).await, None);
+}
+
+#[tokio::test]
+async fn fail_open_is_an_explicit_setting() {
+    let db = postgres_url().await;
+    let a = Server::start_with(&[("VETO_DATABASE_URL", &db)]).await;
+    let (_, target) = via_proxy(&db, 0);
+    let proxy = Proxy::start(target).await;
+    let (b_url, _) = via_proxy(&db, proxy.port);
+    let b = a
+        .start_node(&[
+            ("VETO_DATABASE_URL", &b_url),
+            ("VETO_MAX_STALENESS", "1s"),
+            ("VETO_FEED_POLL_INTERVAL", "100ms"),
+            ("VETO_FAIL_OPEN", "true"),
+        ])
+        .await;
+    let tok = a.token("default", "gina").await;
+    eventually("B accepts", || async {
+        b.reason("default", &tok).await.is_none()
+    })
+    .await;
+    proxy.cut();
+    eventually("B not ready", || async {
+        b.get("/readyz").await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    // Stale, and still answering from memory: the documented risk of VETO_FAIL_OPEN.
+    assert_eq!(b.reason("default", &tok).await, None);
+    assert!(b.stderr().contains("VETO_FAIL_OPEN"), "no warning logged");
+}
