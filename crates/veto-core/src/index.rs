@@ -64,11 +64,30 @@ impl Hasher for PassThrough {
 type FastMap<V> = HashMap<Key, V, BuildHasherDefault<PassThrough>>;
 type FastSet = HashSet<Key, BuildHasherDefault<PassThrough>>;
 
+/// What the index knows of a server-side session that is not revoked: enough to reject the
+/// tokens carrying its `sid` once it has expired, and to slide its idle expiry on this node
+/// between two (coalesced) write-backs to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimes {
+    /// Unix seconds of the latest activity seen.
+    pub last_seen: i64,
+    /// Unix seconds, exclusive: the session's idle expiry. It never passes the absolute expiry
+    /// (`SessionRecord::touch` clamps it), so it alone says when the session ends.
+    pub expires: i64,
+}
+
 #[derive(Default)]
 struct State {
     jtis: FastMap<Until>,
     subjects: FastMap<i64>,
     revoked_sessions: FastSet,
+    /// Every session row the store holds that is not revoked, expired ones included: tokens of
+    /// an expired session may outlive it, and must keep failing until the purge (which waits
+    /// for them to have expired) removes the row and this entry with it.
+    sessions: FastMap<SessionTimes>,
+    /// Refresh families revoked (reuse detected, or revoked through RFC 7009): their refresh
+    /// tokens and the access tokens minted from them (which carry `fam`) are rejected.
+    revoked_families: FastSet,
     tenants: HashMap<String, TenantState>,
 }
 
@@ -213,7 +232,66 @@ impl RevocationIndex {
 
     pub fn revoke_session(&self, tenant: &str, sid: &str) {
         let key = self.key(tenant, sid);
-        self.write().revoked_sessions.insert(key);
+        let mut state = self.write();
+        state.sessions.remove(&key);
+        state.revoked_sessions.insert(key);
+    }
+
+    /// Records a session's activity and expiry (at creation, on a touch, or from the store).
+    /// Both times only ever rise, so a late or replayed update never shortens what a newer one
+    /// extended. A revoked session stays revoked: this does not bring it back.
+    pub fn note_session(&self, tenant: &str, sid: &str, times: SessionTimes) {
+        let key = self.key(tenant, sid);
+        let mut state = self.write();
+        if state.revoked_sessions.contains(&key) {
+            return;
+        }
+        let entry = state.sessions.entry(key).or_insert(times);
+        entry.last_seen = entry.last_seen.max(times.last_seen);
+        entry.expires = entry.expires.max(times.expires);
+    }
+
+    /// What the index holds for a session that is not revoked.
+    pub fn session_times(&self, tenant: &str, sid: &str) -> Option<SessionTimes> {
+        let key = self.key(tenant, sid);
+        self.read().sessions.get(&key).copied()
+    }
+
+    pub fn session_revoked(&self, tenant: &str, sid: &str) -> bool {
+        let key = self.key(tenant, sid);
+        self.read().revoked_sessions.contains(&key)
+    }
+
+    /// Drops every trace of a session whose row the purge deleted.
+    pub fn forget_session(&self, tenant: &str, sid: &str) {
+        let key = self.key(tenant, sid);
+        let mut state = self.write();
+        state.sessions.remove(&key);
+        state.revoked_sessions.remove(&key);
+    }
+
+    /// Sessions held (revoked or not), for metrics.
+    pub fn sessions_len(&self) -> usize {
+        let state = self.read();
+        state.sessions.len() + state.revoked_sessions.len()
+    }
+
+    pub fn revoke_family(&self, tenant: &str, fam: &str) {
+        let key = self.key(tenant, fam);
+        self.write().revoked_families.insert(key);
+    }
+
+    pub fn forget_family(&self, tenant: &str, fam: &str) {
+        let key = self.key(tenant, fam);
+        self.write().revoked_families.remove(&key);
+    }
+
+    /// Whether a token carrying `fam` belongs to a revoked refresh family. Separate from
+    /// [`check`](Self::check) because only refresh tokens and the access tokens minted from
+    /// them carry a family: every other token skips the probe.
+    pub fn family_revoked(&self, tenant: &str, fam: &str) -> bool {
+        let key = self.key(tenant, fam);
+        self.read().revoked_families.contains(&key)
     }
 
     /// The whole of design.md's step 4, under one read lock, cheapest and broadest first.
@@ -236,8 +314,11 @@ impl RevocationIndex {
         {
             return Err(Reason::SubjectRevoked);
         }
+        // A session that has expired rejects its tokens like a revoked one: the contract has
+        // the one reason for both ("revoked or expired").
         if let Some(k) = sid_key
-            && state.revoked_sessions.contains(&k)
+            && (state.revoked_sessions.contains(&k)
+                || state.sessions.get(&k).is_some_and(|t| now >= t.expires))
         {
             return Err(Reason::SessionRevoked);
         }
@@ -389,6 +470,76 @@ mod tests {
         assert!(per <= 64, "{per} bytes per jti");
     }
 
+    fn with_sid<'a>(jti: &'a str, sid: &'a str) -> TokenFacts<'a> {
+        TokenFacts {
+            sid: Some(sid),
+            ..facts(jti, None, 0)
+        }
+    }
+
+    fn times(last_seen: i64, expires: i64) -> SessionTimes {
+        SessionTimes { last_seen, expires }
+    }
+
+    #[test]
+    fn expired_and_revoked_sessions_reject_their_tokens() {
+        let idx = RevocationIndex::new();
+        idx.note_session("t", "ses-a", times(0, 100));
+        assert_eq!(idx.check("t", &with_sid("j", "ses-a"), 99), Ok(()));
+        // Exclusive, like `exp`.
+        assert_eq!(
+            idx.check("t", &with_sid("j", "ses-a"), 100),
+            Err(Reason::SessionRevoked)
+        );
+        // A touch slides it; a late, older update does not shorten it again.
+        idx.note_session("t", "ses-a", times(90, 150));
+        idx.note_session("t", "ses-a", times(50, 110));
+        assert_eq!(idx.session_times("t", "ses-a"), Some(times(90, 150)));
+        assert_eq!(idx.check("t", &with_sid("j", "ses-a"), 120), Ok(()));
+        // Revoked: rejected at once, and a replayed touch does not revive it.
+        idx.revoke_session("t", "ses-a");
+        idx.note_session("t", "ses-a", times(95, 500));
+        assert!(idx.session_revoked("t", "ses-a"));
+        assert_eq!(idx.session_times("t", "ses-a"), None);
+        assert_eq!(
+            idx.check("t", &with_sid("j", "ses-a"), 120),
+            Err(Reason::SessionRevoked)
+        );
+        // Another tenant's session of the same id, and an unknown sid, are unaffected.
+        assert_eq!(idx.check("u", &with_sid("j", "ses-a"), 120), Ok(()));
+        assert_eq!(idx.check("t", &with_sid("j", "ses-b"), 120), Ok(()));
+        idx.forget_session("t", "ses-a");
+        assert_eq!(idx.sessions_len(), 0);
+    }
+
+    #[test]
+    fn revoked_families() {
+        let idx = RevocationIndex::new();
+        idx.revoke_family("t", "rf-1");
+        assert!(idx.family_revoked("t", "rf-1"));
+        assert!(!idx.family_revoked("u", "rf-1"));
+        assert!(!idx.family_revoked("t", "rf-2"));
+        idx.forget_family("t", "rf-1");
+        assert!(!idx.family_revoked("t", "rf-1"));
+    }
+
+    #[derive(Debug, Clone)]
+    enum SessionOp {
+        Note(u8, i64, i64),
+        Revoke(u8),
+        Forget(u8),
+        Check(u8, i64),
+    }
+
+    fn session_op() -> impl Strategy<Value = SessionOp> {
+        prop_oneof![
+            (0u8..6, 0i64..100, 0i64..100).prop_map(|(s, l, e)| SessionOp::Note(s, l, e)),
+            (0u8..6).prop_map(SessionOp::Revoke),
+            (0u8..6).prop_map(SessionOp::Forget),
+            (0u8..6, 0i64..100).prop_map(|(s, n)| SessionOp::Check(s, n)),
+        ]
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Revoke(u8, u8, Option<i64>),
@@ -437,6 +588,48 @@ mod tests {
                 }
             }
             prop_assert_eq!(idx.len(), model.len());
+        }
+
+        /// Session state answers like the simplest model: a revoked set and a map of maxima,
+        /// where revoking drops the times and forgetting drops both.
+        #[test]
+        fn sessions_match_a_simple_model(ops in proptest::collection::vec(session_op(), 1..200)) {
+            let idx = RevocationIndex::new();
+            let mut revoked: BTreeMap<u8, ()> = BTreeMap::new();
+            let mut model: BTreeMap<u8, (i64, i64)> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    SessionOp::Note(s, l, e) => {
+                        idx.note_session("t", &format!("s{s}"), SessionTimes { last_seen: l, expires: e });
+                        if !revoked.contains_key(&s) {
+                            let m = model.entry(s).or_insert((l, e));
+                            *m = (m.0.max(l), m.1.max(e));
+                        }
+                    }
+                    SessionOp::Revoke(s) => {
+                        idx.revoke_session("t", &format!("s{s}"));
+                        model.remove(&s);
+                        revoked.insert(s, ());
+                    }
+                    SessionOp::Forget(s) => {
+                        idx.forget_session("t", &format!("s{s}"));
+                        model.remove(&s);
+                        revoked.remove(&s);
+                    }
+                    SessionOp::Check(s, now) => {
+                        let sid = format!("s{s}");
+                        let dead = revoked.contains_key(&s)
+                            || model.get(&s).is_some_and(|(_, e)| now >= *e);
+                        let expected = if dead { Err(Reason::SessionRevoked) } else { Ok(()) };
+                        prop_assert_eq!(idx.check("t", &with_sid("j", &sid), now), expected);
+                        prop_assert_eq!(
+                            idx.session_times("t", &sid).map(|t| (t.last_seen, t.expires)),
+                            model.get(&s).copied()
+                        );
+                    }
+                }
+            }
+            prop_assert_eq!(idx.sessions_len(), model.len() + revoked.len());
         }
 
         /// A subject cutoff rejects exactly the tokens issued before it, for any interleaving.

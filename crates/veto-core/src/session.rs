@@ -61,6 +61,13 @@ pub fn new_session_id() -> String {
     random_id(SESSION_ID_PREFIX)
 }
 
+/// Whether `id` has the shape of an id made by [`new_session_id`]. The HTTP layer uses it to
+/// tell a veto session id in a token's `sid` (which must then name a live session) from a
+/// caller's own session identifier (which veto does not track).
+pub fn is_session_id(id: &str) -> bool {
+    is_random_id(id, SESSION_ID_PREFIX)
+}
+
 /// Whether `id` is shaped like an id made by [`random_id`] with `prefix`: the prefix, then 22
 /// base64url characters. Cookies carry ids, so their verification relies on this to keep ids
 /// free of the separators (`.`, NUL) that structure the signed message.

@@ -98,7 +98,7 @@ pub fn at(offset_secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(T0 + offset_secs).expect("fixture time in range")
 }
 
-fn tenant(id: &str) -> Tenant {
+pub(crate) fn tenant(id: &str) -> Tenant {
     Tenant {
         id: id.to_owned(),
         display_name: format!("Tenant {id}"),
@@ -107,11 +107,11 @@ fn tenant(id: &str) -> Tenant {
     }
 }
 
-fn audit(tenant: &str, action: &str, target: &str) -> AuditEvent {
+pub(crate) fn audit(tenant: &str, action: &str, target: &str) -> AuditEvent {
     AuditEvent::new(tenant, "ak_test", action, target)
 }
 
-fn audit_at(tenant: &str, action: &str, target: &str, offset: i64) -> AuditEvent {
+pub(crate) fn audit_at(tenant: &str, action: &str, target: &str, offset: i64) -> AuditEvent {
     let mut e = audit(tenant, action, target);
     e.at = at(offset);
     e
@@ -212,7 +212,7 @@ fn req(limit: u32, cursor: Option<String>) -> PageRequest {
 }
 
 /// Follows cursors to the end, checking every page's size, and returns all items in order.
-async fn collect_pages<T, F, Fut>(limit: u32, mut fetch: F) -> (Vec<T>, usize)
+pub(crate) async fn collect_pages<T, F, Fut>(limit: u32, mut fetch: F) -> (Vec<T>, usize)
 where
     F: FnMut(PageRequest) -> Fut,
     Fut: std::future::Future<Output = crate::Result<Page<T>>>,
@@ -244,7 +244,11 @@ where
     }
 }
 
-async fn all_audit(store: &dyn Store, tenant: &str, action: Option<&str>) -> Vec<AuditEvent> {
+pub(crate) async fn all_audit(
+    store: &dyn Store,
+    tenant: &str,
+    action: Option<&str>,
+) -> Vec<AuditEvent> {
     collect_pages(1000, |p| async move {
         store.list_audit(tenant, action, &p).await
     })
@@ -261,13 +265,13 @@ async fn cursor(store: &dyn Store) -> FeedCursor {
 }
 
 /// What a change says, without where and when it was logged (backend-assigned).
-type Said = (String, String, String, Option<i64>);
+pub(crate) type Said = (String, String, String, Option<i64>);
 
-fn said(t: &str, kind: &str, key: &str, value: Option<i64>) -> Said {
+pub(crate) fn said(t: &str, kind: &str, key: &str, value: Option<i64>) -> Said {
     (t.to_owned(), kind.to_owned(), key.to_owned(), value)
 }
 
-fn what(changes: &[Change]) -> Vec<Said> {
+pub(crate) fn what(changes: &[Change]) -> Vec<Said> {
     changes
         .iter()
         .map(|c| said(&c.tenant, &c.kind, &c.key, c.value))
@@ -307,7 +311,7 @@ static MARKERS: AtomicU64 = AtomicU64::new(0);
 /// is not there was never logged. This makes "no change was logged" checkable as well.
 /// The wait is bounded (a feed that never delivers is a failure), but nothing about time is
 /// asserted.
-async fn marker_feed(store: &dyn Store, after: FeedCursor) -> (Vec<Change>, FeedCursor) {
+pub(crate) async fn marker_feed(store: &dyn Store, after: FeedCursor) -> (Vec<Change>, FeedCursor) {
     let id = format!("zz-marker-{}", MARKERS.fetch_add(1, Ordering::Relaxed));
     store
         .create_tenant(&tenant(&id), &audit(&id, "tenant.create", &id))
@@ -332,7 +336,7 @@ async fn marker_feed(store: &dyn Store, after: FeedCursor) -> (Vec<Change>, Feed
 }
 
 /// The changes after `after` up to a marker written now (see `marker_feed`).
-async fn changes_before_marker(store: &dyn Store, after: FeedCursor) -> Vec<Change> {
+pub(crate) async fn changes_before_marker(store: &dyn Store, after: FeedCursor) -> Vec<Change> {
     marker_feed(store, after).await.0
 }
 

@@ -16,8 +16,11 @@ use veto_core::tenant::Tenant;
 
 pub mod conformance;
 mod cursor;
+pub mod session_conformance;
+pub mod sessions;
 pub mod sqlite;
 
+pub use sessions::SessionStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +126,19 @@ pub mod change {
     pub const KEY_REVOKE: &str = "key.revoke";
     pub const API_KEY_INSERT: &str = "api_key.insert";
     pub const API_KEY_DELETE: &str = "api_key.delete";
+    /// Server-side sessions (`SessionStore`); key: the session id. Create and touch carry the
+    /// stored idle expiry (unix seconds), which never passes the absolute one.
+    pub const SESSION_CREATE: &str = "session.create";
+    pub const SESSION_TOUCH: &str = "session.touch";
+    pub const SESSION_REVOKE: &str = "session.revoke";
+    /// A session row deleted by the purge: nodes forget it.
+    pub const SESSION_PURGE: &str = "session.purge";
+    /// A session signing key inserted (first key or rotation); key: the kid. Nodes reload the
+    /// tenant's session keys.
+    pub const SESSION_KEY_INSERT: &str = "session_key.insert";
+    /// A refresh family revoked / purged; key: the family id.
+    pub const REFRESH_REVOKE: &str = "refresh.revoke";
+    pub const REFRESH_PURGE: &str = "refresh.purge";
 }
 
 /// How long change rows are kept; `purge_batch` deletes change rows with

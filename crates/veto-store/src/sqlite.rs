@@ -56,6 +56,10 @@ use crate::{
 /// an edited migration is refused instead of silently diverging.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// `SessionStore` for this store; a child module so that it shares the private pools and helpers.
+#[path = "sqlite_sessions.rs"]
+mod sessions;
+
 /// Revocations per multi-row INSERT (batches and commit groups). 9 bound values per row gives
 /// 4,500 per statement: far below SQLite's limit of 32,766, and large enough that per-statement
 /// overhead (one round trip to sqlx's SQLite worker thread each) disappears in a 10,000 batch.

@@ -1,0 +1,297 @@
+//! Persistence for server-side sessions, their signing keys, pre-login state and refresh-token
+//! families: a trait of its own next to [`Store`](crate::Store), so that a backend can gain it
+//! without the main trait changing under backends being written against it.
+//!
+//! The rules (what a session is, when it expires, what a rotation decides) live in `veto_core`
+//! (`session`, `cookie`, `prelogin`, `refresh`); a `SessionStore` only keeps their records, with
+//! the two guarantees those modules ask of it:
+//! - consuming a pre-login record is exactly-once: the row is deleted as it is read
+//!   (`DELETE … RETURNING` inside the write transaction), so of two concurrent consumes one gets
+//!   the record and the other nothing;
+//! - a refresh rotation is a compare-and-swap on `current_gen`, so of two concurrent rotations
+//!   of the same token one wins and the other sees the generation moved (a reuse).
+//!
+//! As in `Store`, every mutating method commits its rows, its audit events and its change-log
+//! entries in one transaction, and returns once that is durable.
+//!
+//! Audit granularity: session revocations (one event per session, also when an actor's sessions
+//! are revoked together, so each session's history can be found by its id), session key
+//! creation and rotation, and refresh family revocations are audited. Session creation, touches,
+//! pre-login records and refresh rotations are not: they are the traffic of ordinary logins,
+//! not decisions anybody made, and would bury those in the trail.
+use async_trait::async_trait;
+use time::{Duration, OffsetDateTime};
+use veto_core::audit::AuditEvent;
+use veto_core::cookie::{SessionKeyRecord, SessionKeyStatus};
+use veto_core::prelogin::PreLoginRecord;
+use veto_core::refresh::RefreshFamily;
+use veto_core::session::SessionRecord;
+
+use crate::rows::{Cols, from_ts, opt_from_ts};
+use crate::{Page, PageRequest, Result, StoreError};
+
+/// A session as stored: the record plus the idle timeout it was opened with, which a touch
+/// slides the idle expiry by (the contract's JSON does not show it, so it is not in the record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub record: SessionRecord,
+    pub idle_timeout_seconds: i64,
+}
+
+/// How a new session key goes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKeyInsert {
+    /// Only when the tenant has no active key (its first session or pre-login): two nodes
+    /// racing to create the first key end up with one.
+    IfNoneActive,
+    /// Rotation: every other active key of the tenant is retired with this `retain_until`.
+    Rotate { retain_until: OffsetDateTime },
+}
+
+/// A revoked session or family, and whether this call revoked it (`false`: it already was, and
+/// the first revocation's time and reason stand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked<T> {
+    pub record: T,
+    pub newly: bool,
+}
+
+/// What one purge pass deleted. The (tenant, id) lists let the caller drop the same entries
+/// from memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionPurge {
+    pub sessions: Vec<(String, String)>,
+    pub prelogin: u64,
+    pub refresh_families: Vec<(String, String)>,
+    pub session_keys: Vec<(String, String)>,
+}
+
+impl SessionPurge {
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+            && self.prelogin == 0
+            && self.refresh_families.is_empty()
+            && self.session_keys.is_empty()
+    }
+}
+
+/// Everything the in-memory session state is built from at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct SessionSnapshot {
+    /// Every revoked session still stored: tokens with its `sid` are rejected.
+    pub revoked_sessions: Vec<(String, String)>,
+    /// Every other stored session, expired ones included (their tokens may outlive them):
+    /// (tenant, id, last_seen_at, idle_expires_at), unix seconds. The idle expiry never passes
+    /// the absolute one, so it alone says when the session ends.
+    pub sessions: Vec<(String, String, i64, i64)>,
+    /// Every stored session key; retired ones past retention verify nothing but are harmless.
+    pub session_keys: Vec<SessionKeyRecord>,
+    /// Every revoked refresh family still stored.
+    pub revoked_families: Vec<(String, String)>,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    // ---- sessions ----
+    /// Stores a new session and appends a `session.create` change (value: its idle expiry).
+    /// `NotFound` for an unknown tenant, `Conflict` for a taken id.
+    async fn create_session(&self, s: &StoredSession) -> Result<()>;
+    async fn get_session(&self, tenant: &str, id: &str) -> Result<Option<StoredSession>>;
+    /// The actor's sessions that are neither revoked nor expired at `now` (by their stored
+    /// expiries), newest `created_at` first (ties by id).
+    async fn list_active_sessions(
+        &self,
+        tenant: &str,
+        actor_type: &str,
+        actor_id: &str,
+        now: OffsetDateTime,
+        page: &PageRequest,
+    ) -> Result<Page<SessionRecord>>;
+    /// Writes a touch back (see `veto_core::session::TOUCH_COALESCE` for how often): both times
+    /// rise to the given ones, never fall. Nothing happens to a revoked or unknown session
+    /// (`false`). Appends a `session.touch` change (value: the stored idle expiry after it).
+    async fn touch_session(
+        &self,
+        tenant: &str,
+        id: &str,
+        last_seen_at: OffsetDateTime,
+        idle_expires_at: OffsetDateTime,
+    ) -> Result<bool>;
+    /// Revokes one session at `audit.at` with `audit.reason`. `None` for an unknown session.
+    /// The first revocation stands: a repeat returns the stored record with `newly: false` and
+    /// writes nothing. A new revocation writes `audit` and a `session.revoke` change (key: the
+    /// session id, value: NULL) in its transaction.
+    async fn revoke_session(
+        &self,
+        tenant: &str,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<Option<Revoked<SessionRecord>>>;
+    /// Revokes every session of the actor not yet revoked (expired ones too: the revocation is
+    /// the record of the decision), in one transaction. One audit event per session, made from
+    /// `audit` (same actor, action, time, reason and metadata; the session id as target and a
+    /// fresh event id), and one `session.revoke` change each. Returns the ids revoked.
+    async fn revoke_actor_sessions(
+        &self,
+        tenant: &str,
+        actor_type: &str,
+        actor_id: &str,
+        audit: &AuditEvent,
+    ) -> Result<Vec<String>>;
+
+    // ---- session signing keys ----
+    /// Inserts an active key (see [`SessionKeyInsert`]) with `audit` and a `session_key.insert`
+    /// change (key: the kid). Returns whether it was inserted (`IfNoneActive` on a tenant that
+    /// already has an active key inserts nothing and writes nothing).
+    async fn insert_session_key(
+        &self,
+        key: &SessionKeyRecord,
+        mode: SessionKeyInsert,
+        audit: &AuditEvent,
+    ) -> Result<bool>;
+    /// All keys of a tenant, newest first.
+    async fn list_session_keys(&self, tenant: &str) -> Result<Vec<SessionKeyRecord>>;
+
+    // ---- pre-login state ----
+    async fn insert_prelogin(&self, rec: &PreLoginRecord) -> Result<()>;
+    /// Deletes the record and returns it, atomically: exactly one of any number of concurrent
+    /// calls gets it. Expired records are returned too (the caller answers "expired").
+    async fn take_prelogin(&self, tenant: &str, id: &str) -> Result<Option<PreLoginRecord>>;
+
+    // ---- refresh-token families ----
+    async fn create_refresh_family(&self, f: &RefreshFamily) -> Result<()>;
+    async fn get_refresh_family(&self, tenant: &str, id: &str) -> Result<Option<RefreshFamily>>;
+    /// Compare-and-swap: `current_gen` becomes `to` only if it is `from` and the family is not
+    /// revoked. Returns whether it did.
+    async fn rotate_refresh_family(
+        &self,
+        tenant: &str,
+        id: &str,
+        from: u32,
+        to: u32,
+    ) -> Result<bool>;
+    /// Revokes a family at `audit.at` with `audit.reason`, like [`revoke_session`]
+    /// (first revocation stands; `refresh.revoke` change, key: the family id).
+    ///
+    /// [`revoke_session`]: SessionStore::revoke_session
+    async fn revoke_refresh_family(
+        &self,
+        tenant: &str,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<Option<Revoked<RefreshFamily>>>;
+
+    // ---- purge and start-up ----
+    /// One bounded pass: at most `batch` rows of each kind.
+    /// - sessions whose absolute expiry is before `before - linger`;
+    /// - pre-login records that expired before `before`;
+    /// - refresh families that expired before `before - linger`;
+    /// - retired session keys whose retention ended before `before`.
+    ///
+    /// `linger` is the longest token lifetime: a token carrying a `sid` or `fam` may have been
+    /// issued just before its session or family ended, and must keep failing until it has
+    /// expired itself, which needs the row (or rather its revocation or expiry) until then.
+    /// Sessions go by their absolute expiry, not the idle one: it never moves, and no token is
+    /// issued for a session after it, whereas the stored idle expiry may trail a touch that a
+    /// node has not written back yet.
+    /// Deleted sessions and families append `session.purge` / `refresh.purge` changes.
+    async fn purge_sessions_batch(
+        &self,
+        before: OffsetDateTime,
+        linger: Duration,
+        batch: u32,
+    ) -> Result<SessionPurge>;
+    /// Reads everything the in-memory session state is built from. Read it after
+    /// `Store::load_state`: the change feed is then followed from that snapshot's cursor, and
+    /// replaying a session change already contained here is harmless (every apply is idempotent).
+    async fn load_sessions(&self) -> Result<SessionSnapshot>;
+}
+
+// ---- row decoding, shared by the backends -------------------------------------------------
+
+pub(crate) const SESSION_COLUMNS: &str = "tenant, id, actor_type, actor_id, created_at, \
+     last_seen_at, idle_expires_at, absolute_expires_at, idle_timeout_seconds, ip_address, \
+     user_agent, revoked_at, revoke_reason, csrf_hash";
+pub(crate) const SESSION_KEY_COLUMNS: &str =
+    "tenant, kid, status, created_at, retain_until, encrypted_secret";
+pub(crate) const PRELOGIN_COLUMNS: &str =
+    "tenant, id, state, nonce, encrypted_pkce_verifier, redirect_uri, created_at, expires_at";
+pub(crate) const FAMILY_COLUMNS: &str =
+    "tenant, id, sub, current_gen, revoked_at, revoke_reason, expires_at";
+
+fn broken(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("a stored {what} is malformed"))
+}
+
+pub(crate) fn session_from_row(r: &impl Cols) -> Result<StoredSession> {
+    let csrf = r.bytes("csrf_hash")?;
+    Ok(StoredSession {
+        record: SessionRecord {
+            id: r.text("id")?,
+            tenant: r.text("tenant")?,
+            actor_id: r.text("actor_id")?,
+            actor_type: r.text("actor_type")?,
+            created_at: from_ts(r.int("created_at")?)?,
+            last_seen_at: from_ts(r.int("last_seen_at")?)?,
+            idle_expires_at: from_ts(r.int("idle_expires_at")?)?,
+            absolute_expires_at: from_ts(r.int("absolute_expires_at")?)?,
+            ip_address: r.opt_text("ip_address")?,
+            user_agent: r.opt_text("user_agent")?,
+            revoked_at: opt_from_ts(r.opt_int("revoked_at")?)?,
+            revoke_reason: r.opt_text("revoke_reason")?,
+            csrf_hash: csrf
+                .as_slice()
+                .try_into()
+                .map_err(|_| broken("session CSRF hash"))?,
+        },
+        idle_timeout_seconds: r.int("idle_timeout_seconds")?,
+    })
+}
+
+pub(crate) fn session_key_from_row(r: &impl Cols) -> Result<SessionKeyRecord> {
+    let status = r.text("status")?;
+    Ok(SessionKeyRecord {
+        tenant: r.text("tenant")?,
+        kid: r.text("kid")?,
+        status: SessionKeyStatus::parse(&status).ok_or_else(|| broken("session key status"))?,
+        created_at: from_ts(r.int("created_at")?)?,
+        retain_until: opt_from_ts(r.opt_int("retain_until")?)?,
+        encrypted_secret: r.bytes("encrypted_secret")?,
+    })
+}
+
+pub(crate) fn prelogin_from_row(r: &impl Cols) -> Result<PreLoginRecord> {
+    Ok(PreLoginRecord {
+        id: r.text("id")?,
+        tenant: r.text("tenant")?,
+        state: r.text("state")?,
+        nonce: r.text("nonce")?,
+        encrypted_pkce_verifier: r.bytes("encrypted_pkce_verifier")?,
+        redirect_uri: r.opt_text("redirect_uri")?,
+        created_at: from_ts(r.int("created_at")?)?,
+        expires_at: from_ts(r.int("expires_at")?)?,
+    })
+}
+
+pub(crate) fn family_from_row(r: &impl Cols) -> Result<RefreshFamily> {
+    Ok(RefreshFamily {
+        tenant: r.text("tenant")?,
+        id: r.text("id")?,
+        sub: r.text("sub")?,
+        current_gen: u32::try_from(r.int("current_gen")?)
+            .map_err(|_| broken("refresh family generation"))?,
+        revoked_at: opt_from_ts(r.opt_int("revoked_at")?)?,
+        revoke_reason: r.opt_text("revoke_reason")?,
+        expires_at: from_ts(r.int("expires_at")?)?,
+    })
+}
+
+/// The per-session audit event of a bulk revocation, made from the caller's template.
+pub(crate) fn audit_for(template: &AuditEvent, target: &str) -> AuditEvent {
+    AuditEvent {
+        at: template.at,
+        metadata: template.metadata.clone(),
+        ..AuditEvent::new(&template.tenant, &template.actor, &template.action, target)
+            .with_reason(template.reason.as_deref())
+    }
+}
