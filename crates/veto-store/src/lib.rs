@@ -1,6 +1,11 @@
 //! veto's storage: one `Store` trait, two backends (SQLite embedded by default, PostgreSQL for
 //! many nodes), one conformance suite (`conformance`) that every backend passes.
 //!
+//! The change feed (`changes_after`) tells every node of every write. Within one key (a jti, a
+//! tenant, a tenant's signing keys, an API key, a cutoff) changes come in commit order, in both
+//! backends; across keys only the feed order itself is promised (PostgreSQL orders by
+//! transaction id, not commit time).
+//!
 //! Every mutating method commits its change, its audit event and its change-log entry in one
 //! transaction, and returns only once that transaction is durable: callers acknowledge a write to
 //! their client only after this returns `Ok`.
@@ -16,10 +21,14 @@ use veto_core::tenant::Tenant;
 
 pub mod conformance;
 mod cursor;
+pub mod postgres;
+mod rows;
 pub mod session_conformance;
 pub mod sessions;
+mod sql;
 pub mod sqlite;
 
+pub use postgres::{PG_NOTIFY_CHANNEL, PgStore};
 pub use sessions::SessionStore;
 pub use sqlite::SqliteStore;
 

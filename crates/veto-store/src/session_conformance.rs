@@ -952,7 +952,7 @@ pub async fn session_writes_reach_the_change_feed(db: &dyn SessionTestDatabase) 
             said("acme", change::SESSION_CREATE, id, Some(idle)),
             said("acme", change::SESSION_TOUCH, id, Some(1_800_003_900)),
             said("acme", change::SESSION_REVOKE, id, None),
-            said("acme", change::SESSION_KEY_INSERT, "k1", None),
+            said("acme", change::SESSION_KEY_INSERT, &k.kid, None),
             said("acme", change::REFRESH_REVOKE, &fam.id, None),
         ]
     );

@@ -1,0 +1,839 @@
+//! The shared store: PostgreSQL, for many veto nodes on one database.
+//!
+//! # Connections
+//!
+//! One pool per node (`PgStore::connect(url, max_connections)`). A request holds a connection
+//! only for its own statement or transaction, and transactions here are short (no network or
+//! crypto work inside them), so a small pool serves many concurrent requests: about twice the
+//! node's cores is plenty. Size it against the server, not the load: the sum over all nodes
+//! (plus one `LISTEN` connection per node, `listen_changes`, which is not from the pool) must
+//! stay below PostgreSQL's `max_connections` minus its reserved slots. Waiting longer than
+//! `ACQUIRE_TIMEOUT` for a connection fails the request as `Unavailable` rather than queueing it
+//! without bound.
+//!
+//! Every connection runs with `synchronous_commit` at least `on` (a server configured with `off`
+//! is overridden for our sessions; `remote_apply` and the like are kept): veto acknowledges a
+//! write only once it is durable (design.md), and `off` would acknowledge writes a crash can
+//! lose. `idle_in_transaction_session_timeout` bounds how long a transaction left open by a
+//! stuck client can hold the change feed back (see below).
+//!
+//! # Isolation
+//!
+//! Writes run in READ COMMITTED (PostgreSQL's default): every statement sees what committed
+//! before it started, and conflicts are resolved by constraints (`ON CONFLICT DO NOTHING …
+//! RETURNING` and a re-read for idempotent revocations, `GREATEST` upserts for max-wins
+//! cutoffs) and by the key locks below, not by retrying serialization failures.
+//! `load_state` and `revocation_stats` read several tables in one REPEATABLE READ, READ ONLY
+//! transaction, so that what they return is one consistent snapshot. Single reads are single
+//! statements. Serialization failures, deadlocks and lost connections surface as
+//! `Unavailable` (retryable).
+//!
+//! # Key locks: per key, feed order is commit order
+//!
+//! Every write transaction first takes transaction-scoped advisory locks, in one statement and
+//! in a fixed order (so they cannot deadlock among themselves): exclusive on the keys it changes
+//! (a revocation's (tenant, jti), a tenant, a tenant's signing keys, an API key id, a cutoff)
+//! and shared on the tenant its rows belong to. Why: the feed is ordered by transaction id (see
+//! the next section), and PostgreSQL assigns a transaction its id at its first write. Without
+//! the locks a transaction can get its id, then wait for another one to commit a change to the
+//! same row and write after it (a batch that re-revokes a jti while a lift of it commits, or a
+//! suspend racing a resume): the later change would sort *before* the earlier one, and a node
+//! replaying the feed would end up with the first state while the database holds the second
+//! (for a re-revoked token: accepted, i.e. fail-open). Advisory locks assign no transaction id,
+//! and are taken before any write, so a transaction that touches a key another open transaction
+//! touched gets its id only after that one finished: per key, changes sort in commit order.
+//! Transactions with more than `MAX_KEY_LOCKS` keys (large batches) and the purge (whose keys are
+//! only known once it runs) take one whole-store lock exclusively instead; every other writer
+//! holds it shared. The cost: one more statement per write, and large batches and purge passes
+//! run alone (each is bounded, see `purge_batch`).
+//!
+//! # The change feed and out-of-order commits
+//!
+//! Every write that changes what nodes hold in memory appends `changes` rows in its own
+//! transaction. `position` comes from a sequence, and sequence values commit out of order: tx A
+//! takes position 7, tx B takes 8, B commits first; a reader that saw 8 and continued from there
+//! would never see 7. So each row also records its transaction's id (`xid`, the 64-bit
+//! `pg_current_xact_id()`), and readers go by `(xid, position)`:
+//!
+//! `changes_after(after)` returns rows with `(xid, position) > after` and
+//! `xid < xmin(current snapshot)`, in `(xid, position)` order. *Proof that nothing is skipped:*
+//! every transaction with an id below the snapshot's xmin has finished (committed or aborted) when
+//! the snapshot is taken, so the rows of those transactions that will ever exist are exactly the
+//! ones the snapshot sees: they are final. A row that becomes visible later belongs to a
+//! transaction that was still running (id >= xmin) or had no id yet (it will get one >= the
+//! snapshot's xmax >= xmin), so it sorts after every row already returned, whose ids are all
+//! < xmin. A reader that continues from the last cursor it got therefore sees every committed
+//! change exactly once, in `(xid, position)` order.
+//!
+//! `load_state` reads, as the first statement of its REPEATABLE READ transaction,
+//! `xmin(transaction snapshot)` and returns the cursor `(xmin, -1)`: every change of a
+//! transaction below xmin is in the snapshot, and `changes_after((xmin, -1))` returns everything
+//! else. Rows of transactions >= xmin that committed before the snapshot are both in the snapshot
+//! and replayed; replaying is harmless because appliers are idempotent, and per key the replay
+//! is in commit order (key locks), so it ends in the state the snapshot already had.
+//!
+//! *The cost:* xmin is cluster-wide. Any transaction that holds a transaction id on the whole
+//! PostgreSQL server (another database too, a prepared transaction, a migration or a manual
+//! `BEGIN; UPDATE …` left open) holds xmin, and with it every node's feed, back until it ends.
+//! Read-only transactions (no id) do not. While held back, nodes receive no changes, their index
+//! ages past the staleness bound, and they fail closed (answer inactive / 503) by design, rather
+//! than serve a state that may be missing a revocation. Operators see it as feed lag; the cure is
+//! to end the long transaction (veto's own sessions are bounded by
+//! `idle_in_transaction_session_timeout`).
+//!
+//! After writing changes, each transaction runs `pg_notify(PG_NOTIFY_CHANNEL, '')` before
+//! committing. PostgreSQL delivers notifications at commit (never for a rolled-back transaction)
+//! and folds identical ones within a transaction. The notification is only a wake-up: nodes
+//! catch up through `changes_after`, so a missed one (a dropped `LISTEN` connection) only
+//! delays. Its price: to queue notifications in commit order, PostgreSQL holds one cluster-wide
+//! lock from the start of a notifying transaction's commit until it has committed
+//! (`PreCommit_Notify` in its async.c), so notifying commits, WAL flush included, run one at a
+//! time. That bounds concurrent write throughput at roughly one commit per flush; measure on the
+//! production disk before promising higher write rates (sending the notification after the
+//! commit, outside the transaction, would lift that bound at the price of a lost wake-up on a
+//! crash in between).
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{PgConnection, Postgres, Transaction};
+use time::OffsetDateTime;
+use veto_core::apikey::ApiKeyRecord;
+use veto_core::audit::AuditEvent;
+use veto_core::keys::SigningKeyRecord;
+use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStats};
+use veto_core::tenant::Tenant;
+
+use crate::rows::{
+    self, REVOCATION_COLUMNS, as_stored, audit_conflict, batch_insert_error, now_ts, ts,
+    unavailable,
+};
+use crate::sql;
+use crate::{
+    CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Result,
+    RevokeOutcome, StateSnapshot, Store, StoreError, change,
+};
+
+/// The `LISTEN`/`NOTIFY` channel every committed change is announced on (empty payload).
+pub const PG_NOTIFY_CHANNEL: &str = "veto_changes";
+
+/// Embedded like the SQLite migrations (see `sqlite.rs`). sqlx's PostgreSQL migrator holds an
+/// advisory lock while it runs, so nodes starting together migrate one at a time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How long a request waits for a pooled connection before failing as `Unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// See the module comment: a veto transaction left open this long is ended by the server.
+const IDLE_IN_TRANSACTION_TIMEOUT_MS: u32 = 30_000;
+
+/// More distinct keys than this in one write take the whole-store lock instead of one lock
+/// per key: PostgreSQL's lock table is shared and small (`max_locks_per_transaction` × connections,
+/// 6,400 by default), and a 10,000-row batch would overflow it.
+const MAX_KEY_LOCKS: usize = 64;
+
+/// Advisory-lock namespaces (the first key of the two-key form): "veto" for keys, "vetw" for the
+/// whole store. Other applications sharing the database are unlikely to use the same numbers; if
+/// one did, the cost would be needless waiting, never a wrong result.
+const KEY_LOCK_CLASS: i32 = 0x7665_746f;
+const WHOLE_LOCK_CLASS: i32 = 0x7665_7477;
+
+type Tx = Transaction<'static, Postgres>;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+// ---- key locks -------------------------------------------------------------------------------
+
+/// The advisory locks a write transaction takes before its first write (module comment).
+#[derive(Debug, Default)]
+struct Locks {
+    /// Lock id → exclusive? Ordered, so every transaction takes its locks in the same order.
+    keys: BTreeMap<i32, bool>,
+    whole: bool,
+}
+
+impl Locks {
+    /// The whole store, exclusively: large batches and the purge.
+    fn whole() -> Self {
+        Locks {
+            keys: BTreeMap::new(),
+            whole: true,
+        }
+    }
+
+    /// Exclusive on a key this transaction changes.
+    fn change(mut self, parts: &[&str]) -> Self {
+        self.keys.insert(lock_id(parts), true);
+        self
+    }
+
+    /// Shared on the tenant the changed rows belong to: waits for a concurrent create or
+    /// suspend of that tenant to commit, so tenant changes sort before the rows that need them.
+    fn within(mut self, tenant: &str) -> Self {
+        self.keys.entry(lock_id(&["t", tenant])).or_insert(false);
+        self
+    }
+
+    /// The lock of a revocation (tenant, jti).
+    fn revocation(self, tenant: &str, jti: &str) -> Self {
+        self.within(tenant).change(&["r", tenant, jti])
+    }
+
+    /// The locks of a batch of revocations, given as (tenant, jti).
+    fn revocations<'a>(keys: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut locks = Locks::default();
+        for (tenant, jti) in keys {
+            locks = locks.revocation(tenant, jti);
+            if locks.keys.len() > MAX_KEY_LOCKS {
+                return Locks::whole();
+            }
+        }
+        locks
+    }
+
+    /// (class, id, exclusive) in the order they must be taken: the whole-store lock first.
+    fn ordered(&self) -> (Vec<i32>, Vec<i32>, Vec<bool>) {
+        let mut class = vec![WHOLE_LOCK_CLASS];
+        let mut id = vec![0];
+        let mut exclusive = vec![self.whole];
+        if !self.whole {
+            for (&k, &x) in &self.keys {
+                class.push(KEY_LOCK_CLASS);
+                id.push(k);
+                exclusive.push(x);
+            }
+        }
+        (class, id, exclusive)
+    }
+}
+
+/// A stable 32-bit id for a key: FNV-1a over its parts, each followed by a 0 byte so that
+/// ("ab", "c") and ("a", "bc") differ. Stable across versions and machines by construction
+/// (every node must compute the same id); a collision only makes two keys share a lock.
+fn lock_id(parts: &[&str]) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in parts.iter().flat_map(|p| p.bytes().chain([0])) {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    i32::from_ne_bytes(h.to_ne_bytes())
+}
+
+// ---- statements shared by several methods ------------------------------------------------------
+
+/// Audit events in one statement (arrays, whatever their number).
+async fn insert_audits(conn: &mut PgConnection, events: &[&AuditEvent]) -> Result<()> {
+    let col = |f: fn(&AuditEvent) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO audit_events (id, tenant, at, actor, action, target, reason, metadata) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], \
+                              $6::text[], $7::text[], $8::text[])",
+    )
+    .bind(col(|e| e.id.clone()))
+    .bind(col(|e| e.tenant.clone()))
+    .bind(events.iter().map(|e| ts(e.at)).collect::<Vec<_>>())
+    .bind(col(|e| e.actor.clone()))
+    .bind(col(|e| e.action.clone()))
+    .bind(col(|e| e.target.clone()))
+    .bind(events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>())
+    .bind(col(|e| e.metadata.to_string()))
+    .execute(conn)
+    .await
+    .map_err(audit_conflict)?;
+    Ok(())
+}
+
+/// One change row of `kind` per (tenant, key, value), in one statement, positions in order.
+/// `xid` is the column default: this transaction's id.
+async fn insert_changes<'a>(
+    conn: &mut PgConnection,
+    kind: &str,
+    rows: impl Iterator<Item = (&'a str, &'a str, Option<i64>)>,
+) -> Result<()> {
+    let (mut tenants, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for (t, k, v) in rows {
+        tenants.push(t);
+        keys.push(k);
+        values.push(v);
+    }
+    sqlx::query(
+        "INSERT INTO changes (tenant, kind, key, value, at) \
+         SELECT t, $2, k, v, $5 FROM unnest($1::text[], $3::text[], $4::int8[]) AS u(t, k, v)",
+    )
+    .bind(tenants)
+    .bind(kind)
+    .bind(keys)
+    .bind(values)
+    .bind(now_ts())
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Announces this transaction's changes, then commits: the notification goes out at commit.
+async fn commit_changes(mut tx: Tx) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(PG_NOTIFY_CHANNEL)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    tx.commit().await.map_err(unavailable)
+}
+
+/// Inserts the revocations of `items` that are new (one statement, arrays), with their audit
+/// events and change rows, and returns the indexes in `items` of the new ones (the first
+/// occurrence of a jti repeated in `items`).
+async fn insert_revocation_rows(
+    conn: &mut PgConnection,
+    items: &[(Revocation, AuditEvent)],
+) -> Result<Vec<usize>> {
+    let text = |f: fn(&Revocation) -> String| items.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
+    let opt_text =
+        |f: fn(&Revocation) -> Option<String>| items.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
+    // DO NOTHING + RETURNING: only rows actually inserted come back. unnest keeps the order of
+    // `items`, so of a jti repeated in the batch the first occurrence is the one inserted.
+    let inserted: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO revocations ({REVOCATION_COLUMNS}) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
+                              $6::text[], $7::text[], $8::text[], $9::int8[]) \
+         ON CONFLICT (tenant, jti) DO NOTHING RETURNING tenant, jti"
+    )))
+    .bind(text(|r| r.tenant.clone()))
+    .bind(text(|r| r.jti.clone()))
+    .bind(opt_text(|r| r.sub.clone()))
+    .bind(
+        items
+            .iter()
+            .map(|(r, _)| ts(r.expires_at))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        items
+            .iter()
+            .map(|(r, _)| ts(r.revoked_at))
+            .collect::<Vec<_>>(),
+    )
+    .bind(opt_text(|r| r.reason.clone()))
+    .bind(text(|r| r.revoked_by.clone()))
+    .bind(text(|r| r.metadata.to_string()))
+    .bind(
+        items
+            .iter()
+            .map(|(r, _)| r.until.map(ts))
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(batch_insert_error)?;
+    let created = rows::first_occurrences(items, inserted);
+    if created.is_empty() {
+        return Ok(created);
+    }
+    let audits: Vec<&AuditEvent> = created.iter().map(|&i| &items[i].1).collect();
+    insert_audits(conn, &audits).await?;
+    let rows = created.iter().map(|&i| {
+        let r = &items[i].0;
+        (r.tenant.as_str(), r.jti.as_str(), r.until.map(ts))
+    });
+    insert_changes(conn, change::REVOCATION, rows).await?;
+    Ok(created)
+}
+
+/// `DELETE … WHERE ctid = ANY(ARRAY(SELECT ctid … LIMIT n))`: PostgreSQL has no
+/// `DELETE … LIMIT`; the subselect finds at most `n` victims through the table's indexes, and
+/// the outer delete reaches them by physical address (a TID scan). Safe here because purge runs
+/// under the whole-store lock: no writer moves a row between the two.
+fn bounded_delete_sql(table: &str, condition: &str, returning: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(\
+           SELECT ctid FROM {table} WHERE {condition} LIMIT $2)) {returning}"
+    )
+}
+
+/// Deletes at most `limit` rows of `table` matching `condition` (on `$1` = `value`); returns
+/// how many.
+async fn delete_bounded(
+    conn: &mut PgConnection,
+    table: &str,
+    condition: &str,
+    value: i64,
+    limit: i64,
+) -> Result<u64> {
+    Ok(sqlx::query(sqlx::AssertSqlSafe(bounded_delete_sql(
+        table, condition, "",
+    )))
+    .bind(value)
+    .bind(limit)
+    .execute(conn)
+    .await
+    .map_err(unavailable)?
+    .rows_affected())
+}
+
+// ---- the store -------------------------------------------------------------------------------
+
+impl PgStore {
+    /// Connects a pool of at most `max_connections` to `url` (`postgres://…`). Call `migrate`
+    /// before use.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore> {
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad PostgreSQL URL: {e}")))?
+            .application_name("veto")
+            .options([(
+                "idle_in_transaction_session_timeout",
+                IDLE_IN_TRANSACTION_TIMEOUT_MS.to_string(),
+            )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Raise `off` to `on` only: stronger settings (remote_apply, …) are kept.
+                    sqlx::query(
+                        "SELECT set_config('synchronous_commit', 'on', false) \
+                         WHERE current_setting('synchronous_commit') = 'off'",
+                    )
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .map_err(unavailable)?;
+        Ok(PgStore { pool })
+    }
+
+    /// A connection `LISTEN`ing on [`PG_NOTIFY_CHANNEL`]: every committed change is followed by
+    /// a notification (empty payload). Use it only as a wake-up to call `changes_after`: a
+    /// notification is lost when the connection drops (sqlx reconnects on the next `recv`), so
+    /// also catch up after a reconnect and on a timer.
+    pub async fn listen_changes(&self) -> Result<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        listener
+            .listen(PG_NOTIFY_CHANNEL)
+            .await
+            .map_err(unavailable)?;
+        Ok(listener)
+    }
+
+    /// A write transaction holding `locks` (module comment), taken before anything else.
+    async fn begin_write(&self, locks: Locks) -> Result<Tx> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let (class, id, exclusive) = locks.ordered();
+        // One round trip; the lateral subquery runs once per row in array order, which is the
+        // order every transaction takes its locks in.
+        sqlx::query(
+            "SELECT count(*) FROM unnest($1::int4[], $2::int4[], $3::bool[]) AS l(c, k, x), \
+             LATERAL (SELECT CASE WHEN l.x THEN pg_advisory_xact_lock(l.c, l.k) \
+                                  ELSE pg_advisory_xact_lock_shared(l.c, l.k) END) AS taken",
+        )
+        .bind(class)
+        .bind(id)
+        .bind(exclusive)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        Ok(tx)
+    }
+
+    /// A pooled connection, for single reads through `sql`.
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(unavailable)
+    }
+
+    /// One REPEATABLE READ, READ ONLY transaction: every statement reads the same snapshot.
+    async fn begin_snapshot(&self) -> Result<Tx> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<()> {
+        let mut tx = self
+            .begin_write(Locks::default().change(&["t", &t.id]))
+            .await?;
+        sql::create_tenant(&mut *tx, t, audit).await?;
+        commit_changes(tx).await
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        sql::get_tenant(&mut *self.conn().await?, id).await
+    }
+
+    async fn set_tenant_suspended(
+        &self,
+        id: &str,
+        suspended: bool,
+        audit: &AuditEvent,
+    ) -> Result<Tenant> {
+        let mut tx = self
+            .begin_write(Locks::default().change(&["t", id]))
+            .await?;
+        let tenant = sql::set_tenant_suspended(&mut *tx, id, suspended, audit).await?;
+        commit_changes(tx).await?;
+        Ok(tenant)
+    }
+
+    async fn set_cutoff(&self, c: &Cutoff, audit: &AuditEvent) -> Result<()> {
+        // Max-wins makes cutoffs commute anyway; the lock keeps the rule "every write locks
+        // what it changes" without exceptions to reason about.
+        let sub = c.sub.as_deref().unwrap_or("");
+        let locks = Locks::default()
+            .within(&c.tenant)
+            .change(&["c", &c.tenant, sub]);
+        let mut tx = self.begin_write(locks).await?;
+        sql::set_cutoff(&mut *tx, c, audit).await?;
+        commit_changes(tx).await
+    }
+
+    async fn insert_api_key(&self, k: &ApiKeyRecord, audit: &AuditEvent) -> Result<()> {
+        let tenant = k.tenant.as_deref().unwrap_or("");
+        let locks = Locks::default().within(tenant).change(&["a", &k.id]);
+        let mut tx = self.begin_write(locks).await?;
+        sql::insert_api_key(&mut *tx, k, audit).await?;
+        commit_changes(tx).await
+    }
+
+    async fn list_api_keys(&self, tenant: &str, p: &PageRequest) -> Result<Page<ApiKeyRecord>> {
+        rows::list_api_keys(&self.pool, tenant, p).await
+    }
+
+    async fn delete_api_key(&self, tenant: &str, id: &str, audit: &AuditEvent) -> Result<()> {
+        let locks = Locks::default().within(tenant).change(&["a", id]);
+        let mut tx = self.begin_write(locks).await?;
+        sql::delete_api_key(&mut *tx, tenant, id, audit).await?;
+        commit_changes(tx).await
+    }
+
+    async fn find_api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
+        sql::api_key_by(&mut *self.conn().await?, "key_hash", sql::Arg::Bytes(hash)).await
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        sql::api_key_by(&mut *self.conn().await?, "id", sql::Arg::Text(id)).await
+    }
+
+    async fn has_admin_key(&self) -> Result<bool> {
+        sql::has_admin_key(&mut *self.conn().await?).await
+    }
+
+    async fn insert_signing_key(
+        &self,
+        k: &SigningKeyRecord,
+        retire_others_until: Option<OffsetDateTime>,
+        audit: &AuditEvent,
+    ) -> Result<Vec<SigningKeyRecord>> {
+        // One lock for all keys of the tenant: a rotation changes several of them.
+        let locks = Locks::default().within(&k.tenant).change(&["k", &k.tenant]);
+        let mut tx = self.begin_write(locks).await?;
+        let retired = sql::insert_signing_key(&mut *tx, k, retire_others_until, audit).await?;
+        commit_changes(tx).await?;
+        Ok(retired)
+    }
+
+    async fn list_signing_keys(&self, tenant: &str) -> Result<Vec<SigningKeyRecord>> {
+        sql::list_signing_keys(&mut *self.conn().await?, tenant).await
+    }
+
+    async fn revoke_signing_key(
+        &self,
+        tenant: &str,
+        kid: &str,
+        reason: Option<&str>,
+        audit: &AuditEvent,
+    ) -> Result<SigningKeyRecord> {
+        let locks = Locks::default().within(tenant).change(&["k", tenant]);
+        let mut tx = self.begin_write(locks).await?;
+        let (key, changed) = sql::revoke_signing_key(&mut *tx, tenant, kid, reason, audit).await?;
+        // A repeat wrote nothing: dropping `tx` rolls back a no-op.
+        if changed {
+            commit_changes(tx).await?;
+        }
+        Ok(key)
+    }
+
+    async fn insert_revocation(
+        &self,
+        rec: &Revocation,
+        audit: &AuditEvent,
+    ) -> Result<RevokeOutcome> {
+        let mut tx = self
+            .begin_write(Locks::default().revocation(&rec.tenant, &rec.jti))
+            .await?;
+        // A concurrent identical request waits for this one's key lock, then finds the row
+        // (ON CONFLICT DO NOTHING) and reads it back: one record, one audit event, one change.
+        let outcome = sql::insert_revocation(&mut *tx, rec, audit).await?;
+        if outcome.created {
+            commit_changes(tx).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn insert_revocations(
+        &self,
+        recs: &[(Revocation, AuditEvent)],
+    ) -> Result<(u64, u64, Vec<Revocation>)> {
+        if recs.is_empty() {
+            return Ok((0, 0, Vec::new()));
+        }
+        let started = Instant::now();
+        let locks = Locks::revocations(
+            recs.iter()
+                .map(|(r, _)| (r.tenant.as_str(), r.jti.as_str())),
+        );
+        // One transaction for the whole batch: all or nothing.
+        let mut tx = self.begin_write(locks).await?;
+        let created: Vec<Revocation> = insert_revocation_rows(&mut tx, recs)
+            .await?
+            .into_iter()
+            .map(|i| as_stored(&recs[i].0))
+            .collect();
+        if created.is_empty() {
+            // Nothing written (every jti existed): no changes to announce.
+            tx.commit().await.map_err(unavailable)?;
+        } else {
+            commit_changes(tx).await?;
+        }
+        Ok(rows::batch_done(started, recs.len(), created))
+    }
+
+    async fn get_revocation(&self, tenant: &str, jti: &str) -> Result<Option<Revocation>> {
+        sql::select_revocation(&mut *self.conn().await?, tenant, jti).await
+    }
+
+    async fn list_revocations(
+        &self,
+        tenant: &str,
+        f: &RevocationFilter,
+        p: &PageRequest,
+    ) -> Result<Page<Revocation>> {
+        rows::list_revocations(&self.pool, tenant, f, p).await
+    }
+
+    async fn revocation_stats(&self, tenant: &str, now: OffsetDateTime) -> Result<RevocationStats> {
+        // Both queries in one snapshot, so the counts agree with each other.
+        let mut tx = self.begin_snapshot().await?;
+        let stats = sql::revocation_stats(&mut *tx, tenant, now).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(stats)
+    }
+
+    async fn lift_suspension(
+        &self,
+        tenant: &str,
+        jti: &str,
+        audit: &AuditEvent,
+    ) -> Result<LiftOutcome> {
+        let mut tx = self
+            .begin_write(Locks::default().revocation(tenant, jti))
+            .await?;
+        let outcome = sql::lift_suspension(&mut *tx, tenant, jti, audit).await?;
+        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
+        if matches!(outcome, LiftOutcome::Lifted(_)) {
+            commit_changes(tx).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn list_audit(
+        &self,
+        tenant: &str,
+        action: Option<&str>,
+        p: &PageRequest,
+    ) -> Result<Page<AuditEvent>> {
+        rows::list_audit(&self.pool, tenant, action, p).await
+    }
+
+    async fn purge_batch(
+        &self,
+        before: OffsetDateTime,
+        batch: u32,
+    ) -> Result<(PurgeCounts, Vec<(String, String)>)> {
+        let started = Instant::now();
+        let before = ts(before);
+        let limit = i64::from(batch.max(1));
+        // The victims are only known once found, so no per-key locks: the whole store, for one
+        // bounded batch (module comment).
+        let mut tx = self.begin_write(Locks::whole()).await?;
+        // Old change rows go first, so that this pass never deletes the `revocation.purge`
+        // rows it appends below.
+        let retention_start = before.saturating_sub(CHANGE_RETENTION_SECS);
+        let changes = delete_bounded(&mut tx, "changes", "at < $1", retention_start, limit).await?;
+        // A suspension whose `until` has passed no longer rejects anything: it goes too.
+        let jtis: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(bounded_delete_sql(
+            "revocations",
+            "expires_at < $1 OR (until IS NOT NULL AND until < $1)",
+            "RETURNING tenant, jti",
+        )))
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let cutoffs = delete_bounded(&mut tx, "cutoffs", "expires_at < $1", before, limit).await?;
+        // Retired keys past retention only; active and revoked keys stay (see sqlite.rs).
+        let retired = "status = 'retired' AND retain_until < $1";
+        let keys = delete_bounded(&mut tx, "signing_keys", retired, before, limit).await?;
+        if jtis.is_empty() {
+            tx.commit().await.map_err(unavailable)?;
+        } else {
+            // Other nodes learn of the deletions from the feed, in the same transaction.
+            let rows = jtis.iter().map(|(t, j)| (t.as_str(), j.as_str(), None));
+            insert_changes(&mut tx, change::REVOCATION_PURGE, rows).await?;
+            commit_changes(tx).await?;
+        }
+        let counts = PurgeCounts {
+            revocations: jtis.len() as u64,
+            cutoffs,
+            signing_keys: keys,
+            changes,
+        };
+        Ok(rows::purge_done(started, counts, jtis))
+    }
+
+    async fn load_state(&self, now: OffsetDateTime) -> Result<StateSnapshot> {
+        let started = Instant::now();
+        let mut tx = self.begin_snapshot().await?;
+        // The FIRST statement: in REPEATABLE READ it fixes the transaction's snapshot, so this
+        // xmin is that snapshot's (module comment, "The change feed").
+        let xmin: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let state = sql::read_state(&mut *tx, now).await?;
+        tx.commit().await.map_err(unavailable)?;
+        tracing::info!(
+            tenants = state.tenants.len(),
+            revocations = state.revocations.len(),
+            signing_keys = state.signing_keys.len(),
+            xmin,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded state from PostgreSQL"
+        );
+        Ok(StateSnapshot {
+            cursor: FeedCursor {
+                xid: xmin,
+                position: -1,
+            },
+            ..state
+        })
+    }
+
+    async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>> {
+        // Final rows only (module comment): the xmin comes from the statement's own snapshot,
+        // computed once (an uncorrelated subquery), and bounds the index range on (xid, position).
+        let rows: Vec<(i64, i64, String, String, String, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT xid, position, tenant, kind, key, value, at FROM changes \
+             WHERE (xid, position) > ($1, $2) \
+               AND xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint) \
+             ORDER BY xid, position LIMIT $3",
+        )
+        .bind(after.xid)
+        .bind(after.position)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .map(|(xid, position, tenant, kind, key, value, at)| Change {
+                cursor: FeedCursor { xid, position },
+                tenant,
+                kind,
+                key,
+                value,
+                at,
+            })
+            .collect())
+    }
+
+    async fn feed_pending_since(&self, after: FeedCursor) -> Result<Option<i64>> {
+        // Committed (visible to this statement) but not final: rows of transactions at or above
+        // the snapshot's xmin, which `changes_after` holds back. `at` has whole seconds, so the
+        // instant is rounded down: a node counts itself a little staler, never fresher.
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT min(at) FROM changes \
+             WHERE (xid, position) > ($1, $2) \
+               AND xid >= (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)",
+        )
+        .bind(after.xid)
+        .bind(after.position)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(oldest.map(|secs| secs.saturating_mul(1_000)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_ids_are_stable_and_separate_parts() {
+        // Fixed values: every node (and every version) must compute the same ids.
+        assert_eq!(
+            lock_id(&[]),
+            i32::from_ne_bytes(0x811c_9dc5_u32.to_ne_bytes())
+        );
+        assert_ne!(lock_id(&["ab", "c"]), lock_id(&["a", "bc"]));
+        assert_eq!(lock_id(&["r", "acme", "j1"]), lock_id(&["r", "acme", "j1"]));
+    }
+
+    #[test]
+    fn locks_are_ordered_whole_first_and_large_sets_take_the_whole_store() {
+        let locks = Locks::default()
+            .revocation("acme", "j1")
+            .change(&["t", "acme"]);
+        let (class, ids, exclusive) = locks.ordered();
+        assert_eq!(class[0], WHOLE_LOCK_CLASS);
+        assert!(
+            !exclusive[0],
+            "ordinary writers hold the whole-store lock shared"
+        );
+        assert_eq!(class.len(), 3, "tenant and jti");
+        assert!(ids[1] < ids[2], "key locks in id order");
+        assert!(
+            exclusive[1..].iter().all(|x| *x),
+            "the tenant became exclusive"
+        );
+
+        let jtis: Vec<String> = (0..=MAX_KEY_LOCKS).map(|i| format!("j{i}")).collect();
+        let many = jtis.iter().map(|j| ("acme", j.as_str()));
+        let (class, _, exclusive) = Locks::revocations(many).ordered();
+        assert_eq!((class.len(), exclusive[0]), (1, true));
+    }
+}

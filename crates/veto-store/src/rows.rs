@@ -1,0 +1,509 @@
+//! What both backends share: error mapping, time conversion, record decoding and keyset pages.
+//!
+//! The two schemas store the same columns under the same names with the same meaning (unix
+//! seconds, JSON as text, scopes as space-separated names), so a record is decoded by one
+//! function whichever backend read it; only the column accessors differ (`Cols`).
+use std::time::Duration;
+
+use sqlx::{Database, Encode, Pool, QueryBuilder, Row, Type};
+use time::OffsetDateTime;
+use veto_core::apikey::{ApiKeyRecord, Scope};
+use veto_core::audit::AuditEvent;
+use veto_core::keys::{KeyStatus, SigningKeyRecord};
+use veto_core::revocation::{Revocation, RevocationFilter, RevocationStatus};
+use veto_core::tenant::Tenant;
+
+use crate::cursor::Cursor;
+use crate::{Page, PageRequest, PurgeCounts, Result, StoreError};
+
+/// Revocations per multi-row statement in SQLite (bound values are limited there); PostgreSQL
+/// binds whole arrays instead but uses it too, to bound each statement's work.
+pub(crate) const BATCH_CHUNK: usize = 500;
+
+/// How long a write may take before it is worth a log line (slow disk, lock waits).
+pub(crate) const SLOW: Duration = Duration::from_secs(1);
+
+pub(crate) const REVOCATION_COLUMNS: &str =
+    "tenant, jti, sub, expires_at, revoked_at, reason, revoked_by, metadata, until";
+pub(crate) const TENANT_COLUMNS: &str = "id, display_name, suspended, created_at";
+pub(crate) const API_KEY_COLUMNS: &str = "id, tenant, name, scopes, key_hash, created_at";
+pub(crate) const SIGNING_KEY_COLUMNS: &str = "tenant, kid, alg, status, audience, created_at, \
+     retain_until, revoked_at, revoke_reason, encrypted_private, public_jwk";
+pub(crate) const AUDIT_COLUMNS: &str = "id, tenant, at, actor, action, target, reason, metadata";
+
+// ---- errors -----------------------------------------------------------------------------------
+
+/// Anything the backend reports that is not the caller's mistake: I/O, lost connections, pool
+/// timeouts, PostgreSQL serialization failures and deadlocks. All of them may succeed on retry,
+/// which is what `Unavailable` (503) tells the client.
+pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Unique violations become `Conflict(what)`, everything else `Unavailable`.
+pub(crate) fn conflict_or_unavailable(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what()),
+        _ => unavailable(e),
+    }
+}
+
+/// Every tenant-owned row references `tenants`: a foreign-key violation means the tenant named
+/// by the caller does not exist.
+pub(crate) fn missing_tenant_or_unavailable(e: sqlx::Error, tenant: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            StoreError::NotFound(format!("tenant {tenant:?}"))
+        }
+        _ => unavailable(e),
+    }
+}
+
+/// An API key insert: which of id or secret collided is deliberately left vague (nobody's
+/// business), a missing tenant is `NotFound`.
+pub(crate) fn api_key_insert_error(e: sqlx::Error, tenant: Option<&str>) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Conflict("an API key with this id or secret already exists".into())
+        }
+        _ => missing_tenant_or_unavailable(e, tenant.unwrap_or("")),
+    }
+}
+
+/// A signing key insert: a taken kid is `Conflict`, a missing tenant `NotFound`.
+pub(crate) fn signing_key_insert_error(e: sqlx::Error, k: &SigningKeyRecord) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Conflict(format!("key {:?} already exists", k.kid))
+        }
+        _ => missing_tenant_or_unavailable(e, &k.tenant),
+    }
+}
+
+/// A batch insert that names an unknown tenant fails as a whole.
+pub(crate) fn batch_insert_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            StoreError::NotFound("the tenant of a revocation in the batch does not exist".into())
+        }
+        _ => unavailable(e),
+    }
+}
+
+pub(crate) fn audit_conflict(e: sqlx::Error) -> StoreError {
+    conflict_or_unavailable(e, || "an audit event with this id exists".into())
+}
+
+pub(crate) fn vanished() -> StoreError {
+    StoreError::Unavailable("a conflicting revocation vanished mid-transaction".into())
+}
+
+// ---- times and records --------------------------------------------------------------------------
+
+pub(crate) fn ts(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+pub(crate) fn now_ts() -> i64 {
+    ts(veto_core::timeutil::now())
+}
+
+pub(crate) fn from_ts(secs: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map_err(|_| StoreError::Unavailable(format!("stored time {secs} is out of range")))
+}
+
+pub(crate) fn opt_from_ts(secs: Option<i64>) -> Result<Option<OffsetDateTime>> {
+    secs.map(from_ts).transpose()
+}
+
+/// A time as it reads back from the store: whole seconds.
+fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+/// A revocation as it reads back from the store, so that the record returned by an insert equals
+/// the one every later read returns.
+pub(crate) fn as_stored(rec: &Revocation) -> Revocation {
+    let until = rec.until.map(whole_seconds);
+    Revocation {
+        expires_at: whole_seconds(rec.expires_at),
+        revoked_at: whole_seconds(rec.revoked_at),
+        until,
+        status: RevocationStatus::of(until),
+        ..rec.clone()
+    }
+}
+
+/// Scopes are stored as their names separated by spaces (the OAuth `scope` convention).
+pub(crate) fn scopes_to_text(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Stored JSON that no longer parses (it always parses when written by veto) is shown as null
+/// rather than failing the whole list it appears in.
+fn json_or_null(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+}
+
+/// Typed column access, the one thing that differs between the backends' rows: by name, or
+/// by position (`*_at`, cheaper where millions of rows are read). A column that does not decode
+/// is `Unavailable`: the schema is ours, so it means a broken database.
+pub(crate) trait Cols {
+    fn int(&self, col: &str) -> Result<i64>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+    fn text(&self, col: &str) -> Result<String>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    fn bytes(&self, col: &str) -> Result<Vec<u8>>;
+    /// SQLite stores booleans as 0/1 integers, PostgreSQL as `boolean`.
+    fn flag(&self, col: &str) -> Result<bool>;
+    fn int_at(&self, col: usize) -> Result<i64>;
+    fn opt_int_at(&self, col: usize) -> Result<Option<i64>>;
+    fn text_at(&self, col: usize) -> Result<String>;
+    fn flag_at(&self, col: usize) -> Result<bool>;
+}
+
+macro_rules! cols_for {
+    ($row:ty, $flag:ty) => {
+        impl Cols for $row {
+            fn int(&self, col: &str) -> Result<i64> {
+                self.try_get(col).map_err(unavailable)
+            }
+            fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+                self.try_get(col).map_err(unavailable)
+            }
+            fn text(&self, col: &str) -> Result<String> {
+                self.try_get(col).map_err(unavailable)
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>> {
+                self.try_get(col).map_err(unavailable)
+            }
+            fn bytes(&self, col: &str) -> Result<Vec<u8>> {
+                self.try_get(col).map_err(unavailable)
+            }
+            fn flag(&self, col: &str) -> Result<bool> {
+                let v: $flag = self.try_get(col).map_err(unavailable)?;
+                Ok(FlagValue::into_flag(v))
+            }
+            fn int_at(&self, col: usize) -> Result<i64> {
+                self.try_get(col).map_err(unavailable)
+            }
+            fn opt_int_at(&self, col: usize) -> Result<Option<i64>> {
+                self.try_get(col).map_err(unavailable)
+            }
+            fn text_at(&self, col: usize) -> Result<String> {
+                self.try_get(col).map_err(unavailable)
+            }
+            fn flag_at(&self, col: usize) -> Result<bool> {
+                let v: $flag = self.try_get(col).map_err(unavailable)?;
+                Ok(FlagValue::into_flag(v))
+            }
+        }
+    };
+}
+
+/// How each backend stores a boolean: SQLite as a 0/1 integer, PostgreSQL as `boolean`.
+trait FlagValue {
+    fn into_flag(self) -> bool;
+}
+
+impl FlagValue for i64 {
+    fn into_flag(self) -> bool {
+        self != 0
+    }
+}
+
+impl FlagValue for bool {
+    fn into_flag(self) -> bool {
+        self
+    }
+}
+
+cols_for!(sqlx::sqlite::SqliteRow, i64);
+cols_for!(sqlx::postgres::PgRow, bool);
+
+pub(crate) fn tenant_from_row(r: &impl Cols) -> Result<Tenant> {
+    Ok(Tenant {
+        id: r.text("id")?,
+        display_name: r.text("display_name")?,
+        suspended: r.flag("suspended")?,
+        created_at: from_ts(r.int("created_at")?)?,
+    })
+}
+
+pub(crate) fn revocation_from_row(r: &impl Cols) -> Result<Revocation> {
+    let until = opt_from_ts(r.opt_int("until")?)?;
+    Ok(Revocation {
+        jti: r.text("jti")?,
+        tenant: r.text("tenant")?,
+        sub: r.opt_text("sub")?,
+        expires_at: from_ts(r.int("expires_at")?)?,
+        revoked_at: from_ts(r.int("revoked_at")?)?,
+        reason: r.opt_text("reason")?,
+        revoked_by: r.text("revoked_by")?,
+        metadata: json_or_null(&r.text("metadata")?),
+        until,
+        status: RevocationStatus::of(until),
+    })
+}
+
+pub(crate) fn api_key_from_row(r: &impl Cols) -> Result<ApiKeyRecord> {
+    let scopes = r.text("scopes")?;
+    let hash = r.bytes("key_hash")?;
+    Ok(ApiKeyRecord {
+        id: r.text("id")?,
+        tenant: r.opt_text("tenant")?,
+        name: r.text("name")?,
+        // Unknown scope names (from a newer version) are dropped: a key never gains a scope
+        // it was not given.
+        scopes: scopes.split(' ').filter_map(Scope::parse).collect(),
+        key_hash: hash.as_slice().try_into().map_err(|_| {
+            StoreError::Unavailable("stored API key hash has the wrong length".into())
+        })?,
+        created_at: from_ts(r.int("created_at")?)?,
+    })
+}
+
+pub(crate) fn signing_key_from_row(r: &impl Cols) -> Result<SigningKeyRecord> {
+    let alg = r.text("alg")?;
+    let status = r.text("status")?;
+    let public_jwk = match r.opt_text("public_jwk")? {
+        None => None,
+        // A public key that no longer parses would make verification silently fail: refuse.
+        Some(j) => Some(serde_json::from_str(&j).map_err(|_| {
+            StoreError::Unavailable("a stored public JWK is not valid JSON".into())
+        })?),
+    };
+    Ok(SigningKeyRecord {
+        kid: r.text("kid")?,
+        tenant: r.text("tenant")?,
+        alg: alg
+            .parse()
+            .map_err(|_| StoreError::Unavailable(format!("stored key has unknown alg {alg:?}")))?,
+        status: KeyStatus::parse(&status).ok_or_else(|| {
+            StoreError::Unavailable(format!("stored key has unknown status {status:?}"))
+        })?,
+        audience: r.opt_text("audience")?,
+        created_at: from_ts(r.int("created_at")?)?,
+        retain_until: opt_from_ts(r.opt_int("retain_until")?)?,
+        revoked_at: opt_from_ts(r.opt_int("revoked_at")?)?,
+        revoke_reason: r.opt_text("revoke_reason")?,
+        encrypted_private: r.bytes("encrypted_private")?,
+        public_jwk,
+    })
+}
+
+pub(crate) fn audit_from_row(r: &impl Cols) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: r.text("id")?,
+        tenant: r.text("tenant")?,
+        at: from_ts(r.int("at")?)?,
+        actor: r.text("actor")?,
+        action: r.text("action")?,
+        target: r.text("target")?,
+        reason: r.opt_text("reason")?,
+        metadata: json_or_null(&r.text("metadata")?),
+    })
+}
+
+/// Of `items`, the indexes whose (tenant, jti) the database reports as inserted (RETURNING
+/// order is unspecified: matched by key). `remove` makes a jti repeated within `items` count as
+/// created once, at its first occurrence, the one the database inserted.
+pub(crate) fn first_occurrences(
+    items: &[(Revocation, AuditEvent)],
+    inserted: Vec<(String, String)>,
+) -> Vec<usize> {
+    let mut inserted: std::collections::HashSet<(String, String)> = inserted.into_iter().collect();
+    items
+        .iter()
+        .enumerate()
+        .filter(|(_, (r, _))| inserted.remove(&(r.tenant.clone(), r.jti.clone())))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+// ---- single rows and keyset pages ------------------------------------------------------------
+
+fn page_limit(p: &PageRequest) -> u32 {
+    // The HTTP layer validates 1..=1000; clamping here keeps a stray 0 or a huge value from
+    // returning an empty page with no cursor or from reading a whole table.
+    p.limit.clamp(1, 1000)
+}
+
+/// Builds a keyset page from up to `limit + 1` fetched rows: the extra row only tells whether
+/// another page exists.
+fn page<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> Cursor) -> Page<T> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = if more {
+        items.last().map(|i| cursor_of(i).encode())
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+/// Writes generic functions over either backend's `Database` with the bounds both satisfy
+/// (binding `i64` and `String`, running on its pool, rows decoded through `Cols`), so that they
+/// are written once.
+macro_rules! over_backends {
+    ($($(#[$m:meta])* $vis:vis async fn $name:ident<DB $(, $g:ident)*>($($args:tt)*) -> $ret:ty $body:block)*) => {
+        $(
+            $(#[$m])*
+            $vis async fn $name<DB $(, $g)*>($($args)*) -> $ret
+            where
+                DB: Database,
+                DB::Row: Cols,
+                DB::Arguments: sqlx::IntoArguments<DB>,
+                for<'q> i64: Encode<'q, DB> + Type<DB>,
+                for<'q> String: Encode<'q, DB> + Type<DB>,
+                for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+            $body
+        )*
+    };
+}
+
+over_backends! {
+    /// One keyset page of `qb` (a `SELECT … WHERE …` without order or limit) ordered by
+    /// `(at_col DESC, id_col DESC)`, newest first.
+    ///
+    /// The "strictly after the cursor" condition is written as
+    /// `at <= c AND (at < c OR id < c_id)` rather than a row-value comparison, so that both
+    /// SQLite and PostgreSQL use the index range on `at_col`. The id columns compare bytewise in
+    /// both backends (SQLite's BINARY collation; `COLLATE "C"` in PostgreSQL), so the same cursor
+    /// means the same place in either.
+    pub(crate) async fn list<DB, T>(
+        pool: &Pool<DB>,
+        mut qb: QueryBuilder<DB>,
+        (at_col, id_col): (&str, &str),
+        p: &PageRequest,
+        from_row: fn(&DB::Row) -> Result<T>,
+        cursor_of: impl Fn(&T) -> Cursor,
+    ) -> Result<Page<T>> {
+        // Decode before touching the database: a bad cursor is the caller's error (400).
+        if let Some(c) = p.cursor.as_deref().map(Cursor::decode).transpose()? {
+            qb.push(format_args!(" AND {at_col} <= "))
+                .push_bind(c.at)
+                .push(format_args!(" AND ({at_col} < "))
+                .push_bind(c.at)
+                .push(format_args!(" OR {id_col} < "))
+                .push_bind(c.id)
+                .push(")");
+        }
+        let limit = page_limit(p);
+        qb.push(format_args!(
+            " ORDER BY {at_col} DESC, {id_col} DESC LIMIT "
+        ))
+        .push_bind(i64::from(limit) + 1);
+        let rows = qb.build().fetch_all(pool).await.map_err(unavailable)?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        Ok(page(items, limit, cursor_of))
+    }
+
+    /// Revocations of a tenant, newest first. Only the filters given become conditions (rather
+    /// than `(? IS NULL OR sub = ?)`), so the planner can use the (tenant, sub) index for a
+    /// subject filter.
+    pub(crate) async fn list_revocations<DB>(
+        pool: &Pool<DB>,
+        tenant: &str,
+        f: &RevocationFilter,
+        p: &PageRequest,
+    ) -> Result<Page<Revocation>> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE tenant = "
+        ));
+        qb.push_bind(tenant.to_owned());
+        for (col, val) in [
+            ("sub", &f.sub),
+            ("reason", &f.reason),
+            ("revoked_by", &f.revoked_by),
+        ] {
+            if let Some(v) = val {
+                qb.push(format_args!(" AND {col} = ")).push_bind(v.clone());
+            }
+        }
+        list(pool, qb, ("revoked_at", "jti"), p, revocation_from_row, |r| {
+            Cursor::new(ts(r.revoked_at), &r.jti)
+        })
+        .await
+    }
+
+    /// A tenant's audit trail, newest first, optionally one action only.
+    pub(crate) async fn list_audit<DB>(
+        pool: &Pool<DB>,
+        tenant: &str,
+        action: Option<&str>,
+        p: &PageRequest,
+    ) -> Result<Page<AuditEvent>> {
+        let mut qb =
+            QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE tenant = "));
+        qb.push_bind(tenant.to_owned());
+        if let Some(a) = action {
+            qb.push(" AND action = ").push_bind(a.to_owned());
+        }
+        list(pool, qb, ("at", "id"), p, audit_from_row, |e| {
+            Cursor::new(ts(e.at), &e.id)
+        })
+        .await
+    }
+
+    /// A tenant's API keys, newest first.
+    pub(crate) async fn list_api_keys<DB>(
+        pool: &Pool<DB>,
+        tenant: &str,
+        p: &PageRequest,
+    ) -> Result<Page<ApiKeyRecord>> {
+        let mut qb =
+            QueryBuilder::new(format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant = "));
+        qb.push_bind(tenant.to_owned());
+        list(pool, qb, ("created_at", "id"), p, api_key_from_row, |k| {
+            Cursor::new(ts(k.created_at), &k.id)
+        })
+        .await
+    }
+}
+
+// ---- slow-write logs ----------------------------------------------------------------------------
+
+/// The answer of `insert_revocations`, after logging the batch if it was slow.
+pub(crate) fn batch_done(
+    started: std::time::Instant,
+    rows: usize,
+    created: Vec<Revocation>,
+) -> (u64, u64, Vec<Revocation>) {
+    let elapsed = started.elapsed();
+    if elapsed > SLOW {
+        tracing::warn!(
+            rows,
+            created = created.len(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "slow revocation batch"
+        );
+    }
+    let n = created.len() as u64;
+    (n, rows as u64 - n, created)
+}
+
+/// The answer of `purge_batch`, after logging the pass if it was slow.
+pub(crate) fn purge_done(
+    started: std::time::Instant,
+    counts: PurgeCounts,
+    jtis: Vec<(String, String)>,
+) -> (PurgeCounts, Vec<(String, String)>) {
+    let elapsed = started.elapsed();
+    if elapsed > SLOW {
+        tracing::warn!(
+            revocations = counts.revocations,
+            cutoffs = counts.cutoffs,
+            signing_keys = counts.signing_keys,
+            changes = counts.changes,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "slow purge batch"
+        );
+    }
+    (counts, jtis)
+}

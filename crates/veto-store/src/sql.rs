@@ -1,0 +1,650 @@
+//! The statements both backends run word for word, and the logic around them, written once.
+//!
+//! Everything here works on a [`Conn`]: a connection (usually inside a transaction the backend
+//! began, with its own locks) that runs SQL with `Arg`s bound by number. The placeholders are
+//! PostgreSQL's `$1, $2, …`, which sqlx's SQLite driver also binds by number, and the SQL keeps to
+//! what both dialects share (`RETURNING`, `ON CONFLICT`, `IS NOT DISTINCT FROM`, `CASE` rather
+//! than SQLite's two-argument `max` or PostgreSQL's `GREATEST`). What the dialects do
+//! differently (multi-row inserts, bounded deletes, the change feed) stays in the backends, as
+//! do transactions: the backend begins one, calls in here, and commits.
+use std::future::Future;
+
+use time::OffsetDateTime;
+use veto_core::apikey::ApiKeyRecord;
+use veto_core::audit::AuditEvent;
+use veto_core::keys::SigningKeyRecord;
+use veto_core::revocation::{Cutoff, Revocation, RevocationStats};
+use veto_core::tenant::Tenant;
+
+use crate::rows::{
+    API_KEY_COLUMNS, Cols, REVOCATION_COLUMNS, SIGNING_KEY_COLUMNS, TENANT_COLUMNS,
+    api_key_from_row, api_key_insert_error, as_stored, audit_conflict, conflict_or_unavailable,
+    missing_tenant_or_unavailable, now_ts, revocation_from_row, scopes_to_text,
+    signing_key_from_row, signing_key_insert_error, tenant_from_row, ts, unavailable, vanished,
+};
+use crate::{
+    IndexedRevocation, LiftOutcome, Result, RevokeOutcome, StateSnapshot, StoreError, change,
+};
+
+/// A bound value.
+pub(crate) enum Arg<'a> {
+    Int(i64),
+    OptInt(Option<i64>),
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    Bytes(&'a [u8]),
+    Flag(bool),
+}
+
+/// A connection of either backend. The futures are `Send` so that the store's own (`Send`)
+/// futures can await them.
+pub(crate) trait Conn: Send {
+    type Row: Cols + Send;
+    /// Runs `sql` and returns every row it produced.
+    fn rows<'a>(
+        &'a mut self,
+        sql: &'a str,
+        args: Vec<Arg<'a>>,
+    ) -> impl Future<Output = std::result::Result<Vec<Self::Row>, sqlx::Error>> + Send + 'a;
+    /// Runs `sql` and returns how many rows it changed.
+    fn exec<'a>(
+        &'a mut self,
+        sql: &'a str,
+        args: Vec<Arg<'a>>,
+    ) -> impl Future<Output = std::result::Result<u64, sqlx::Error>> + Send + 'a;
+}
+
+macro_rules! conn_for {
+    ($conn:ty, $db:ty, $bind:ident) => {
+        fn $bind<'q>(
+            sql: &'q str,
+            args: Vec<Arg<'q>>,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+            let mut q = sqlx::query::<$db>(sqlx::AssertSqlSafe(sql));
+            for a in args {
+                q = match a {
+                    Arg::Int(v) => q.bind(v),
+                    Arg::OptInt(v) => q.bind(v),
+                    Arg::Text(v) => q.bind(v),
+                    Arg::OptText(v) => q.bind(v),
+                    Arg::Bytes(v) => q.bind(v),
+                    Arg::Flag(v) => q.bind(v),
+                };
+            }
+            q
+        }
+
+        impl Conn for $conn {
+            type Row = <$db as sqlx::Database>::Row;
+
+            fn rows<'a>(
+                &'a mut self,
+                sql: &'a str,
+                args: Vec<Arg<'a>>,
+            ) -> impl Future<Output = std::result::Result<Vec<Self::Row>, sqlx::Error>> + Send + 'a
+            {
+                $bind(sql, args).fetch_all(self)
+            }
+
+            fn exec<'a>(
+                &'a mut self,
+                sql: &'a str,
+                args: Vec<Arg<'a>>,
+            ) -> impl Future<Output = std::result::Result<u64, sqlx::Error>> + Send + 'a {
+                let q = $bind(sql, args);
+                async move { Ok(q.execute(self).await?.rows_affected()) }
+            }
+        }
+    };
+}
+
+conn_for!(sqlx::SqliteConnection, sqlx::Sqlite, sqlite_query);
+conn_for!(sqlx::PgConnection, sqlx::Postgres, pg_query);
+
+use Arg::{Bytes, Flag, Int, OptInt, OptText, Text};
+
+async fn one<C: Conn>(
+    c: &mut C,
+    sql: &str,
+    args: Vec<Arg<'_>>,
+) -> std::result::Result<Option<C::Row>, sqlx::Error> {
+    Ok(c.rows(sql, args).await?.into_iter().next())
+}
+
+// ---- rows every write appends ---------------------------------------------------------------
+
+pub(crate) async fn insert_audit<C: Conn>(c: &mut C, e: &AuditEvent) -> Result<()> {
+    let metadata = e.metadata.to_string();
+    c.exec(
+        "INSERT INTO audit_events (id, tenant, at, actor, action, target, reason, metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        vec![
+            Text(&e.id),
+            Text(&e.tenant),
+            Int(ts(e.at)),
+            Text(&e.actor),
+            Text(&e.action),
+            Text(&e.target),
+            OptText(e.reason.as_deref()),
+            Text(&metadata),
+        ],
+    )
+    .await
+    .map_err(audit_conflict)?;
+    Ok(())
+}
+
+/// Appends one change-log row (see `Change` for what `value` carries per kind). PostgreSQL
+/// fills in `xid` itself (column default).
+pub(crate) async fn insert_change<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    kind: &str,
+    key: &str,
+    value: Option<i64>,
+) -> Result<()> {
+    c.exec(
+        "INSERT INTO changes (tenant, kind, key, value, at) VALUES ($1, $2, $3, $4, $5)",
+        vec![
+            Text(tenant),
+            Text(kind),
+            Text(key),
+            OptInt(value),
+            Int(now_ts()),
+        ],
+    )
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+// ---- tenants and cutoffs ----------------------------------------------------------------------
+
+pub(crate) async fn get_tenant<C: Conn>(c: &mut C, id: &str) -> Result<Option<Tenant>> {
+    let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
+    one(c, &sql, vec![Text(id)])
+        .await
+        .map_err(unavailable)?
+        .as_ref()
+        .map(tenant_from_row)
+        .transpose()
+}
+
+pub(crate) async fn create_tenant<C: Conn>(
+    c: &mut C,
+    t: &Tenant,
+    audit: &AuditEvent,
+) -> Result<()> {
+    c.exec(
+        "INSERT INTO tenants (id, display_name, suspended, created_at) VALUES ($1, $2, $3, $4)",
+        vec![
+            Text(&t.id),
+            Text(&t.display_name),
+            Flag(t.suspended),
+            Int(ts(t.created_at)),
+        ],
+    )
+    .await
+    .map_err(|e| conflict_or_unavailable(e, || format!("tenant {:?} already exists", t.id)))?;
+    insert_audit(c, audit).await?;
+    insert_change(c, &t.id, change::TENANT_CREATE, "", None).await
+}
+
+/// `NotFound` for an unknown tenant; otherwise the updated tenant.
+pub(crate) async fn set_tenant_suspended<C: Conn>(
+    c: &mut C,
+    id: &str,
+    suspended: bool,
+    audit: &AuditEvent,
+) -> Result<Tenant> {
+    let sql = format!("UPDATE tenants SET suspended = $1 WHERE id = $2 RETURNING {TENANT_COLUMNS}");
+    let row = one(c, &sql, vec![Flag(suspended), Text(id)])
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| StoreError::NotFound(format!("tenant {id:?}")))?;
+    let tenant = tenant_from_row(&row)?;
+    insert_audit(c, audit).await?;
+    let kind = if suspended {
+        change::TENANT_SUSPEND
+    } else {
+        change::TENANT_RESUME
+    };
+    insert_change(c, id, kind, "", None).await?;
+    Ok(tenant)
+}
+
+pub(crate) async fn set_cutoff<C: Conn>(c: &mut C, cut: &Cutoff, audit: &AuditEvent) -> Result<()> {
+    // '' stands for "the whole tenant": a NULL in a primary key would not conflict with itself,
+    // so ON CONFLICT could never merge two tenant-wide cutoffs.
+    let sub = cut.sub.as_deref().unwrap_or("");
+    // Max wins, for both columns: a late-arriving older cutoff (a retry, a clock behind) must
+    // never re-admit tokens a newer one rejects, nor shorten how long it is kept. RETURNING
+    // gives the stored maximum, which the change row carries: a node applying it gets the value
+    // the store holds, not this (possibly older) request's.
+    let row = one(
+        c,
+        "INSERT INTO cutoffs (tenant, sub, not_before_iat, expires_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (tenant, sub) DO UPDATE SET \
+           not_before_iat = CASE WHEN excluded.not_before_iat > cutoffs.not_before_iat \
+                            THEN excluded.not_before_iat ELSE cutoffs.not_before_iat END, \
+           expires_at = CASE WHEN excluded.expires_at > cutoffs.expires_at \
+                        THEN excluded.expires_at ELSE cutoffs.expires_at END \
+         RETURNING not_before_iat",
+        vec![
+            Text(&cut.tenant),
+            Text(sub),
+            Int(cut.not_before_iat),
+            Int(ts(cut.expires_at)),
+        ],
+    )
+    .await
+    .map_err(|e| missing_tenant_or_unavailable(e, &cut.tenant))?
+    .ok_or_else(|| StoreError::Unavailable("an upsert returned no row".into()))?;
+    let stored = row.int_at(0)?;
+    insert_audit(c, audit).await?;
+    let kind = if cut.sub.is_some() {
+        change::SUBJECT_CUTOFF
+    } else {
+        change::TENANT_CUTOFF
+    };
+    insert_change(c, &cut.tenant, kind, sub, Some(stored)).await
+}
+
+// ---- API keys ---------------------------------------------------------------------------------
+
+pub(crate) async fn insert_api_key<C: Conn>(
+    c: &mut C,
+    k: &ApiKeyRecord,
+    audit: &AuditEvent,
+) -> Result<()> {
+    let scopes = scopes_to_text(&k.scopes);
+    c.exec(
+        "INSERT INTO api_keys (id, tenant, name, scopes, key_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        vec![
+            Text(&k.id),
+            OptText(k.tenant.as_deref()),
+            Text(&k.name),
+            Text(&scopes),
+            Bytes(k.key_hash.as_slice()),
+            Int(ts(k.created_at)),
+        ],
+    )
+    .await
+    .map_err(|e| api_key_insert_error(e, k.tenant.as_deref()))?;
+    insert_audit(c, audit).await?;
+    let tenant = k.tenant.as_deref().unwrap_or("");
+    insert_change(c, tenant, change::API_KEY_INSERT, &k.id, None).await
+}
+
+/// The API key whose `col` (`id` or `key_hash`, ours, never input) is `value`.
+pub(crate) async fn api_key_by<C: Conn>(
+    c: &mut C,
+    col: &str,
+    value: Arg<'_>,
+) -> Result<Option<ApiKeyRecord>> {
+    let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE {col} = $1");
+    one(c, &sql, vec![value])
+        .await
+        .map_err(unavailable)?
+        .as_ref()
+        .map(api_key_from_row)
+        .transpose()
+}
+
+/// `NotFound` when no key of that id belongs to that tenant.
+pub(crate) async fn delete_api_key<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    id: &str,
+    audit: &AuditEvent,
+) -> Result<()> {
+    let deleted = c
+        .exec(
+            "DELETE FROM api_keys WHERE tenant = $1 AND id = $2",
+            vec![Text(tenant), Text(id)],
+        )
+        .await
+        .map_err(unavailable)?;
+    if deleted == 0 {
+        return Err(StoreError::NotFound(format!(
+            "API key {id:?} in tenant {tenant:?}"
+        )));
+    }
+    insert_audit(c, audit).await?;
+    insert_change(c, tenant, change::API_KEY_DELETE, id, None).await
+}
+
+pub(crate) async fn has_admin_key<C: Conn>(c: &mut C) -> Result<bool> {
+    let row = one(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM api_keys WHERE tenant IS NULL)",
+        vec![],
+    )
+    .await
+    .map_err(unavailable)?
+    .ok_or_else(|| StoreError::Unavailable("EXISTS returned no row".into()))?;
+    row.flag_at(0)
+}
+
+// ---- signing keys -----------------------------------------------------------------------------
+
+/// Inserts `k`; with `retire_others_until`, first retires the tenant's other active keys of the
+/// same alg and audience binding (rotation). Returns the retired keys.
+pub(crate) async fn insert_signing_key<C: Conn>(
+    c: &mut C,
+    k: &SigningKeyRecord,
+    retire_others_until: Option<OffsetDateTime>,
+    audit: &AuditEvent,
+) -> Result<Vec<SigningKeyRecord>> {
+    let mut retired = Vec::new();
+    if let Some(until) = retire_others_until {
+        // IS NOT DISTINCT FROM: null-safe equality, so a key bound to no audience is rotated
+        // together with the other unbound keys only.
+        let sql = format!(
+            "UPDATE signing_keys SET status = 'retired', retain_until = $1 \
+             WHERE tenant = $2 AND alg = $3 AND status = 'active' \
+               AND audience IS NOT DISTINCT FROM $4 \
+             RETURNING {SIGNING_KEY_COLUMNS}"
+        );
+        let args = vec![
+            Int(ts(until)),
+            Text(&k.tenant),
+            Text(k.alg.as_str()),
+            OptText(k.audience.as_deref()),
+        ];
+        retired = c
+            .rows(&sql, args)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(signing_key_from_row)
+            .collect::<Result<Vec<_>>>()?;
+    }
+    let jwk = k.public_jwk.as_ref().map(|j| j.to_string());
+    let sql = format!(
+        "INSERT INTO signing_keys ({SIGNING_KEY_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    );
+    let args = vec![
+        Text(&k.tenant),
+        Text(&k.kid),
+        Text(k.alg.as_str()),
+        Text(k.status.as_str()),
+        OptText(k.audience.as_deref()),
+        Int(ts(k.created_at)),
+        OptInt(k.retain_until.map(ts)),
+        OptInt(k.revoked_at.map(ts)),
+        OptText(k.revoke_reason.as_deref()),
+        Bytes(&k.encrypted_private),
+        OptText(jwk.as_deref()),
+    ];
+    c.exec(&sql, args)
+        .await
+        .map_err(|e| signing_key_insert_error(e, k))?;
+    insert_audit(c, audit).await?;
+    for r in &retired {
+        insert_change(c, &k.tenant, change::KEY_RETIRE, &r.kid, None).await?;
+    }
+    insert_change(c, &k.tenant, change::KEY_INSERT, &k.kid, None).await?;
+    Ok(retired)
+}
+
+pub(crate) async fn list_signing_keys<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+) -> Result<Vec<SigningKeyRecord>> {
+    let sql = format!(
+        "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys WHERE tenant = $1 \
+         ORDER BY created_at DESC, kid DESC"
+    );
+    c.rows(&sql, vec![Text(tenant)])
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(signing_key_from_row)
+        .collect()
+}
+
+/// Marks the key revoked; returns it and whether anything changed. Only a key not yet revoked
+/// changes; a repeat reads the record back unchanged and, like a repeated revocation, writes no
+/// audit event or change. `NotFound` for an unknown kid of that tenant.
+pub(crate) async fn revoke_signing_key<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    kid: &str,
+    reason: Option<&str>,
+    audit: &AuditEvent,
+) -> Result<(SigningKeyRecord, bool)> {
+    let sql = format!(
+        "UPDATE signing_keys SET status = 'revoked', revoked_at = $1, revoke_reason = $2 \
+         WHERE tenant = $3 AND kid = $4 AND status <> 'revoked' RETURNING {SIGNING_KEY_COLUMNS}"
+    );
+    let args = vec![Int(now_ts()), OptText(reason), Text(tenant), Text(kid)];
+    if let Some(row) = one(c, &sql, args).await.map_err(unavailable)? {
+        let rec = signing_key_from_row(&row)?;
+        insert_audit(c, audit).await?;
+        insert_change(c, tenant, change::KEY_REVOKE, kid, None).await?;
+        return Ok((rec, true));
+    }
+    let sql =
+        format!("SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys WHERE tenant = $1 AND kid = $2");
+    let row = one(c, &sql, vec![Text(tenant), Text(kid)])
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| StoreError::NotFound(format!("key {kid:?} in tenant {tenant:?}")))?;
+    Ok((signing_key_from_row(&row)?, false))
+}
+
+// ---- revocations ------------------------------------------------------------------------------
+
+pub(crate) async fn select_revocation<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    jti: &str,
+) -> Result<Option<Revocation>> {
+    let sql =
+        format!("SELECT {REVOCATION_COLUMNS} FROM revocations WHERE tenant = $1 AND jti = $2");
+    one(c, &sql, vec![Text(tenant), Text(jti)])
+        .await
+        .map_err(unavailable)?
+        .as_ref()
+        .map(revocation_from_row)
+        .transpose()
+}
+
+/// Inserts one revocation (idempotently) with its audit event and change row. A repeat returns
+/// the stored original with `created: false` and writes nothing.
+pub(crate) async fn insert_revocation<C: Conn>(
+    c: &mut C,
+    rec: &Revocation,
+    audit: &AuditEvent,
+) -> Result<RevokeOutcome> {
+    let metadata = rec.metadata.to_string();
+    let sql = format!(
+        "INSERT INTO revocations ({REVOCATION_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, jti) DO NOTHING"
+    );
+    let args = vec![
+        Text(&rec.tenant),
+        Text(&rec.jti),
+        OptText(rec.sub.as_deref()),
+        Int(ts(rec.expires_at)),
+        Int(ts(rec.revoked_at)),
+        OptText(rec.reason.as_deref()),
+        Text(&rec.revoked_by),
+        Text(&metadata),
+        OptInt(rec.until.map(ts)),
+    ];
+    let inserted = c
+        .exec(&sql, args)
+        .await
+        .map_err(|e| missing_tenant_or_unavailable(e, &rec.tenant))?;
+    if inserted == 1 {
+        insert_audit(c, audit).await?;
+        let until = rec.until.map(ts);
+        insert_change(c, &rec.tenant, change::REVOCATION, &rec.jti, until).await?;
+        return Ok(RevokeOutcome {
+            record: as_stored(rec),
+            created: true,
+        });
+    }
+    // A repeat: read the original inside the same transaction, so it is the row that made the
+    // insert a no-op (in PostgreSQL's READ COMMITTED, this new statement sees the concurrent
+    // insert ON CONFLICT waited for).
+    let original = select_revocation(c, &rec.tenant, &rec.jti)
+        .await?
+        .ok_or_else(vanished)?;
+    Ok(RevokeOutcome {
+        record: original,
+        created: false,
+    })
+}
+
+/// Deletes a temporary suspension; permanent records are left alone. The caller commits only
+/// on `Lifted` (otherwise nothing was written).
+pub(crate) async fn lift_suspension<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    jti: &str,
+    audit: &AuditEvent,
+) -> Result<LiftOutcome> {
+    let sql = format!(
+        "DELETE FROM revocations WHERE tenant = $1 AND jti = $2 AND until IS NOT NULL \
+         RETURNING {REVOCATION_COLUMNS}"
+    );
+    let Some(row) = one(c, &sql, vec![Text(tenant), Text(jti)])
+        .await
+        .map_err(unavailable)?
+    else {
+        return Ok(match select_revocation(c, tenant, jti).await? {
+            None => LiftOutcome::NotFound,
+            Some(rec) => LiftOutcome::Permanent(rec),
+        });
+    };
+    let rec = revocation_from_row(&row)?;
+    insert_audit(c, audit).await?;
+    insert_change(c, tenant, change::REVOCATION_LIFT, jti, None).await?;
+    Ok(LiftOutcome::Lifted(rec))
+}
+
+/// Call inside one read transaction (snapshot), so that the counts agree with each other.
+pub(crate) async fn revocation_stats<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    now: OffsetDateTime,
+) -> Result<RevocationStats> {
+    let now = ts(now);
+    let totals = one(
+        c,
+        "SELECT \
+           coalesce(sum(CASE WHEN until IS NULL THEN 1 ELSE 0 END), 0), \
+           coalesce(sum(CASE WHEN until > $1 THEN 1 ELSE 0 END), 0), \
+           coalesce(sum(CASE WHEN revoked_at > $2 THEN 1 ELSE 0 END), 0) \
+         FROM revocations WHERE tenant = $3",
+        vec![Int(now), Int(now - 86_400), Text(tenant)],
+    )
+    .await
+    .map_err(unavailable)?
+    .ok_or_else(|| StoreError::Unavailable("an aggregate returned no row".into()))?;
+    let reasons = c
+        .rows(
+            "SELECT coalesce(reason, 'unspecified'), count(*) FROM revocations \
+             WHERE tenant = $1 GROUP BY coalesce(reason, 'unspecified')",
+            vec![Text(tenant)],
+        )
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| Ok((r.text_at(0)?, r.int_at(1)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(RevocationStats {
+        revoked: count(totals.int_at(0)?),
+        suspended: count(totals.int_at(1)?),
+        by_reason: reasons.into_iter().map(|(r, n)| (r, count(n))).collect(),
+        last_24h: count(totals.int_at(2)?),
+    })
+}
+
+// ---- start-up ---------------------------------------------------------------------------------
+
+/// Everything `load_state` returns but the cursor (the backend knows where its snapshot is).
+/// Call inside one read transaction, so that the tables agree with each other and the cursor.
+pub(crate) async fn read_state<C: Conn>(c: &mut C, now: OffsetDateTime) -> Result<StateSnapshot> {
+    let tenants = c
+        .rows(
+            "SELECT t.id, t.display_name, t.suspended, t.created_at, \
+                    c.not_before_iat AS cutoff \
+             FROM tenants t LEFT JOIN cutoffs c ON c.tenant = t.id AND c.sub = ''",
+            vec![],
+        )
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| Ok((tenant_from_row(r)?, r.opt_int("cutoff")?)))
+        .collect::<Result<Vec<_>>>()?;
+    let subject_cutoffs = c
+        .rows(
+            "SELECT tenant, sub, not_before_iat, expires_at FROM cutoffs WHERE sub <> ''",
+            vec![],
+        )
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| {
+            Ok(Cutoff {
+                tenant: r.text_at(0)?,
+                sub: Some(r.text_at(1)?),
+                not_before_iat: r.int_at(2)?,
+                expires_at: crate::rows::from_ts(r.int_at(3)?)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Every permanent row still in the ledger is loaded, even one whose `expires_at` has
+    // passed: `expires_at` may come from a caller (a bare jti), and an early one must not
+    // re-validate a live token because the node restarted. Such rows leave the index when the
+    // purge (with its safety margin) deletes them, exactly as on a node that never restarted.
+    // Suspensions whose `until` has passed reject nothing and are skipped. Columns by position
+    // rather than by name: this runs over millions of rows at start-up.
+    let revocations = c
+        .rows(
+            "SELECT tenant, jti, until FROM revocations WHERE until IS NULL OR until > $1",
+            vec![Int(ts(now))],
+        )
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| {
+            Ok(IndexedRevocation {
+                tenant: r.text_at(0)?,
+                jti: r.text_at(1)?,
+                until: r.opt_int_at(2)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sql = format!("SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys");
+    let signing_keys = c
+        .rows(&sql, vec![])
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(signing_key_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys");
+    let api_keys = c
+        .rows(&sql, vec![])
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(api_key_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(StateSnapshot {
+        tenants,
+        subject_cutoffs,
+        revocations,
+        signing_keys,
+        api_keys,
+        cursor: Default::default(),
+    })
+}
