@@ -327,6 +327,11 @@ impl SessionKeyRing {
         self.len() == 0
     }
 
+    /// Whether `tenant` has an active key to sign new cookies with.
+    pub fn has_signing_key(&self, tenant: &str) -> bool {
+        self.signing_key(tenant).is_some()
+    }
+
     fn signing_key(&self, tenant: &str) -> Option<Arc<SessionKey>> {
         self.read()
             .get(tenant)?

@@ -20,6 +20,13 @@ pub enum ApiError {
     },
     /// No or unknown credentials: 401 with `WWW-Authenticate: Bearer`.
     Unauthorized(String),
+    /// A credential presented on a user's behalf (a session cookie, a refresh token) is not
+    /// good: 401 whose problem carries `reason`, the contract's machine-readable why. No
+    /// `WWW-Authenticate`: the caller's own API key was fine.
+    Rejected {
+        reason: &'static str,
+        detail: String,
+    },
     /// Known caller, wrong tenant or missing scope.
     Forbidden(String),
     NotFound(String),
@@ -69,7 +76,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::Rejected { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -85,6 +92,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => ("bad-request", "Bad request"),
             ApiError::Unauthorized(_) => ("unauthorized", "Authentication required"),
+            ApiError::Rejected { .. } => ("credential-rejected", "Credential rejected"),
             ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
@@ -98,7 +106,7 @@ impl ApiError {
 
     fn detail(&self) -> &str {
         match self {
-            ApiError::BadRequest { detail, .. } => detail,
+            ApiError::BadRequest { detail, .. } | ApiError::Rejected { detail, .. } => detail,
             ApiError::Unauthorized(d)
             | ApiError::Forbidden(d)
             | ApiError::NotFound(d)
@@ -131,6 +139,10 @@ impl ApiError {
             detail,
             errors,
             index,
+            reason: match self {
+                ApiError::Rejected { reason, .. } => Some((*reason).to_owned()),
+                _ => None,
+            },
         }
     }
 }
@@ -147,6 +159,10 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
+    /// Why a session cookie or refresh token was rejected (401 only), e.g. `idle_expired`,
+    /// `refresh_token_reuse`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl From<StoreError> for ApiError {
@@ -172,6 +188,7 @@ impl IntoResponse for ApiError {
             tracing::error!(detail = %self.detail(), "internal error");
         }
         let status = self.status();
+        let bearer_challenge = matches!(self, ApiError::Unauthorized(_));
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
         let mut resp = (status, body).into_response();
         let headers = resp.headers_mut();
@@ -179,7 +196,7 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::UNAUTHORIZED {
+        if bearer_challenge {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         close_after_413(status, &mut resp);

@@ -215,6 +215,8 @@ impl AppState {
                     }
                 }
                 change::API_KEY_DELETE => self.forget_api_key(&c.key),
+                // Sessions, session keys and refresh families (`service::sessions`).
+                _ if self.apply_session_change(c).await? => {}
                 // Written by a newer veto: say so loudly; a restart loads the state it describes.
                 other => {
                     tracing::warn!(kind = other, tenant = %c.tenant, "unknown change kind in the feed; restart to load it")

@@ -2,7 +2,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{admin, api_keys, audit, keys, oauth, revocations, tenants, tokens};
+use crate::routes::{admin, api_keys, audit, keys, oauth, revocations, sessions, tenants, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,9 @@ use crate::routes::{admin, api_keys, audit, keys, oauth, revocations, tenants, t
         revocations::stats, revocations::lift, revocations::subject_revoke_all,
         audit::list,
         oauth::introspect, oauth::revoke,
+        sessions::create, sessions::validate, sessions::list, sessions::get, sessions::revoke,
+        sessions::revoke_all, sessions::create_prelogin, sessions::consume_prelogin,
+        sessions::rotate_key, sessions::list_keys, sessions::refresh,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),

@@ -15,7 +15,7 @@ use veto_core::index::RevocationIndex;
 use veto_core::keyring::KeyRing;
 use veto_core::keys::{LoadedKey, MasterKey, SigningKeyRecord};
 use veto_core::tenant::{Tenant, TenantState};
-use veto_store::{StateSnapshot, Store};
+use veto_store::{SessionStore, StateSnapshot, Store};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -26,6 +26,11 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub store: Arc<dyn Store>,
+    /// Sessions, session keys, pre-login state and refresh families: the same database as
+    /// `store`, behind its own trait (see `veto_store::sessions`).
+    pub sessions: Arc<dyn SessionStore>,
+    /// Every tenant's session cookie keys, decrypted once: cookie checks never query.
+    pub session_keys: veto_core::cookie::SessionKeyRing,
     pub master: Arc<MasterKey>,
     pub index: RevocationIndex,
     pub keyring: KeyRing,
@@ -65,6 +70,7 @@ impl AppState {
     pub async fn load(
         config: Config,
         store: Arc<dyn Store>,
+        sessions: Arc<dyn SessionStore>,
         master: MasterKey,
         metrics: PrometheusHandle,
     ) -> Result<AppState, String> {
@@ -80,6 +86,8 @@ impl AppState {
         let state = AppState(Arc::new(Inner {
             config,
             store,
+            sessions,
+            session_keys: Default::default(),
             master: Arc::new(master),
             index: RevocationIndex::new(),
             keyring: KeyRing::new(),
@@ -90,6 +98,14 @@ impl AppState {
             redis: std::sync::OnceLock::new(),
         }));
         state.apply_snapshot(snapshot)?;
+        // After the main snapshot: the feed is followed from its cursor, and replaying a
+        // session change this snapshot already holds is harmless.
+        let sessions = state
+            .sessions
+            .load_sessions()
+            .await
+            .map_err(|e| format!("could not read the session store: {e}"))?;
+        state.apply_session_snapshot(sessions)?;
         Ok(state)
     }
 

@@ -116,6 +116,10 @@ pub struct PurgeArgs {
     /// Rows per transaction.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch: u32,
+    /// The server's longest token lifetime: sessions and refresh families are kept this much
+    /// longer than the margin, until every token carrying their id has expired.
+    #[arg(long, env = "VETO_MAX_TOKEN_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..=31_536_000))]
+    pub max_token_ttl_seconds: i64,
 }
 
 /// `90`, `90s`, `250ms`, `15m`, `1h`, `1d`.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use veto_core::keys::MasterKey;
-use veto_store::{SqliteStore, Store};
+use veto_store::{SessionStore, SqliteStore, Store};
 
 use crate::cli::{LogFormat, StoreArgs};
 
@@ -25,6 +25,8 @@ pub fn init_logging(filter: &str, format: LogFormat) {
 /// LISTEN/NOTIFY wake-ups, which are not part of the `Store` trait).
 pub struct OpenedStore {
     pub store: Arc<dyn Store>,
+    /// The same database's sessions, session keys, pre-login state and refresh families.
+    pub sessions: Arc<dyn SessionStore>,
     pub postgres: Option<()>,
 }
 
@@ -57,8 +59,10 @@ pub async fn open_store(args: &StoreArgs) -> Result<OpenedStore, String> {
         .migrate()
         .await
         .map_err(|e| format!("cannot migrate the store: {e}"))?;
+    let store = Arc::new(store);
     Ok(OpenedStore {
-        store: Arc::new(store),
+        store: store.clone(),
+        sessions: store,
         postgres: None,
     })
 }

@@ -33,11 +33,15 @@ pub async fn purge(
             "must be between 0 and 315360000",
         ));
     }
-    let c = st.purge(margin).await?;
+    let (c, s) = st.purge_everything(margin).await?;
     Ok(Json(json!({"deleted": {
         "revocations": c.revocations,
         "cutoffs": c.cutoffs,
         "signing_keys": c.signing_keys,
+        "sessions": s.sessions,
+        "prelogin": s.prelogin,
+        "refresh_families": s.refresh_families,
+        "session_keys": s.session_keys,
     }})))
 }
 

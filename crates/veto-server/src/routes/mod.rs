@@ -12,6 +12,7 @@ pub mod audit;
 pub mod keys;
 pub mod oauth;
 pub mod revocations;
+pub mod sessions;
 pub mod tenants;
 pub mod tokens;
 
@@ -69,6 +70,43 @@ pub fn router(state: AppState) -> Router {
             post(revocations::subject_revoke_all),
         )
         .route("/v1/tenants/{tenant}/audit", get(audit::list))
+        .route(
+            "/v1/tenants/{tenant}/tokens/refresh",
+            post(sessions::refresh),
+        )
+        .route(
+            "/v1/tenants/{tenant}/sessions",
+            post(sessions::create).get(sessions::list),
+        )
+        .route(
+            "/v1/tenants/{tenant}/sessions/validate",
+            post(sessions::validate),
+        )
+        .route("/v1/tenants/{tenant}/sessions/{id}", get(sessions::get))
+        .route(
+            "/v1/tenants/{tenant}/sessions/{id}/revoke",
+            post(sessions::revoke),
+        )
+        .route(
+            "/v1/tenants/{tenant}/actors/{actor_type}/{actor_id}/sessions/revoke-all",
+            post(sessions::revoke_all),
+        )
+        .route(
+            "/v1/tenants/{tenant}/prelogin",
+            post(sessions::create_prelogin),
+        )
+        .route(
+            "/v1/tenants/{tenant}/prelogin/consume",
+            post(sessions::consume_prelogin),
+        )
+        .route(
+            "/v1/tenants/{tenant}/session-keys",
+            get(sessions::list_keys),
+        )
+        .route(
+            "/v1/tenants/{tenant}/session-keys/rotate",
+            post(sessions::rotate_key),
+        )
         .route("/t/{tenant}/.well-known/jwks.json", get(keys::jwks))
         .route(
             "/t/{tenant}/.well-known/oauth-authorization-server",

@@ -243,16 +243,22 @@ pub async fn revoke(
     // Hints (`access_token`, `refresh_token`) only say where to look first; every token veto
     // issues is a JWT of this tenant, so both paths end in the same signature check.
     let actor = key.as_ref().map_or("self", |k| k.id.as_str());
+    let reason = if key.is_some() {
+        "oauth2_revoke"
+    } else {
+        "logout"
+    };
+    // A refresh token (JOSE type `rt+jwt`) revokes its whole family; anything else is tried
+    // as an access token below. A token is one or the other, so the order needs no hint.
+    if st
+        .revoke_refresh_token(&tenant, actor, token, reason)
+        .await?
+    {
+        return Ok(StatusCode::OK);
+    }
     let req = RevokeRequest {
         token: Some(token.to_owned()),
-        reason: Some(
-            if key.is_some() {
-                "oauth2_revoke"
-            } else {
-                "logout"
-            }
-            .to_owned(),
-        ),
+        reason: Some(reason.to_owned()),
         ..Default::default()
     };
     match st.revoke(&tenant, actor, &req).await {

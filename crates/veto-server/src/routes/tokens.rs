@@ -42,7 +42,8 @@ pub struct VerifyResponse {
     pub revocation: Option<veto_core::revocation::Revocation>,
 }
 
-/// Issue an access token (RFC 9068 `at+jwt`).
+/// Issue an access token (RFC 9068 `at+jwt`), or with `token_use: "refresh"` the first refresh
+/// token of a new family (JOSE type `rt+jwt`; rotate it with `POST …/tokens/refresh`).
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/tokens", tag = "tokens", request_body = IssueRequest,
     params(("tenant" = String, Path)), responses((status = 201, body = IssueResponse), (status = 409, body = crate::error::Problem)))]
 pub async fn issue(
@@ -52,8 +53,23 @@ pub async fn issue(
     ApiJson(body): ApiJson<IssueRequest>,
 ) -> ApiResult<(StatusCode, Json<IssueResponse>)> {
     caller.require(&tenant, Scope::TokensIssue)?;
-    let out = st.issue_token(&tenant, caller.actor(), &body)?;
+    require_live_sid(&st, &tenant, &body).await?;
+    let out = if body.token_use.as_deref() == Some("refresh") {
+        st.issue_refresh_token(&tenant, caller.actor(), &body)
+            .await?
+    } else {
+        st.issue_token(&tenant, caller.actor(), &body)?
+    };
     Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// A token naming a veto session in `sid` is issued only while that session is live.
+async fn require_live_sid(st: &AppState, tenant: &str, req: &IssueRequest) -> ApiResult<()> {
+    st.require_tenant(tenant)?;
+    match &req.sid {
+        Some(sid) => st.require_live_session(tenant, sid).await,
+        None => Ok(()),
+    }
 }
 
 /// Issue up to 1000 tokens; each result is a token or that item's problem, in request order.
@@ -73,24 +89,22 @@ pub async fn issue_batch(
             format!("give 1 to {MAX_ISSUE_BATCH} requests"),
         ));
     }
-    let results: Vec<Value> = body
-        .requests
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let res = serde_json::from_value::<IssueRequest>(item)
-                .map_err(|e| {
-                    ApiError::bad_request(format!(
-                        "the request does not match the expected shape: {e}"
-                    ))
-                })
-                .and_then(|req| st.issue_token(&tenant, caller.actor(), &req));
-            match res {
-                Ok(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-                Err(e) => json!({"error": e.at_index(i).problem()}),
-            }
-        })
-        .collect();
+    let mut results: Vec<Value> = Vec::with_capacity(body.requests.len());
+    for (i, item) in body.requests.into_iter().enumerate() {
+        let res = match serde_json::from_value::<IssueRequest>(item) {
+            Err(e) => Err(ApiError::bad_request(format!(
+                "the request does not match the expected shape: {e}"
+            ))),
+            Ok(req) => match require_live_sid(&st, &tenant, &req).await {
+                Ok(()) => st.issue_token(&tenant, caller.actor(), &req),
+                Err(e) => Err(e),
+            },
+        };
+        results.push(match res {
+            Ok(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+            Err(e) => json!({"error": e.at_index(i).problem()}),
+        });
+    }
     Ok(Json(json!({ "results": results })))
 }
 

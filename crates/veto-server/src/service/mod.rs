@@ -5,7 +5,9 @@ pub mod apikeys;
 pub mod bootstrap;
 pub mod keys;
 pub mod purge;
+pub mod refresh;
 pub mod revocations;
+pub mod sessions;
 pub mod tenants;
 pub mod tokens;
 

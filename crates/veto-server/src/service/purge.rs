@@ -1,6 +1,7 @@
 //! Purge: drop ledger rows that can no longer matter, in bounded batches.
 use time::OffsetDateTime;
-use veto_store::{PurgeCounts, Store};
+use veto_store::sessions::SessionPurge;
+use veto_store::{PurgeCounts, SessionStore, Store};
 
 use crate::metrics;
 use crate::state::AppState;
@@ -30,9 +31,53 @@ pub async fn purge_all(
     }
 }
 
+/// Rows deleted by the session side of a purge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SessionPurgeCounts {
+    pub sessions: u64,
+    pub prelogin: u64,
+    pub refresh_families: u64,
+    pub session_keys: u64,
+}
+
+/// The session side of the purge, batch after batch like [`purge_all`]: expired pre-login
+/// records and retired session keys past retention; sessions and refresh families once
+/// `linger` (the longest token lifetime) has passed since they ended, so that tokens carrying
+/// their `sid` or `fam` have expired first.
+pub async fn purge_sessions_all(
+    sessions: &dyn SessionStore,
+    before: OffsetDateTime,
+    linger: time::Duration,
+    batch: u32,
+    mut on_batch: impl FnMut(&SessionPurge),
+) -> veto_store::Result<SessionPurgeCounts> {
+    let mut total = SessionPurgeCounts::default();
+    loop {
+        let p = sessions.purge_sessions_batch(before, linger, batch).await?;
+        on_batch(&p);
+        if p.is_empty() {
+            return Ok(total);
+        }
+        total.sessions += p.sessions.len() as u64;
+        total.prelogin += p.prelogin;
+        total.refresh_families += p.refresh_families.len() as u64;
+        total.session_keys += p.session_keys.len() as u64;
+        tokio::task::yield_now().await;
+    }
+}
+
 impl AppState {
-    /// Purges rows that expired more than `margin_seconds` ago and drops them from the index.
+    /// Purges rows that expired more than `margin_seconds` ago and drops them from the index
+    /// (the session side too; see [`purge_everything`](Self::purge_everything)).
     pub async fn purge(&self, margin_seconds: i64) -> veto_store::Result<PurgeCounts> {
+        Ok(self.purge_everything(margin_seconds).await?.0)
+    }
+
+    /// [`purge`](Self::purge), with what the session side deleted.
+    pub async fn purge_everything(
+        &self,
+        margin_seconds: i64,
+    ) -> veto_store::Result<(PurgeCounts, SessionPurgeCounts)> {
         let before = veto_core::timeutil::now() - time::Duration::seconds(margin_seconds.max(0));
         let total = purge_all(
             self.store.as_ref(),
@@ -57,7 +102,36 @@ impl AppState {
                 self.keyring.remove(&k.0, &k.1);
             }
         }
-        Ok(total)
+        let linger = time::Duration::seconds(self.config.max_token_ttl + self.config.leeway);
+        let sessions = purge_sessions_all(
+            self.sessions.as_ref(),
+            before,
+            linger,
+            self.config.purge_batch,
+            |p| {
+                for (t, id) in &p.sessions {
+                    self.index.forget_session(t, id);
+                }
+                for (t, fam) in &p.refresh_families {
+                    self.index.forget_family(t, fam);
+                }
+                for (t, kid) in &p.session_keys {
+                    self.session_keys.remove(t, kid);
+                }
+            },
+        )
+        .await?;
+        metrics::purged("sessions", sessions.sessions);
+        metrics::purged("prelogin", sessions.prelogin);
+        metrics::purged("refresh_families", sessions.refresh_families);
+        metrics::purged("session_keys", sessions.session_keys);
+        if sessions != SessionPurgeCounts::default() {
+            tracing::info!(
+                ?sessions,
+                "purged expired sessions, pre-login state and families"
+            );
+        }
+        Ok((total, sessions))
     }
 
     fn keyring_tenants_stale(&self, before: OffsetDateTime) -> Vec<(String, String)> {

@@ -16,6 +16,10 @@ use crate::state::AppState;
 /// JOSE `typ` of access tokens (RFC 9068).
 pub const ACCESS_TYP: &str = "at+jwt";
 
+/// JOSE `typ` of refresh tokens: never accepted where an access token is expected, nor the
+/// other way round (the claim `token_use: "refresh"` says the same inside the token).
+pub const REFRESH_TYP: &str = "rt+jwt";
+
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueRequest {
@@ -33,7 +37,9 @@ pub struct IssueRequest {
     pub client_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub claims: Option<Map<String, Value>>,
-    /// `access` (default).
+    /// `access` (default) or `refresh` (a refresh token starting a new family: rotate it with
+    /// `POST …/tokens/refresh`; default lifetime the server's maximum token lifetime). Not
+    /// accepted in batches.
     pub token_use: Option<String>,
 }
 
@@ -60,11 +66,37 @@ fn outcome_label(r: Option<Reason>) -> &'static str {
 }
 
 impl AppState {
+    /// Issues an access token (`token_use` absent or `access`).
     pub fn issue_token(
         &self,
         tenant: &str,
         caller_id: &str,
         req: &IssueRequest,
+    ) -> ApiResult<IssueResponse> {
+        match req.token_use.as_deref() {
+            None | Some("access") => self.sign_token(tenant, caller_id, req, None),
+            Some("refresh") => Err(ApiError::field(
+                "token_use",
+                format!(
+                    "refresh tokens are issued one at a time, with POST /v1/tenants/{tenant}/tokens"
+                ),
+            )),
+            Some(other) => Err(ApiError::field(
+                "token_use",
+                format!("unsupported value {other:?}; use \"access\" or \"refresh\""),
+            )),
+        }
+    }
+
+    /// Validates `req` and signs the token: an access token, or with `refresh` a refresh token
+    /// of that family and generation (JOSE `typ` `rt+jwt`, `token_use`, `fam` and `gen`
+    /// claims, lifetime by default the longest allowed).
+    pub(crate) fn sign_token(
+        &self,
+        tenant: &str,
+        caller_id: &str,
+        req: &IssueRequest,
+        refresh: Option<&veto_core::refresh::RefreshClaims>,
     ) -> ApiResult<IssueResponse> {
         let t = self.require_tenant(tenant)?;
         check_ident("sub", &req.sub, 256)?;
@@ -73,15 +105,6 @@ impl AppState {
         }
         if let Some(c) = &req.client_id {
             check_ident("client_id", c, 256)?;
-        }
-        match req.token_use.as_deref() {
-            None | Some("access") => {}
-            Some(other) => {
-                return Err(ApiError::field(
-                    "token_use",
-                    format!("unsupported value {other:?}; use \"access\""),
-                ));
-            }
         }
         match &req.aud {
             Some(Audience::One(a)) => check_ident("aud", a, 256)?,
@@ -95,7 +118,11 @@ impl AppState {
             }
             None => {}
         }
-        let ttl = req.ttl_seconds.unwrap_or(self.config.default_token_ttl);
+        let default_ttl = match refresh {
+            None => self.config.default_token_ttl,
+            Some(_) => self.config.max_token_ttl,
+        };
+        let ttl = req.ttl_seconds.unwrap_or(default_ttl);
         if ttl < 1 || ttl > self.config.max_token_ttl {
             return Err(ApiError::field(
                 "ttl_seconds",
@@ -103,8 +130,19 @@ impl AppState {
             ));
         }
         let empty = Map::new();
-        let claims = req.claims.as_ref().unwrap_or(&empty);
-        check_custom_claims(claims).map_err(|m| ApiError::field("claims", m))?;
+        let given = req.claims.as_ref().unwrap_or(&empty);
+        check_custom_claims(given).map_err(|m| ApiError::field("claims", m))?;
+        let with_family;
+        let claims = match refresh {
+            None => given,
+            Some(r) => {
+                // Inserted last: these are veto's, whatever the caller's claims said.
+                let mut c = given.clone();
+                r.insert_into(&mut c);
+                with_family = c;
+                &with_family
+            }
+        };
         let alg = parse_alg(req.alg.as_deref().unwrap_or("ES256"))?;
         if t.suspended {
             metrics::issue_failed("tenant_suspended");
@@ -136,7 +174,11 @@ impl AppState {
             sid: req.sid.as_deref(),
             client_id: req.client_id.as_deref().unwrap_or(caller_id),
             claims,
-            typ: ACCESS_TYP,
+            typ: if refresh.is_some() {
+                REFRESH_TYP
+            } else {
+                ACCESS_TYP
+            },
         };
         let issued = issue(&key, &input).map_err(|e| {
             metrics::issue_failed("signing");
@@ -173,12 +215,23 @@ impl AppState {
 
     /// design.md's whole pipeline for an access token of `tenant`, answered from memory.
     pub fn check_token(&self, tenant: &str, token: &str, audience: Option<&str>) -> Check {
+        self.check_typed(tenant, token, audience, ACCESS_TYP)
+    }
+
+    /// The pipeline for a token of JOSE type `typ` (access or refresh).
+    pub(crate) fn check_typed(
+        &self,
+        tenant: &str,
+        token: &str,
+        audience: Option<&str>,
+        typ: &str,
+    ) -> Check {
         let now = timeutil::now().unix_timestamp();
         let issuer = self.config.issuer(tenant);
         let expect = Expect {
             issuer: &issuer,
             audience,
-            typ: ACCESS_TYP,
+            typ,
             now,
             leeway: self.config.leeway,
             check_time: true,
@@ -202,7 +255,22 @@ impl AppState {
             metrics::check(outcome_label(Some(Reason::IndexStale)));
             return Check::Inactive(Reason::IndexStale);
         }
-        match self.index.check(tenant, &facts, now) {
+        // Last in design.md's order: the refresh family, carried by refresh tokens and by the
+        // access tokens minted from them.
+        let family_revoked = || {
+            verified
+                .claims
+                .get("fam")
+                .and_then(Value::as_str)
+                .is_some_and(|fam| self.index.family_revoked(tenant, fam))
+        };
+        match self.index.check(tenant, &facts, now).and_then(|()| {
+            if family_revoked() {
+                Err(Reason::Revoked)
+            } else {
+                Ok(())
+            }
+        }) {
             Ok(()) => {
                 metrics::check("active");
                 Check::Active(Box::new(verified))
@@ -221,11 +289,21 @@ impl AppState {
         tenant: &str,
         token: &str,
     ) -> Result<VerifiedToken, Reason> {
+        self.verify_signed(tenant, token, ACCESS_TYP)
+    }
+
+    /// [`verify_for_revocation`](Self::verify_for_revocation) for a token of JOSE type `typ`.
+    pub(crate) fn verify_signed(
+        &self,
+        tenant: &str,
+        token: &str,
+        typ: &str,
+    ) -> Result<VerifiedToken, Reason> {
         let issuer = self.config.issuer(tenant);
         let expect = Expect {
             issuer: &issuer,
             audience: None,
-            typ: ACCESS_TYP,
+            typ,
             now: timeutil::now().unix_timestamp(),
             leeway: self.config.leeway,
             check_time: false,

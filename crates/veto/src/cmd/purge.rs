@@ -7,7 +7,8 @@ pub async fn run(args: PurgeArgs) -> Result<(), String> {
     if args.safety_margin_seconds < 0 {
         return Err("--safety-margin-seconds must not be negative".into());
     }
-    let store = crate::setup::open_store(&args.store).await?.store;
+    let opened = crate::setup::open_store(&args.store).await?;
+    let store = opened.store;
     let before = veto_core::timeutil::now() - time::Duration::seconds(args.safety_margin_seconds);
     // The number of rows to delete is unknown up front (counting would scan the ledger), so
     // the bar is a spinner that counts deleted rows batch by batch.
@@ -22,11 +23,29 @@ pub async fn run(args: PurgeArgs) -> Result<(), String> {
         })
         .await
         .map_err(|e| format!("purge failed: {e}"))?;
+    // Sessions and refresh families stay until every token carrying their id has expired.
+    let linger = time::Duration::seconds(args.max_token_ttl_seconds);
+    let sessions = veto_server::service::purge::purge_sessions_all(
+        opened.sessions.as_ref(),
+        before,
+        linger,
+        args.batch,
+        |p| {
+            let n = p.sessions.len() + p.refresh_families.len() + p.session_keys.len();
+            bar.inc(n as u64 + p.prelogin);
+        },
+    )
+    .await
+    .map_err(|e| format!("session purge failed: {e}"))?;
     bar.finish_with_message("done");
     let summary = serde_json::json!({"deleted": {
         "revocations": total.revocations,
         "cutoffs": total.cutoffs,
         "signing_keys": total.signing_keys,
+        "sessions": sessions.sessions,
+        "prelogin": sessions.prelogin,
+        "refresh_families": sessions.refresh_families,
+        "session_keys": sessions.session_keys,
     }});
     println!("{summary}");
     Ok(())

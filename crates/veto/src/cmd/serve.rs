@@ -48,7 +48,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     let started = std::time::Instant::now();
     let metrics = veto_server::metrics::install();
-    let state = AppState::load(config, opened.store.clone(), master, metrics).await?;
+    let state = AppState::load(
+        config,
+        opened.store.clone(),
+        opened.sessions.clone(),
+        master,
+        metrics,
+    )
+    .await?;
     // Catch up with the change feed before answering anything: the snapshot plus every change
     // since is the current state, and /readyz reports ready only once this has succeeded.
     if let Err(e) = state.catch_up().await {

@@ -1,0 +1,644 @@
+//! Server-side sessions, their cookie keys and pre-login state: the operations behind
+//! `routes/sessions.rs`. The rules are `veto_core`'s (`session`, `cookie`, `prelogin`); this is
+//! where they meet the store and the in-memory state.
+//!
+//! Validation reads the session row (one primary-key read) and answers from it; what memory adds
+//! is the activity this node has seen but not yet written back. Touches are persisted at most
+//! once per `veto_core::session::TOUCH_COALESCE` (a minute) per session: in between, this node holds the slid idle expiry in
+//! the revocation index (so its own validations and its `sid` checks see it), while the store and
+//! other nodes see the last write-back. The cost is bounded and in the safe direction: a crash
+//! loses at most a minute of idle lifetime, and another node may end a session up to a minute
+//! early, never late.
+//!
+//! Session keys are created lazily: a tenant's first session or pre-login request (or a
+//! rotation) creates its first active key, so tenants created before this feature, the
+//! `default` tenant included, need no migration step, and tenants that never use sessions hold
+//! no key.
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use veto_core::audit::AuditEvent;
+use veto_core::cookie::{DEFAULT_KEY_RETENTION, SessionKey, SessionKeyRecord, SessionKeyStatus};
+use veto_core::index::SessionTimes;
+use veto_core::prelogin::{ConsumeError, NewPreLogin, PreLoginError, PreLoginRecord};
+use veto_core::session::{
+    InputError, NewSession, SessionPolicy, SessionReason, SessionRecord, is_session_id,
+};
+use veto_core::timeutil;
+use veto_store::sessions::{SessionKeyInsert, SessionSnapshot, StoredSession};
+use veto_store::{Change, Page, PageRequest, StoreError, change};
+
+use super::check_opt_text;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    pub actor_id: String,
+    pub actor_type: String,
+    /// IPv4 or IPv6; stored in canonical form.
+    pub ip_address: Option<String>,
+    /// Stored cut to 512 bytes, control characters replaced.
+    pub user_agent: Option<String>,
+    /// Sliding idle timeout; default 3600, at least 60.
+    pub idle_timeout_seconds: Option<i64>,
+    /// Absolute lifetime; default 28800, at most 30 days, at least the idle timeout.
+    pub absolute_timeout_seconds: Option<i64>,
+}
+
+/// What a new session answers: the record, the cookie value to set, and the CSRF token (shown
+/// only now; only its SHA-256 is stored).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedSession {
+    #[schema(value_type = Object)]
+    pub session: SessionRecord,
+    pub cookie: String,
+    pub csrf_token: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateSession {
+    pub cookie: String,
+    /// When given, it must be the session's CSRF token (`csrf_mismatch` otherwise).
+    pub csrf_token: Option<String>,
+    /// Slide the idle expiry (default true: a validation is activity).
+    pub touch: Option<bool>,
+}
+
+/// A session signing key as listings show it: never the secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionKeyView {
+    pub tenant: String,
+    pub kid: String,
+    #[schema(value_type = String)]
+    pub status: SessionKeyStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// A retired key verifies cookies until then.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub retain_until: Option<OffsetDateTime>,
+}
+
+impl From<&SessionKeyRecord> for SessionKeyView {
+    fn from(k: &SessionKeyRecord) -> Self {
+        SessionKeyView {
+            tenant: k.tenant.clone(),
+            kid: k.kid.clone(),
+            status: k.status,
+            created_at: k.created_at,
+            retain_until: k.retain_until,
+        }
+    }
+}
+
+/// What an actor's revoke-all answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActorRevokeResult {
+    pub tenant: String,
+    pub actor_type: String,
+    pub actor_id: String,
+    /// How many sessions this call revoked (sessions revoked before keep their revocation).
+    pub revoked: usize,
+    pub session_ids: Vec<String>,
+    pub reason: Option<String>,
+}
+
+// `Debug` would print the verifier; these are never logged.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePreLogin {
+    pub state: String,
+    pub nonce: String,
+    /// RFC 7636 code verifier: 43 to 128 characters of `A-Z a-z 0-9 - . _ ~`. Stored encrypted.
+    pub pkce_verifier: String,
+    pub redirect_uri: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedPreLogin {
+    pub cookie: String,
+    /// The record is consumed at most once, and not at or after this time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumePreLogin {
+    pub cookie: String,
+    pub state: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConsumedPreLogin {
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub redirect_uri: Option<String>,
+}
+
+fn input(e: InputError) -> ApiError {
+    ApiError::field(e.field, e.problem)
+}
+
+/// The contract's 401 for a session cookie that does not validate.
+fn rejected(r: SessionReason) -> ApiError {
+    let detail = match r {
+        SessionReason::Malformed => "the cookie is not a veto session cookie of this shape",
+        SessionReason::BadSignature => {
+            "the cookie's signature does not verify: it was altered, truncated or made for another tenant"
+        }
+        SessionReason::UnknownKey => {
+            "the cookie names a key this tenant does not have (or no longer accepts); log in again"
+        }
+        SessionReason::Revoked => "the session was revoked; log in again",
+        SessionReason::IdleExpired => "the session expired after inactivity; log in again",
+        SessionReason::AbsoluteExpired => "the session reached its maximum lifetime; log in again",
+        SessionReason::CsrfMismatch => "csrf_token is not this session's CSRF token",
+    };
+    ApiError::Rejected {
+        reason: r.as_str(),
+        detail: detail.to_owned(),
+    }
+}
+
+fn unix(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+fn from_unix(secs: i64) -> OffsetDateTime {
+    timeutil::from_unix(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn times_of(r: &SessionRecord) -> SessionTimes {
+    SessionTimes {
+        last_seen: unix(r.last_seen_at),
+        expires: unix(r.idle_expires_at),
+    }
+}
+
+/// The policy a stored session was opened with (its idle timeout is stored; the absolute one is
+/// what separates its two times).
+fn policy_of(s: &StoredSession) -> ApiResult<SessionPolicy> {
+    let r = &s.record;
+    SessionPolicy::new(
+        Duration::seconds(s.idle_timeout_seconds),
+        r.absolute_expires_at - r.created_at,
+    )
+    .map_err(|e| ApiError::Internal(format!("stored session {} has bad timeouts: {e}", r.id)))
+}
+
+impl AppState {
+    // ---- in-memory state ------------------------------------------------------------------
+
+    /// Builds the session part of the in-memory state at start-up. Fails (refusing to start)
+    /// when a session key cannot be decrypted: a wrong master key, as for signing keys.
+    pub(crate) fn apply_session_snapshot(&self, s: SessionSnapshot) -> Result<(), String> {
+        for (tenant, id) in &s.revoked_sessions {
+            self.index.revoke_session(tenant, id);
+        }
+        for (tenant, id, last_seen, expires) in &s.sessions {
+            let times = SessionTimes {
+                last_seen: *last_seen,
+                expires: *expires,
+            };
+            self.index.note_session(tenant, id, times);
+        }
+        for (tenant, fam) in &s.revoked_families {
+            self.index.revoke_family(tenant, fam);
+        }
+        for rec in &s.session_keys {
+            self.load_session_key(rec).map_err(|e| {
+                format!(
+                    "session key {} of tenant {} cannot be decrypted ({e}); is VETO_MASTER_KEY the one this data was written with?",
+                    rec.kid, rec.tenant
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Applies a change of one of the session kinds from the feed (written by this node or
+    /// another). Returns `false` for any other kind. Idempotent, like every feed apply.
+    pub async fn apply_session_change(&self, c: &Change) -> Result<bool, StoreError> {
+        let (tenant, key) = (c.tenant.as_str(), c.key.as_str());
+        match c.kind.as_str() {
+            change::SESSION_CREATE | change::SESSION_TOUCH => {
+                if let Some(expires) = c.value {
+                    // The change carries the expiry only; the store has the last activity,
+                    // which validation reads anyway.
+                    let times = SessionTimes {
+                        last_seen: 0,
+                        expires,
+                    };
+                    self.index.note_session(tenant, key, times);
+                }
+            }
+            change::SESSION_REVOKE => self.index.revoke_session(tenant, key),
+            change::SESSION_PURGE => self.index.forget_session(tenant, key),
+            change::REFRESH_REVOKE => self.index.revoke_family(tenant, key),
+            change::REFRESH_PURGE => self.index.forget_family(tenant, key),
+            change::SESSION_KEY_INSERT => {
+                for rec in self.sessions.list_session_keys(tenant).await? {
+                    if let Err(e) = self.load_session_key(&rec) {
+                        // As for signing keys: cookies under a key this node cannot open fail
+                        // here with `unknown_key`, closed.
+                        tracing::error!(tenant, kid = %rec.kid, error = %e, "cannot load a session key from the change feed");
+                    }
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn load_session_key(&self, rec: &SessionKeyRecord) -> Result<(), String> {
+        let key = SessionKey::load(rec, &self.master).map_err(|e| e.to_string())?;
+        self.session_keys.upsert(key);
+        Ok(())
+    }
+
+    /// Re-reads the tenant's session keys into the ring (after an insert or rotation).
+    async fn reload_session_keys(&self, tenant: &str) -> ApiResult<Vec<SessionKeyRecord>> {
+        let recs = self.sessions.list_session_keys(tenant).await?;
+        for rec in &recs {
+            self.load_session_key(rec).map_err(ApiError::Internal)?;
+        }
+        Ok(recs)
+    }
+
+    // ---- session keys ---------------------------------------------------------------------
+
+    /// Makes sure the tenant has an active session key (see the module comment: keys are made
+    /// on first use). Two nodes racing here end up with one key: the store inserts only when
+    /// none is active, and both reload what it holds.
+    async fn ensure_session_key(&self, actor: &str, tenant: &str) -> ApiResult<()> {
+        if self.session_keys.has_signing_key(tenant) {
+            return Ok(());
+        }
+        let mode = SessionKeyInsert::IfNoneActive;
+        self.new_session_key(actor, tenant, "session_key.create", mode)
+            .await?;
+        Ok(())
+    }
+
+    /// A new active session key; the others keep verifying for the retention window (24 h).
+    pub async fn rotate_session_key(&self, actor: &str, tenant: &str) -> ApiResult<SessionKeyView> {
+        self.require_tenant(tenant)?;
+        let mode = SessionKeyInsert::Rotate {
+            retain_until: timeutil::now() + DEFAULT_KEY_RETENTION,
+        };
+        let rec = self
+            .new_session_key(actor, tenant, "session_key.rotate", mode)
+            .await?;
+        Ok(SessionKeyView::from(&rec))
+    }
+
+    /// Generates a key, stores it (`mode`, audited as `action`) and reloads the tenant's keys.
+    async fn new_session_key(
+        &self,
+        actor: &str,
+        tenant: &str,
+        action: &str,
+        mode: SessionKeyInsert,
+    ) -> ApiResult<SessionKeyRecord> {
+        let rec = SessionKeyRecord::generate(tenant, &self.master, timeutil::now())
+            .map_err(|e| ApiError::Internal(format!("cannot create a session key: {e}")))?;
+        let audit = AuditEvent::new(tenant, actor, action, &rec.kid);
+        if self.sessions.insert_session_key(&rec, mode, &audit).await? {
+            self.announce();
+        }
+        self.reload_session_keys(tenant).await?;
+        Ok(rec)
+    }
+
+    pub async fn list_session_keys(&self, tenant: &str) -> ApiResult<Vec<SessionKeyView>> {
+        self.require_tenant(tenant)?;
+        let recs = self.sessions.list_session_keys(tenant).await?;
+        Ok(recs.iter().map(SessionKeyView::from).collect())
+    }
+
+    // ---- sessions -------------------------------------------------------------------------
+
+    pub async fn create_session(
+        &self,
+        actor: &str,
+        tenant: &str,
+        req: &CreateSession,
+    ) -> ApiResult<CreatedSession> {
+        let t = self.require_tenant(tenant)?;
+        let policy =
+            SessionPolicy::from_seconds(req.idle_timeout_seconds, req.absolute_timeout_seconds)
+                .map_err(input)?;
+        let new = NewSession {
+            tenant,
+            actor_id: &req.actor_id,
+            actor_type: &req.actor_type,
+            ip_address: req.ip_address.as_deref(),
+            user_agent: req.user_agent.as_deref(),
+        };
+        let (record, csrf_token) =
+            SessionRecord::new(&new, &policy, timeutil::now()).map_err(input)?;
+        if t.suspended {
+            return Err(ApiError::Conflict(format!(
+                "tenant {tenant:?} is suspended; resume it before opening sessions"
+            )));
+        }
+        self.ensure_session_key(actor, tenant).await?;
+        let cookie = self
+            .session_keys
+            .sign(tenant, &record.id)
+            .ok_or_else(|| ApiError::Internal("no session key to sign with".into()))?;
+        let stored = StoredSession {
+            record,
+            idle_timeout_seconds: policy.idle().whole_seconds(),
+        };
+        self.sessions.create_session(&stored).await?;
+        self.announce();
+        let session = stored.record;
+        self.index
+            .note_session(tenant, &session.id, times_of(&session));
+        Ok(CreatedSession {
+            session,
+            cookie,
+            csrf_token,
+        })
+    }
+
+    /// The stored record with what this node knows beyond it: activity not yet written back
+    /// (see the module comment), or a revocation the store does not show yet cannot happen
+    /// (the store is written first), so only times are merged.
+    fn with_local_activity(&self, mut r: SessionRecord) -> SessionRecord {
+        if r.revoked_at.is_some() {
+            // Another node revoked it and the feed has not told us yet: now we know.
+            self.index.revoke_session(&r.tenant, &r.id);
+            return r;
+        }
+        if let Some(t) = self.index.session_times(&r.tenant, &r.id) {
+            r.last_seen_at = r.last_seen_at.max(from_unix(t.last_seen));
+            r.idle_expires_at = r
+                .idle_expires_at
+                .max(from_unix(t.expires))
+                .min(r.absolute_expires_at);
+        }
+        r
+    }
+
+    async fn stored_session(&self, tenant: &str, id: &str) -> ApiResult<StoredSession> {
+        self.require_tenant(tenant)?;
+        self.sessions
+            .get_session(tenant, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no session {id:?} in tenant {tenant:?}")))
+    }
+
+    pub async fn get_session(&self, tenant: &str, id: &str) -> ApiResult<SessionRecord> {
+        let s = self.stored_session(tenant, id).await?;
+        Ok(self.with_local_activity(s.record))
+    }
+
+    /// Checks a cookie (and CSRF token) and, with `touch`, slides the idle expiry, writing it
+    /// back when the stored one is at least `TOUCH_COALESCE` old.
+    pub async fn validate_session(
+        &self,
+        tenant: &str,
+        req: &ValidateSession,
+    ) -> ApiResult<SessionRecord> {
+        self.require_tenant(tenant)?;
+        let now = timeutil::now();
+        let id = self
+            .session_keys
+            .verify(tenant, &req.cookie, now)
+            .map_err(rejected)?;
+        // A well-signed cookie whose row is gone: the purge removes sessions only long after
+        // their absolute expiry.
+        let Some(stored) = self.sessions.get_session(tenant, &id).await? else {
+            return Err(rejected(SessionReason::AbsoluteExpired));
+        };
+        let persisted_seen = stored.record.last_seen_at;
+        let mut rec = self.with_local_activity(stored.record.clone());
+        rec.validate(now, req.csrf_token.as_deref())
+            .map_err(rejected)?;
+        if req.touch.unwrap_or(true) && rec.touch(now, &policy_of(&stored)?) {
+            self.index.note_session(tenant, &id, times_of(&rec));
+            if rec.needs_write_back(persisted_seen, now) {
+                // The answer stands without it: this node holds the touch, and a failed
+                // write-back costs at most the coalescing window if the node then dies.
+                match self
+                    .sessions
+                    .touch_session(tenant, &id, rec.last_seen_at, rec.idle_expires_at)
+                    .await
+                {
+                    Ok(_) => self.announce(),
+                    Err(e) => tracing::warn!(error = %e, "session touch write-back failed"),
+                }
+            }
+        }
+        Ok(rec)
+    }
+
+    pub async fn list_sessions(
+        &self,
+        tenant: &str,
+        actor_type: &str,
+        actor_id: &str,
+        page: &PageRequest,
+    ) -> ApiResult<Page<SessionRecord>> {
+        self.require_tenant(tenant)?;
+        let mut p = self
+            .sessions
+            .list_active_sessions(tenant, actor_type, actor_id, timeutil::now(), page)
+            .await?;
+        p.items = p
+            .items
+            .into_iter()
+            .map(|r| self.with_local_activity(r))
+            .collect();
+        Ok(p)
+    }
+
+    fn revoke_audit(actor: &str, tenant: &str, target: &str, reason: Option<&str>) -> AuditEvent {
+        AuditEvent::new(tenant, actor, "session.revoke", target).with_reason(reason)
+    }
+
+    pub async fn revoke_session(
+        &self,
+        actor: &str,
+        tenant: &str,
+        id: &str,
+        reason: Option<&str>,
+    ) -> ApiResult<SessionRecord> {
+        check_opt_text("reason", reason, 256)?;
+        self.require_tenant(tenant)?;
+        let audit = Self::revoke_audit(actor, tenant, id, reason);
+        let out = self
+            .sessions
+            .revoke_session(tenant, id, &audit)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no session {id:?} in tenant {tenant:?}")))?;
+        // Also on a repeat: this node may not have heard of the first one yet.
+        self.index.revoke_session(tenant, id);
+        if out.newly {
+            self.announce();
+        }
+        Ok(out.record)
+    }
+
+    /// Revokes every session of the actor (logout everywhere), one audit event per session.
+    pub async fn revoke_actor_sessions(
+        &self,
+        actor: &str,
+        tenant: &str,
+        actor_type: &str,
+        actor_id: &str,
+        reason: Option<&str>,
+    ) -> ApiResult<ActorRevokeResult> {
+        check_opt_text("reason", reason, 256)?;
+        self.require_tenant(tenant)?;
+        let target = format!("{actor_type}/{actor_id}");
+        let audit = Self::revoke_audit(actor, tenant, &target, reason).with_metadata(
+            serde_json::json!({"actor_type": actor_type, "actor_id": actor_id, "revoke_all": true}),
+        );
+        let ids = self
+            .sessions
+            .revoke_actor_sessions(tenant, actor_type, actor_id, &audit)
+            .await?;
+        for id in &ids {
+            self.index.revoke_session(tenant, id);
+        }
+        if !ids.is_empty() {
+            self.announce();
+        }
+        Ok(ActorRevokeResult {
+            tenant: tenant.to_owned(),
+            actor_type: actor_type.to_owned(),
+            actor_id: actor_id.to_owned(),
+            revoked: ids.len(),
+            session_ids: ids,
+            reason: reason.map(str::to_owned),
+        })
+    }
+
+    /// For a token about to be issued with `sid`: a veto session id must name a session of
+    /// the tenant that is neither revoked nor expired (a token for a dead session would only
+    /// ever be rejected, and one issued after the session's row is purged would not be). Any
+    /// other `sid` is the caller's own identifier and is not checked.
+    pub(crate) async fn require_live_session(&self, tenant: &str, sid: &str) -> ApiResult<()> {
+        if !is_session_id(sid) {
+            return Ok(());
+        }
+        let now = timeutil::now();
+        let dead = || {
+            ApiError::field(
+                "sid",
+                format!("session {sid:?} is revoked or expired; open a new session"),
+            )
+        };
+        if self.index.session_revoked(tenant, sid) {
+            return Err(dead());
+        }
+        if let Some(t) = self.index.session_times(tenant, sid)
+            && unix(now) < t.expires
+        {
+            return Ok(());
+        }
+        // Unknown here (created on another node a moment ago) or expired by this node's view:
+        // the store decides.
+        let Some(s) = self.sessions.get_session(tenant, sid).await? else {
+            return Err(ApiError::field(
+                "sid",
+                format!("no session {sid:?} in tenant {tenant:?}"),
+            ));
+        };
+        let rec = self.with_local_activity(s.record);
+        rec.check(now).map_err(|_| dead())?;
+        self.index.note_session(tenant, sid, times_of(&rec));
+        Ok(())
+    }
+
+    // ---- pre-login ------------------------------------------------------------------------
+
+    pub async fn create_prelogin(
+        &self,
+        actor: &str,
+        tenant: &str,
+        req: &CreatePreLogin,
+    ) -> ApiResult<CreatedPreLogin> {
+        self.require_tenant(tenant)?;
+        let new = NewPreLogin {
+            state: &req.state,
+            nonce: &req.nonce,
+            pkce_verifier: &req.pkce_verifier,
+            redirect_uri: req.redirect_uri.as_deref(),
+        };
+        let rec = PreLoginRecord::new(tenant, &new, &self.master, timeutil::now()).map_err(
+            |e| match e {
+                PreLoginError::Input(e) => input(e),
+                PreLoginError::Key(e) => ApiError::Internal(format!("cannot seal: {e}")),
+            },
+        )?;
+        self.ensure_session_key(actor, tenant).await?;
+        let cookie = self
+            .session_keys
+            .sign_prelogin(tenant, &rec.id)
+            .ok_or_else(|| ApiError::Internal("no session key to sign with".into()))?;
+        self.sessions.insert_prelogin(&rec).await?;
+        Ok(CreatedPreLogin {
+            cookie,
+            expires_at: rec.expires_at,
+        })
+    }
+
+    /// Hands the stored state back exactly once: the record is deleted as it is read, whatever
+    /// follows (so a wrong `state` cannot be retried against it).
+    pub async fn consume_prelogin(
+        &self,
+        tenant: &str,
+        req: &ConsumePreLogin,
+    ) -> ApiResult<ConsumedPreLogin> {
+        self.require_tenant(tenant)?;
+        let now = timeutil::now();
+        let gone = || {
+            ApiError::Gone(
+                "the pre-login state was already consumed, has expired, or never existed; start the login again"
+                    .into(),
+            )
+        };
+        let id = match self.session_keys.verify_prelogin(tenant, &req.cookie, now) {
+            Ok(id) => id,
+            // A key past its retention signed nothing still alive.
+            Err(SessionReason::UnknownKey) => return Err(gone()),
+            Err(r) => {
+                return Err(ApiError::field(
+                    "cookie",
+                    format!(
+                        "not a pre-login cookie of tenant {tenant:?} ({})",
+                        r.as_str()
+                    ),
+                ));
+            }
+        };
+        let rec = self
+            .sessions
+            .take_prelogin(tenant, &id)
+            .await?
+            .ok_or_else(gone)?;
+        match rec.consume(&req.state, &self.master, now) {
+            Ok(s) => Ok(ConsumedPreLogin {
+                state: s.state,
+                nonce: s.nonce,
+                pkce_verifier: s.pkce_verifier.as_str().to_owned(),
+                redirect_uri: s.redirect_uri,
+            }),
+            Err(ConsumeError::Expired) => Err(gone()),
+            Err(ConsumeError::WrongState) => Err(ApiError::field(
+                "state",
+                "does not match the state stored for this login; the pre-login state is spent, start the login again",
+            )),
+            Err(ConsumeError::Sealed(e)) => Err(ApiError::Internal(format!(
+                "stored PKCE verifier does not open: {e}"
+            ))),
+        }
+    }
+}
