@@ -22,6 +22,8 @@ prerequisites() {
   command -v python3 >/dev/null 2>&1 || ensure_debs python3
   # Debian's python3 ships venv without ensurepip unless python3-venv is installed.
   python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_debs python3-venv
+  # e2e_sessions moves the server's clock forward (LD_PRELOAD) to test expiries without waiting.
+  ensure_debs libfaketime
   if command -v rustup >/dev/null 2>&1; then
     cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
     cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
