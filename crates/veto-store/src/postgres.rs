@@ -142,6 +142,11 @@ const WHOLE_LOCK_CLASS: i32 = 0x7665_7477;
 
 type Tx = Transaction<'static, Postgres>;
 
+/// `SessionStore` for this store; a child module so that it shares the pool, the key locks and
+/// the change-feed helpers.
+#[path = "postgres_sessions.rs"]
+mod sessions;
+
 pub struct PgStore {
     pool: PgPool,
 }

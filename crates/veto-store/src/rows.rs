@@ -11,9 +11,11 @@ use veto_core::apikey::{ApiKeyRecord, Scope};
 use veto_core::audit::AuditEvent;
 use veto_core::keys::{KeyStatus, SigningKeyRecord};
 use veto_core::revocation::{Revocation, RevocationFilter, RevocationStatus};
+use veto_core::session::SessionRecord;
 use veto_core::tenant::Tenant;
 
 use crate::cursor::Cursor;
+use crate::sessions::{SESSION_COLUMNS, session_from_row};
 use crate::{Page, PageRequest, PurgeCounts, Result, StoreError};
 
 /// Revocations per multi-row statement in SQLite (bound values are limited there); PostgreSQL
@@ -447,6 +449,31 @@ over_backends! {
         }
         list(pool, qb, ("at", "id"), p, audit_from_row, |e| {
             Cursor::new(ts(e.at), &e.id)
+        })
+        .await
+    }
+
+    /// The actor's sessions neither revoked nor expired at `now`, newest first.
+    pub(crate) async fn list_active_sessions<DB>(
+        pool: &Pool<DB>,
+        (tenant, actor_type, actor_id): (&str, &str, &str),
+        now: OffsetDateTime,
+        p: &PageRequest,
+    ) -> Result<Page<SessionRecord>> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant = "
+        ));
+        qb.push_bind(tenant.to_owned())
+            .push(" AND actor_type = ")
+            .push_bind(actor_type.to_owned())
+            .push(" AND actor_id = ")
+            .push_bind(actor_id.to_owned())
+            // The idle expiry never passes the absolute one: one comparison covers both.
+            .push(" AND revoked_at IS NULL AND idle_expires_at > ")
+            .push_bind(ts(now));
+        let from_row = |r: &DB::Row| session_from_row(r).map(|s| s.record);
+        list(pool, qb, ("created_at", "id"), p, from_row, |s| {
+            Cursor::new(ts(s.created_at), &s.id)
         })
         .await
     }

@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, Transaction};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use veto_core::apikey::ApiKeyRecord;
@@ -138,23 +138,6 @@ impl std::fmt::Debug for SqliteStore {
 // ---- statements shared by several methods ----------------------------------------------------
 
 type Tx = Transaction<'static, Sqlite>;
-
-// Thin wrappers over `sql`'s statements, with the concrete connection type, so that callers
-// holding a `Transaction` (here and in `sqlite_sessions.rs`) pass `&mut tx` and let it deref.
-async fn insert_audit(conn: &mut SqliteConnection, e: &AuditEvent) -> Result<()> {
-    sql::insert_audit(conn, e).await
-}
-
-/// Appends one change-log row (see `Change` for what `value` carries per kind).
-async fn insert_change(
-    conn: &mut SqliteConnection,
-    tenant: &str,
-    kind: &str,
-    key: &str,
-    value: Option<i64>,
-) -> Result<()> {
-    sql::insert_change(conn, tenant, kind, key, value).await
-}
 
 /// One chunk of a batch: inserts the revocations that are new, with their audit events and
 /// change rows, and returns the positions in `chunk` of the new ones (the first occurrence of a

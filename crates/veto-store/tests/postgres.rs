@@ -15,9 +15,12 @@ use async_trait::async_trait;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use veto_core::audit::AuditEvent;
+use veto_core::prelogin::{PRELOGIN_TTL, PreLoginRecord, new_prelogin_id};
+use veto_core::refresh::RefreshFamily;
 use veto_core::revocation::Revocation;
 use veto_store::conformance::{TestDatabase, add_tenants, at, rev, rev_audit, suspension};
-use veto_store::{Change, FeedCursor, PgStore, Store, change};
+use veto_store::session_conformance::SessionTestDatabase;
+use veto_store::{Change, FeedCursor, PgStore, SessionStore, Store, change};
 
 /// One database, `veto_t_<uuid>`, dropped (with its connections) when this goes away.
 struct PgTestDb {
@@ -30,6 +33,20 @@ struct PgTestDb {
 impl TestDatabase for PgTestDb {
     async fn open(&self) -> Box<dyn Store> {
         Box::new(self.store().await)
+    }
+}
+
+#[async_trait]
+impl SessionTestDatabase for PgTestDb {
+    async fn open(&self) -> (Arc<dyn Store>, Arc<dyn SessionStore>) {
+        // As many connections as the suite's races have callers (8): each concurrent consume or
+        // rotation runs on a connection of its own, so PostgreSQL decides the winner.
+        let store = PgStore::connect(&self.url, 8)
+            .await
+            .expect("connect to the test database");
+        store.migrate().await.expect("migrate");
+        let store = Arc::new(store);
+        (store.clone(), store)
     }
 }
 
@@ -128,6 +145,10 @@ async fn fresh() -> Option<PgTestDb> {
 }
 
 veto_store::conformance_tests!(optional fresh);
+
+mod sessions {
+    veto_store::session_conformance_tests!(optional super::fresh);
+}
 
 // ---- helpers ----------------------------------------------------------------------------------
 
@@ -597,4 +618,93 @@ fn database_names_are_replaced_in_urls() {
         "postgres://u:p@h/x?sslmode=disable"
     );
     assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+}
+
+// ---- session atomicity comes from PostgreSQL, not from a lock of ours -----------------------
+
+/// A connection with an open transaction that has run `sql` (on `$1` = `id`), which changed one
+/// row: the row stays locked until the test ends the transaction.
+async fn in_flight(db: &PgTestDb, sql: &'static str, id: &str) -> PgConnection {
+    let mut conn = db.raw().await;
+    exec(&mut conn, "BEGIN").await;
+    let done = sqlx::query(sql)
+        .bind(id)
+        .execute(&mut conn)
+        .await
+        .expect(sql);
+    assert_eq!(done.rows_affected(), 1, "{sql}");
+    conn
+}
+
+/// A pre-login consume in flight on another connection (a transaction that deleted the row and
+/// has not ended) holds the store's consume of the same row until it ends; then the store's gets
+/// nothing if it committed and the record if it rolled back. No advisory lock is involved: this
+/// is the row lock and READ COMMITTED's re-check that the concurrent-consume conformance case
+/// relies on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prelogin_consume_waits_for_a_concurrent_one() {
+    let Some(db) = fresh().await else { return };
+    let store = Arc::new(with_acme(&db).await);
+    for commit in [true, false] {
+        let p = PreLoginRecord {
+            id: new_prelogin_id(),
+            tenant: "acme".into(),
+            state: "s".into(),
+            nonce: "n".into(),
+            encrypted_pkce_verifier: vec![1, 2, 3],
+            redirect_uri: None,
+            created_at: at(0),
+            expires_at: at(0) + PRELOGIN_TTL,
+        };
+        store.insert_prelogin(&p).await.expect("insert");
+        let sql = "DELETE FROM prelogin WHERE tenant = 'acme' AND id = $1";
+        let mut other = in_flight(&db, sql, &p.id).await;
+        let take = tokio::spawn({
+            let (store, id) = (store.clone(), p.id.clone());
+            async move { store.take_prelogin("acme", &id).await.expect("take") }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!take.is_finished(), "the consume waits for the other one");
+        exec(&mut other, if commit { "COMMIT" } else { "ROLLBACK" }).await;
+        let got = take.await.expect("task");
+        assert_eq!(got, (!commit).then_some(p), "commit: {commit}");
+    }
+}
+
+/// The same for a refresh rotation: one in flight on another connection holds the store's
+/// rotation of the same family, which then fails if the other committed (the generation moved)
+/// and succeeds if it rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_rotation_waits_for_a_concurrent_one() {
+    let Some(db) = fresh().await else { return };
+    let store = Arc::new(with_acme(&db).await);
+    for commit in [true, false] {
+        let fam = RefreshFamily::new("acme", "user-1", at(86_400));
+        store.create_refresh_family(&fam).await.expect("create");
+        let sql = "UPDATE refresh_families SET current_gen = 1 \
+                   WHERE tenant = 'acme' AND id = $1 AND current_gen = 0";
+        let mut other = in_flight(&db, sql, &fam.id).await;
+        let rotate = tokio::spawn({
+            let (store, id) = (store.clone(), fam.id.clone());
+            async move {
+                store
+                    .rotate_refresh_family("acme", &id, 0, 1)
+                    .await
+                    .expect("rotate")
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !rotate.is_finished(),
+            "the rotation waits for the other one"
+        );
+        exec(&mut other, if commit { "COMMIT" } else { "ROLLBACK" }).await;
+        assert_eq!(rotate.await.expect("task"), !commit, "commit: {commit}");
+        let stored = store
+            .get_refresh_family("acme", &fam.id)
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(stored.current_gen, 1);
+    }
 }
