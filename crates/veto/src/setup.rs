@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use veto_core::keys::MasterKey;
-use veto_store::{SessionStore, SqliteStore, Store};
+use veto_store::{PgStore, SessionStore, SqliteStore, Store};
 
 use crate::cli::{LogFormat, StoreArgs};
 
@@ -20,20 +20,18 @@ pub fn init_logging(filter: &str, format: LogFormat) {
     }
 }
 
-/// Opens (and migrates) the configured store.
 /// The store `veto` runs on, and its concrete PostgreSQL handle when that is the backend (for
 /// LISTEN/NOTIFY wake-ups, which are not part of the `Store` trait).
 pub struct OpenedStore {
     pub store: Arc<dyn Store>,
     /// The same database's sessions, session keys, pre-login state and refresh families.
     pub sessions: Arc<dyn SessionStore>,
-    pub postgres: Option<()>,
+    pub postgres: Option<Arc<PgStore>>,
 }
 
 /// Connections per node: enough for concurrent writes plus the follower and readiness probes,
 /// few enough that dozens of nodes stay far below PostgreSQL's default `max_connections` (100).
 const PG_POOL_SIZE: u32 = 10;
-const PG_PENDING: &str = "this build of veto has no PostgreSQL backend yet; unset VETO_DATABASE_URL to use the embedded store";
 
 pub async fn open_store(args: &StoreArgs) -> Result<OpenedStore, String> {
     if let Some(url) = &args.database_url {
@@ -43,7 +41,18 @@ pub async fn open_store(args: &StoreArgs) -> Result<OpenedStore, String> {
                     .into(),
             );
         }
-        return Err(format!("{PG_PENDING}"));
+        let pg = PgStore::connect(url, PG_POOL_SIZE)
+            .await
+            .map_err(|e| format!("cannot connect to PostgreSQL at VETO_DATABASE_URL: {e}"))?;
+        pg.migrate()
+            .await
+            .map_err(|e| format!("cannot migrate the PostgreSQL store: {e}"))?;
+        let pg = Arc::new(pg);
+        return Ok(OpenedStore {
+            store: pg.clone(),
+            sessions: pg.clone(),
+            postgres: Some(pg),
+        });
     }
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         format!(

@@ -124,13 +124,16 @@ async fn purge_from_the_command_line() {
         .await
         .expect(StatusCode::CREATED);
     let purge = |margin: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_veto"))
-            .args(["purge", "--safety-margin-seconds", margin, "--data-dir"])
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_veto"));
+        cmd.args(["purge", "--safety-margin-seconds", margin, "--data-dir"])
             .arg(srv.data_dir())
             .env_remove("VETO_DATABASE_URL")
-            .env("VETO_LOG", "warn")
-            .output()
-            .expect("run veto purge");
+            .env("VETO_LOG", "warn");
+        // The same store as the server's: its PostgreSQL database when it runs on one.
+        if let Some(url) = srv.database_url() {
+            cmd.env("VETO_DATABASE_URL", url);
+        }
+        let out = cmd.output().expect("run veto purge");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),

@@ -360,7 +360,9 @@ async fn postgres_url() -> String {
     fresh_database().await
 }
 
-#[tokio::test]
+// Multi-threaded: starting a node blocks its thread until the node listens, and the proxy's
+// tasks must keep running meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cut_off_from_the_database_fails_closed_then_recovers_by_itself() {
     let db = postgres_url().await;
     let a = Server::start_with(&[("VETO_DATABASE_URL", &db)]).await;
@@ -432,7 +434,9 @@ async fn a_node_cut_off_from_the_database_fails_closed_then_recovers_by_itself()
     assert_eq!(b.reason("default", &other).await, None);
 }
 
-#[tokio::test]
+// Multi-threaded: starting a node blocks its thread until the node listens, and the proxy's
+// tasks must keep running meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_open_is_an_explicit_setting() {
     let db = postgres_url().await;
     let a = Server::start_with(&[("VETO_DATABASE_URL", &db)]).await;

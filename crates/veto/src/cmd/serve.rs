@@ -1,11 +1,13 @@
 //! `veto serve`: open the store, build the in-memory state, bootstrap, listen.
 use std::io::Write;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use veto_server::feed::StalePolicy;
 use veto_server::redis::RedisBus;
 use veto_server::service::bootstrap::AdminKey;
 use veto_server::{AppState, Config};
+use veto_store::PgStore;
 
 use crate::cli::ServeArgs;
 use crate::setup;
@@ -62,6 +64,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         tracing::warn!(error = %e, "cannot read the change feed yet; not ready until it can");
     }
     tokio::spawn(state.clone().follow_changes());
+    if let Some(pg) = &opened.postgres {
+        spawn_pg_wakeups(pg.clone(), state.clone());
+    }
     if let Some(url) = args.redis_url.clone() {
         spawn_redis(url, state.clone());
     }
@@ -110,6 +115,34 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .with_graceful_shutdown(shutdown())
         .await
         .map_err(|e| format!("server error: {e}"))
+}
+
+/// Wakes the change-feed follower on every PostgreSQL notification. After a lost connection it
+/// listens again; notifications sent meanwhile are lost, which only delays those changes until
+/// the follower's next timed read.
+fn spawn_pg_wakeups(pg: Arc<PgStore>, state: AppState) {
+    tokio::spawn(async move {
+        loop {
+            match pg.listen_changes().await {
+                Ok(mut listener) => loop {
+                    match listener.recv().await {
+                        Ok(_) => {
+                            veto_server::metrics::feed_wakeup("postgres");
+                            state.feed.wake()
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "PostgreSQL notifications interrupted; listening again");
+                            break;
+                        }
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot LISTEN for PostgreSQL notifications; retrying")
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
 }
 
 /// Connects to Redis in the background: veto starts and serves without it (it is never the
