@@ -31,6 +31,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start-up and matched once: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server.
