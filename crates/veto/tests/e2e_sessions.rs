@@ -581,7 +581,7 @@ async fn list_get_revoke_and_revoke_all() {
         let at = |id: &String| {
             alice
                 .iter()
-                .find(|s| &s["session"]["id"] == id.as_str())
+                .find(|s| s["session"]["id"] == id.as_str())
                 .map(|s| secs(&s["session"]["created_at"]))
         };
         (at(b), b).cmp(&(at(a), a))
