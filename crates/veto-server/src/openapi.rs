@@ -22,20 +22,29 @@ use crate::routes::{admin, api_keys, audit, keys, oauth, revocations, sessions, 
         sessions::rotate_key, sessions::list_keys, sessions::refresh,
     ),
     components(schemas(crate::error::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&ApiKeyAuth),
+    // Every operation needs an API key unless it says otherwise: the public ones (health,
+    // metrics, discovery) declare `security(())`, and the tests check that each operation that
+    // requires credentials refuses requests without them.
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
+/// The two ways to present an API key: `Bearer <key>` everywhere, and HTTP Basic (key id and
+/// key, RFC 6749 §2.3.1) on the OAuth endpoints.
+struct ApiKeyAuth;
 
-impl utoipa::Modify for BearerAuth {
+impl utoipa::Modify for ApiKeyAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
     }
 }

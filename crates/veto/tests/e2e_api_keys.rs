@@ -4,17 +4,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-/// Every scope a tenant's key may hold (the contract's table, without the admin-only one).
-const TENANT_SCOPES: [&str; 7] = [
-    "keys:manage",
-    "tokens:issue",
-    "tokens:verify",
-    "tokens:revoke",
-    "sessions:write",
-    "sessions:read",
-    "audit:read",
-];
-
 /// A JSON array of strings, sorted (the order of scopes carries no meaning).
 fn sorted(v: &Value) -> Vec<String> {
     let mut out: Vec<String> = v

@@ -112,7 +112,7 @@ fn cacheable_json(v: serde_json::Value) -> Response {
 }
 
 /// RFC 7517 JWKS: active and retired asymmetric public keys. Unauthenticated.
-#[utoipa::path(get, path = "/t/{tenant}/.well-known/jwks.json", tag = "discovery",
+#[utoipa::path(get, path = "/t/{tenant}/.well-known/jwks.json", tag = "discovery", security(()),
     params(("tenant" = String, Path)), responses((status = 200, body = Object)))]
 pub async fn jwks(
     State(st): State<AppState>,
@@ -124,7 +124,7 @@ pub async fn jwks(
 }
 
 /// RFC 8414 authorization server metadata. Unauthenticated.
-#[utoipa::path(get, path = "/t/{tenant}/.well-known/oauth-authorization-server", tag = "discovery",
+#[utoipa::path(get, path = "/t/{tenant}/.well-known/oauth-authorization-server", tag = "discovery", security(()),
     params(("tenant" = String, Path)), responses((status = 200, body = Object)))]
 pub async fn metadata(
     State(st): State<AppState>,

@@ -176,6 +176,7 @@ fn authorise(key: &ApiKeyRecord, tenant: &str, scope: Scope) -> Result<(), OAuth
 
 /// RFC 7662 token introspection.
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/introspect", tag = "oauth",
+    security(("bearer" = []), ("basic" = [])),
     params(("tenant" = String, Path)),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token=...&token_type_hint=..."),
     responses((status = 200, body = Object), (status = 401, body = Object), (status = 403, body = Object)))]
@@ -223,6 +224,7 @@ pub async fn introspect(
 /// RFC 7009 token revocation: 200 with an empty body, also for unknown, malformed or already
 /// revoked tokens.
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/revoke", tag = "oauth",
+    security((), ("bearer" = []), ("basic" = [])),
     params(("tenant" = String, Path)),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token=...&token_type_hint=..."),
     responses((status = 200), (status = 400, body = Object), (status = 401, body = Object)))]

@@ -21,6 +21,18 @@ use serde_json::{Value, json};
 /// Secret of the bootstrap admin key every test server starts with (`VETO_BOOTSTRAP_ADMIN_KEY`).
 pub const ADMIN: &str = "test-admin-secret-0123456789abcdef";
 
+/// Every scope a tenant's key may hold (the contract's table, without the admin-only
+/// `tenants:manage`).
+pub const TENANT_SCOPES: [&str; 7] = [
+    "keys:manage",
+    "tokens:issue",
+    "tokens:verify",
+    "tokens:revoke",
+    "sessions:write",
+    "sessions:read",
+    "audit:read",
+];
+
 /// How long a server may take to print `listening on ADDR`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
