@@ -216,3 +216,19 @@ api() {
 
 # json_field FIELD: reads JSON on stdin, prints one top-level string field.
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# load_prelude: what every load script does first: wrk, curl and python3 present, a release veto
+# (VETO_BIN, else built now), started on an ephemeral port (start_veto).
+load_prelude() {
+  section "prerequisites"
+  command -v wrk >/dev/null 2>&1 || ensure_debs wrk
+  command -v curl >/dev/null 2>&1 || ensure_debs curl
+  command -v python3 >/dev/null 2>&1 || ensure_debs python3
+  if [ -z "${VETO_BIN:-}" ]; then
+    section "cargo build --release -p veto"
+    cargo build --release --locked -p veto
+    VETO_BIN=target/release/veto
+  fi
+  section "start veto"
+  start_veto "$VETO_BIN"
+}

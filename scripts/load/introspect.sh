@@ -19,19 +19,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 DURATION=${DURATION:-10s}
 TENANT=loadtest
 
-section "prerequisites"
-command -v wrk >/dev/null 2>&1 || ensure_debs wrk
-command -v curl >/dev/null 2>&1 || ensure_debs curl
-command -v python3 >/dev/null 2>&1 || ensure_debs python3
-
-if [ -z "${VETO_BIN:-}" ]; then
-  section "cargo build --release -p veto"
-  cargo build --release --locked -p veto
-  VETO_BIN=target/release/veto
-fi
-
-section "start veto"
-start_veto "$VETO_BIN"
+load_prelude
 
 section "set up tenant $TENANT: HS256 key, token, API key with tokens:verify"
 api POST /v1/tenants "{\"id\":\"$TENANT\",\"display_name\":\"load test\"}" >/dev/null

@@ -112,6 +112,13 @@ pub fn master_key(
         return MasterKey::from_base64(text.trim()).map_err(|e| e.to_string());
     }
     let key = MasterKey::generate();
+    // On PostgreSQL nothing else lives in the data directory, so it may not exist yet.
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        format!(
+            "cannot create the data directory {}: {e}",
+            data_dir.display()
+        )
+    })?;
     write_secret_file(&path, &key.to_base64())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     tracing::warn!(
