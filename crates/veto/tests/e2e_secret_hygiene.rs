@@ -5,8 +5,9 @@
 //! reuse, key rotation and revocation, and requests with bad credentials. Every secret that
 //! crossed the wire is collected, together with the master key and the private key material the
 //! store holds (decrypted here with the master key), and none of it, nor any 16-character piece
-//! of it, may appear in what the server wrote on stderr. Responses that describe keys (JWKS,
-//! key listings) must carry no private JWK member.
+//! of it, may appear in what the server wrote on stderr, in the audit trail or the metrics, or
+//! (on the embedded store) in any file of the data directory but the master key's own. Responses
+//! that describe keys (JWKS, key listings) must carry no private JWK member.
 mod common;
 use std::collections::HashSet;
 
@@ -58,14 +59,19 @@ impl Secrets {
 
     /// Raw key material: any 8 bytes of it in hex, and any 12 bytes in base64 or base64url,
     /// starting at every offset, so that every way of printing it is caught whatever its
-    /// alignment inside a larger encoding.
-    fn bytes(&mut self, what: impl Into<String>, b: &[u8]) {
+    /// alignment inside a larger encoding. Pieces that are also pieces of `public` (a private
+    /// key's encoding carries its public key) are left out: those may be shown.
+    fn bytes(&mut self, what: impl Into<String>, b: &[u8], public: &[Vec<u8>]) {
+        let shown: HashSet<&[u8]> = public
+            .iter()
+            .flat_map(|p| p.windows(WINDOW / 2).chain(p.windows(WINDOW * 3 / 4)))
+            .collect();
         let mut needles = Vec::new();
         for i in 0..b.len() {
-            if let Some(w) = b.get(i..i + WINDOW / 2) {
+            if let Some(w) = b.get(i..i + WINDOW / 2).filter(|w| !shown.contains(w)) {
                 needles.push(w.iter().map(|x| format!("{x:02x}")).collect());
             }
-            if let Some(w) = b.get(i..i + WINDOW * 3 / 4) {
+            if let Some(w) = b.get(i..i + WINDOW * 3 / 4).filter(|w| !shown.contains(w)) {
                 needles.push(STANDARD.encode(w));
                 needles.push(URL_SAFE_NO_PAD.encode(w));
             }
@@ -77,25 +83,49 @@ impl Secrets {
         self.0.len()
     }
 
-    /// Asserts that no secret, nor any piece of one, appears in `text`.
+    /// Asserts that no secret, nor any piece of one, appears in `text` (a log, an answer, or
+    /// the bytes of a file).
     #[track_caller]
-    fn assert_absent(&self, where_: &str, text: &str) {
-        let pieces: HashSet<&[u8]> = text.as_bytes().windows(WINDOW).collect();
+    fn assert_absent(&self, where_: &str, text: impl AsRef<[u8]>) {
+        let text = text.as_ref();
+        let pieces: HashSet<&[u8]> = text.windows(WINDOW).collect();
         for (what, needles) in &self.0 {
-            for n in needles {
-                let found = if n.len() == WINDOW {
-                    pieces.contains(n.as_bytes())
-                } else {
-                    text.contains(n.as_str())
-                };
-                if found {
-                    let at = text.find(n.as_str()).unwrap_or(0);
-                    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-                    let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+            for n in needles.iter().map(String::as_bytes) {
+                // Pieces through the set; whole values of another length by a scan.
+                if n.len() == WINDOW && !pieces.contains(n) {
+                    continue;
+                }
+                if let Some(at) = text.windows(n.len()).position(|w| w == n) {
+                    let start = text[..at]
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(0, |i| i + 1);
+                    let end = text[at..]
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map_or(text.len(), |i| at + i);
                     panic!(
-                        "{where_} shows {what} ({n:?}) in:\n{}",
-                        &text[line_start..line_end]
+                        "{where_} shows {what} ({:?}) in:\n{}",
+                        String::from_utf8_lossy(n),
+                        String::from_utf8_lossy(&text[start..end.min(start + 2000)])
                     );
+                }
+            }
+        }
+    }
+
+    /// Asserts the same of every file under `dir` but those that hold a secret by design.
+    #[track_caller]
+    fn assert_absent_from_files(&self, dir: &std::path::Path, by_design: &[&str]) {
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if !by_design.contains(&name.as_str()) {
+                    self.assert_absent(&p.display().to_string(), std::fs::read(&p).unwrap());
                 }
             }
         }
@@ -440,11 +470,12 @@ async fn stored_key_material(srv: &Server, master_b64: &str, s: &mut Secrets) {
     s.bytes(
         "the master key's bytes",
         &STANDARD.decode(master_b64.trim()).unwrap(),
+        &[],
     );
-    // `(tenant, kid, sealed material, is a session key)`.
-    type Sealed = (String, String, Vec<u8>, i32);
-    const SEALED: &str = "SELECT tenant, kid, encrypted_private, 0 FROM signing_keys \
-        UNION ALL SELECT tenant, kid, encrypted_secret, 1 FROM session_keys";
+    // `(tenant, kid, sealed material, public JWK, is a session key)`.
+    type Sealed = (String, String, Vec<u8>, Option<String>, i32);
+    const SEALED: &str = "SELECT tenant, kid, encrypted_private, public_jwk, 0 FROM signing_keys \
+        UNION ALL SELECT tenant, kid, encrypted_secret, NULL, 1 FROM session_keys";
     let rows: Vec<Sealed> = match srv.database_url() {
         Some(url) => {
             let mut c = sqlx::PgConnection::connect(&url).await.expect("PostgreSQL");
@@ -464,7 +495,14 @@ async fn stored_key_material(srv: &Server, master_b64: &str, s: &mut Secrets) {
         }
     };
     let (mut signing_keys, mut session_keys) = (0, 0);
-    for (tenant, kid, blob, is_session) in rows {
+    for (tenant, kid, blob, public_jwk, is_session) in rows {
+        // The public members of the key (EC x, y; OKP x; RSA n, e), in the clear by design.
+        let public: Vec<Vec<u8>> = public_jwk
+            .map(|j| serde_json::from_str::<Value>(&j).expect("public JWK"))
+            .iter()
+            .flat_map(|j| ["x", "y", "n", "e"].map(|m| j[m].as_str().map(b64_decode)))
+            .flatten()
+            .collect();
         let plain = if is_session == 1 {
             session_keys += 1;
             let ctx = format!("veto-session-key-v1\0{tenant}\0{kid}");
@@ -474,7 +512,8 @@ async fn stored_key_material(srv: &Server, master_b64: &str, s: &mut Secrets) {
             master.open(&tenant, &kid, &blob)
         }
         .unwrap_or_else(|e| panic!("cannot decrypt key {tenant}/{kid}: {e}"));
-        s.bytes(format!("private material of key {tenant}/{kid}"), &plain);
+        let what = format!("private material of key {tenant}/{kid}");
+        s.bytes(what, &plain, &public);
     }
     // Every algorithm, the rotations and the tenants' first keys; two session keys of acme.
     assert!(signing_keys >= 14, "only {signing_keys} signing keys");
@@ -509,7 +548,12 @@ async fn a_debug_text_log_shows_no_secret_before_or_after_a_restart() {
     let audit = srv.get("/v1/tenants/acme/audit?limit=1000").await;
     assert!(audit.items().len() > 10, "{}", audit.text);
     secrets.assert_absent("the audit trail", &audit.text);
-    secrets.assert_absent("the metrics", &srv.metrics().await);
+    secrets.assert_absent("the metrics", srv.metrics().await);
+    // At rest: API keys and CSRF tokens are hashed, key material and PKCE verifiers sealed,
+    // tokens and cookies not kept (only their ids). Only the master key's own file holds it.
+    if srv.database_url().is_none() {
+        secrets.assert_absent_from_files(srv.data_dir(), &["master.key"]);
+    }
     eprintln!(
         "{} secrets; {} + {} bytes of log",
         secrets.count(),
