@@ -423,6 +423,18 @@ async fn a_node_cut_off_from_the_database_fails_closed_then_recovers_by_itself()
         &a.get("/v1/tenants/default/revocations/while-cut").await,
         404,
     );
+    // Nor does a stale node issue: it cannot know whether the tenant was suspended meanwhile.
+    let issued = Resp::read(
+        b.http
+            .post(b.url("/v1/tenants/default/tokens"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"sub": "while-cut"}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_problem(&issued, 503);
 
     // The database comes back: B catches up on its own, then reports ready again.
     proxy.restore();

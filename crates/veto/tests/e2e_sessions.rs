@@ -1169,3 +1169,19 @@ async fn openapi_documents_every_session_route() {
         assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
     }
 }
+
+#[tokio::test]
+async fn a_suspended_tenants_sessions_are_refused_until_it_resumes() {
+    let srv = Server::start().await;
+    let s = open_for(&srv, "ivy").await;
+    let cookie = str_of(&s["cookie"]);
+    assert!(check(&srv, &cookie).await.is_ok());
+    srv.post("/v1/tenants/default/suspend", json!({"reason": "unpaid"}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(check(&srv, &cookie).await, Err("revoked".to_owned()));
+    srv.post("/v1/tenants/default/resume", json!({}))
+        .await
+        .expect(StatusCode::OK);
+    assert!(check(&srv, &cookie).await.is_ok());
+}

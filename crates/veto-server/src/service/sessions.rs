@@ -411,6 +411,11 @@ impl AppState {
             .session_keys
             .verify(tenant, &req.cookie, now)
             .map_err(rejected)?;
+        // A suspended tenant's sessions stop with its tokens (and resume with them): the
+        // session rows are left as they are, the answer is `revoked` while suspended.
+        if self.index.tenant(tenant).suspended {
+            return Err(rejected(SessionReason::Revoked));
+        }
         // A well-signed cookie whose row is gone: the purge removes sessions only long after
         // their absolute expiry.
         let Some(stored) = self.sessions.get_session(tenant, &id).await? else {

@@ -98,6 +98,14 @@ impl AppState {
         req: &IssueRequest,
         refresh: Option<&veto_core::refresh::RefreshClaims>,
     ) -> ApiResult<IssueResponse> {
+        // Issuing reads the same derived state as checking (tenant suspension, cutoffs, keys,
+        // the caller's API key): a node that cannot vouch for it refuses to issue, as it
+        // refuses to check, rather than mint tokens for a tenant suspended elsewhere.
+        if !self.feed.may_answer() {
+            return Err(ApiError::Unavailable(
+                "this node's revocation state is stale (the store is unreachable); retry later or on another node".into(),
+            ));
+        }
         let t = self.require_tenant(tenant)?;
         check_ident("sub", &req.sub, 256)?;
         if let Some(sid) = &req.sid {
