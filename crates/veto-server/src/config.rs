@@ -31,6 +31,10 @@ pub struct Config {
     /// How often the change feed is read without a notification: the longest a lost
     /// notification delays a change, and the steady-state lag on an idle node.
     pub feed_poll_interval: Duration,
+    /// Rate limit of unauthenticated and failed-authentication requests per client address:
+    /// tokens per minute and bucket size (`ratelimit`). 0 in either turns it off.
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_burst: u32,
 }
 
 impl Config {
@@ -49,6 +53,8 @@ impl Config {
             max_staleness: Duration::from_secs(5),
             stale_policy: crate::feed::StalePolicy::FailClosed,
             feed_poll_interval: Duration::from_millis(500),
+            rate_limit_per_minute: 600,
+            rate_limit_burst: 60,
         }
     }
 

@@ -34,6 +34,9 @@ pub enum ApiError {
     Gone(String),
     PayloadTooLarge(String),
     MethodNotAllowed(String),
+    /// Too many unauthenticated or failed-authentication requests from this client (see
+    /// `ratelimit`); the response carries `Retry-After`.
+    TooManyRequests(String),
     /// The store (or the freshness of our state) cannot be trusted right now: retry later.
     Unavailable(String),
     /// A bug or an invariant that failed. Never caused by input.
@@ -83,6 +86,7 @@ impl ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -99,6 +103,7 @@ impl ApiError {
             ApiError::Gone(_) => ("gone", "Gone"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
+            ApiError::TooManyRequests(_) => ("rate-limited", "Too many requests"),
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("internal", "Internal error"),
         }
@@ -114,6 +119,7 @@ impl ApiError {
             | ApiError::Gone(d)
             | ApiError::PayloadTooLarge(d)
             | ApiError::MethodNotAllowed(d)
+            | ApiError::TooManyRequests(d)
             | ApiError::Unavailable(d)
             | ApiError::Internal(d) => d,
         }

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod feed;
 pub mod metrics;
 pub mod openapi;
+pub mod ratelimit;
 pub mod redis;
 pub mod routes;
 pub mod service;

@@ -119,3 +119,8 @@ pub fn redis_error(op: &'static str) {
 pub fn feed_wakeup(source: &'static str) {
     metrics::counter!("veto_feed_wakeups_total", "source" => source).increment(1);
 }
+
+/// A request answered 429 by the rate limiter (`auth_failure`, `logout`).
+pub fn rate_limited(kind: &'static str) {
+    metrics::counter!("veto_rate_limited_total", "kind" => kind).increment(1);
+}

@@ -40,6 +40,8 @@ pub struct Inner {
     /// API keys by SHA-256 of their secret: authentication is a hash plus a map probe, no query.
     api_keys: RwLock<HashMap<[u8; 32], Arc<ApiKeyRecord>>>,
     pub metrics: PrometheusHandle,
+    /// Limits unauthenticated and failed-authentication traffic per client; `None` when off.
+    pub limiter: Option<crate::ratelimit::RateLimiter>,
     /// Where this node is in the change log, and how fresh its state is.
     pub feed: crate::feed::Feed,
     /// Optional Redis (notifications, mirror); set once at start-up, after the state is built.
@@ -83,6 +85,10 @@ impl AppState {
             config.stale_policy,
             config.feed_poll_interval,
         );
+        let limiter = crate::ratelimit::RateLimiter::new(
+            config.rate_limit_per_minute,
+            config.rate_limit_burst,
+        );
         let state = AppState(Arc::new(Inner {
             config,
             store,
@@ -94,6 +100,7 @@ impl AppState {
             tenants: RwLock::new(HashMap::new()),
             api_keys: RwLock::new(HashMap::new()),
             metrics,
+            limiter,
             feed,
             redis: std::sync::OnceLock::new(),
         }));

@@ -106,6 +106,16 @@ pub struct ServeArgs {
     /// Request body limit in bytes.
     #[arg(long, env = "VETO_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    /// Rate limit, per client address (IPv6: per /64), of requests with missing or invalid
+    /// credentials (401) and of unauthenticated self-logout (`POST /t/{tenant}/oauth2/revoke`):
+    /// tokens refilled per minute. Beyond it: 429 with Retry-After. Callers with a valid key
+    /// are never limited. 0 turns rate limiting off.
+    #[arg(long, env = "VETO_RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
+    pub rate_limit_per_minute: u32,
+    /// Bucket size of that rate limit: how many such requests a client may send at once.
+    /// 0 turns rate limiting off.
+    #[arg(long, env = "VETO_RATE_LIMIT_BURST", default_value_t = 60)]
+    pub rate_limit_burst: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -116,6 +116,11 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{tenant}/oauth2/revoke", post(oauth::revoke))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the metrics layer, so a 429 is counted as such.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ratelimit::limit,
+        ))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

@@ -50,6 +50,9 @@ impl From<ApiError> for OAuthError {
             StatusCode::FORBIDDEN => "insufficient_scope",
             StatusCode::PAYLOAD_TOO_LARGE => "invalid_request",
             StatusCode::UNAUTHORIZED => "invalid_client",
+            // No RFC defines a rate-limit error for these endpoints (`slow_down` is the device
+            // flow's polling signal): "retry later" is what the client must do.
+            StatusCode::TOO_MANY_REQUESTS => "temporarily_unavailable",
             s if s.is_client_error() => "invalid_request",
             StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
             _ => "server_error",

@@ -41,6 +41,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.purge_interval = args.purge_interval;
     config.max_staleness = args.max_staleness;
     config.feed_poll_interval = args.feed_poll_interval;
+    config.rate_limit_per_minute = args.rate_limit_per_minute;
+    config.rate_limit_burst = args.rate_limit_burst;
     if args.fail_open {
         tracing::warn!(
             "VETO_FAIL_OPEN is set: when this node's revocation state is stale it keeps accepting tokens, including ones revoked elsewhere since"
@@ -111,10 +113,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| format!("server error: {e}"))
+    // The peer address is the rate limiter's client.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await
+    .map_err(|e| format!("server error: {e}"))
 }
 
 /// Wakes the change-feed follower on every PostgreSQL notification. After a lost connection it

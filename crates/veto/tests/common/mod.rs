@@ -143,8 +143,13 @@ impl Server {
     /// (`("VETO_BOOTSTRAP_ADMIN_KEY", "")` starts without a bootstrap key).
     pub async fn start_with(env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut all: Vec<(String, String)> =
-            vec![("VETO_BOOTSTRAP_ADMIN_KEY".into(), ADMIN.into())];
+        let mut all: Vec<(String, String)> = vec![
+            ("VETO_BOOTSTRAP_ADMIN_KEY".into(), ADMIN.into()),
+            // Tests send many bad-credential requests from one address: a limit no test
+            // reaches keeps the limiter in the path without limiting (e2e_rate_limit sets its own).
+            ("VETO_RATE_LIMIT_PER_MINUTE".into(), "1000000".into()),
+            ("VETO_RATE_LIMIT_BURST".into(), "1000000".into()),
+        ];
         if let Some(url) = backend_database().await {
             all.push(("VETO_DATABASE_URL".into(), url));
         }
