@@ -110,7 +110,7 @@ pub(crate) fn bound_context(label: &str, tenant: &str, name: &str) -> Option<Str
     (!tenant.contains('\0')).then(|| format!("{label}\0{tenant}\0{name}"))
 }
 
-fn key_context(tenant: &str, kid: &str) -> Option<String> {
+pub(crate) fn key_context(tenant: &str, kid: &str) -> Option<String> {
     bound_context("veto-session-key-v1", tenant, kid)
 }
 

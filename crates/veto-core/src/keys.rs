@@ -101,8 +101,15 @@ pub enum KeyError {
 }
 
 /// The key that encrypts every private key at rest. 32 bytes, wiped on drop, never printed.
+///
+/// During a master key rotation it also holds the previous key: it seals under the current key
+/// only, and opens what either sealed (current first), so a node serves rows sealed before and
+/// after `veto master-key rotate` rewrote them.
 #[derive(Clone)]
-pub struct MasterKey(Zeroizing<[u8; 32]>);
+pub struct MasterKey {
+    key: Zeroizing<[u8; 32]>,
+    previous: Option<Zeroizing<[u8; 32]>>,
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,7 +129,44 @@ fn random<const N: usize>() -> Zeroizing<[u8; N]> {
 
 impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        MasterKey(Zeroizing::new(bytes))
+        MasterKey {
+            key: Zeroizing::new(bytes),
+            previous: None,
+        }
+    }
+
+    /// This key, also opening what `previous` sealed.
+    pub fn with_previous(mut self, previous: &MasterKey) -> Self {
+        self.previous = Some(previous.key.clone());
+        self
+    }
+
+    /// This key alone, without any previous one.
+    pub fn current(&self) -> MasterKey {
+        MasterKey {
+            key: self.key.clone(),
+            previous: None,
+        }
+    }
+
+    /// Re-seals a blob of `kind` for (`tenant`, `id`) under this key: `Ok(None)` when it
+    /// already opens under it (so re-running a rotation changes nothing), the new blob when it
+    /// opens under `previous`, and an error when it opens under neither.
+    pub fn reseal(
+        &self,
+        previous: &MasterKey,
+        kind: SealedKind,
+        tenant: &str,
+        id: &str,
+        blob: &[u8],
+    ) -> Result<Option<Vec<u8>>, KeyError> {
+        let context = kind.context(tenant, id).ok_or(KeyError::Decrypt)?;
+        let current = self.current();
+        if current.open_with_context(&context, blob).is_ok() {
+            return Ok(None);
+        }
+        let plain = previous.current().open_with_context(&context, blob)?;
+        current.seal_with_context(&context, &plain).map(Some)
     }
 
     pub fn from_base64(b64: &str) -> Result<Self, KeyError> {
@@ -139,15 +183,22 @@ impl MasterKey {
     }
 
     pub fn generate() -> Self {
-        MasterKey(random::<32>())
+        MasterKey {
+            key: random::<32>(),
+            previous: None,
+        }
     }
 
     pub fn to_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(STANDARD.encode(self.0.as_ref()))
+        Zeroizing::new(STANDARD.encode(self.key.as_ref()))
     }
 
     fn aead(&self) -> Result<LessSafeKey, KeyError> {
-        UnboundKey::new(&AES_256_GCM, self.0.as_ref())
+        Self::aead_of(&self.key)
+    }
+
+    fn aead_of(key: &[u8; 32]) -> Result<LessSafeKey, KeyError> {
+        UnboundKey::new(&AES_256_GCM, key)
             .map(LessSafeKey::new)
             .map_err(|_| KeyError::Encrypt)
     }
@@ -181,9 +232,21 @@ impl MasterKey {
         }
         let (nonce, body) = blob.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| KeyError::Decrypt)?;
+        let mut result = Self::open_under(&self.key, nonce, context, body);
+        if let (Err(_), Some(previous)) = (&result, &self.previous) {
+            result = Self::open_under(previous, nonce, context, body);
+        }
+        result
+    }
+
+    fn open_under(
+        key: &[u8; 32],
+        nonce: [u8; NONCE_LEN],
+        context: &str,
+        body: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         let mut buf = Zeroizing::new(body.to_vec());
-        let len = self
-            .aead()?
+        let len = Self::aead_of(key)?
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(context.as_bytes()),
@@ -219,6 +282,41 @@ impl MasterKey {
 /// than trusting every caller to have validated.
 fn key_context(tenant: &str, kid: &str) -> Option<String> {
     (!tenant.contains('\0')).then(|| format!("veto-signing-key-v1\0{tenant}\0{kid}"))
+}
+
+/// The kinds of blob sealed under the master key, each in its own table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedKind {
+    /// `signing_keys.encrypted_private`, by (tenant, kid).
+    SigningKey,
+    /// `session_keys.encrypted_secret`, by (tenant, kid).
+    SessionKey,
+    /// `prelogin.encrypted_pkce_verifier`, by (tenant, id).
+    PreloginVerifier,
+}
+
+impl SealedKind {
+    pub const ALL: [SealedKind; 3] = [
+        SealedKind::SigningKey,
+        SealedKind::SessionKey,
+        SealedKind::PreloginVerifier,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SealedKind::SigningKey => "signing keys",
+            SealedKind::SessionKey => "session keys",
+            SealedKind::PreloginVerifier => "pre-login verifiers",
+        }
+    }
+
+    fn context(self, tenant: &str, id: &str) -> Option<String> {
+        match self {
+            SealedKind::SigningKey => key_context(tenant, id),
+            SealedKind::SessionKey => crate::cookie::key_context(tenant, id),
+            SealedKind::PreloginVerifier => crate::prelogin::context(tenant, id),
+        }
+    }
 }
 
 pub fn b64url(bytes: &[u8]) -> String {

@@ -103,7 +103,7 @@ pub enum ConsumeError {
     Sealed(#[from] KeyError),
 }
 
-fn context(tenant: &str, id: &str) -> Option<String> {
+pub(crate) fn context(tenant: &str, id: &str) -> Option<String> {
     bound_context("veto-prelogin-pkce-v1", tenant, id)
 }
 

@@ -85,6 +85,7 @@ macro_rules! conformance_tests {
             purge_trims_the_change_log_after_retention,
             get_api_key_by_id,
             data_survives_reopen,
+            sealed_blobs_page_and_reseal_only_what_is_unchanged,
         );
     };
     (@cases $fresh:path, $wrap:path; $($case:ident),* $(,)?) => {
@@ -2230,4 +2231,81 @@ pub async fn data_survives_reopen(db: &dyn TestDatabase) {
         "the change log survives too"
     );
     assert_eq!(all_audit(store.as_ref(), "acme", None).await.len(), 6);
+}
+
+/// Master key rotation's two operations: pages of sealed blobs in (tenant, id) order, and a
+/// re-seal that replaces a blob only where the row still holds the one it was read with.
+pub async fn sealed_blobs_page_and_reseal_only_what_is_unchanged(db: &dyn TestDatabase) {
+    use crate::{Resealed, SealedKind};
+    let store = open_with_tenants(db, &["acme", "globex"]).await;
+    let keys = [
+        signing_key("globex", "g1", Alg::ES256, None, 1),
+        signing_key("acme", "a2", Alg::ES256, Some("api"), 2),
+        signing_key("acme", "a1", Alg::RS256, None, 3),
+    ];
+    for k in &keys {
+        store
+            .insert_signing_key(k, None, &audit(&k.tenant, "key.create", &k.kid))
+            .await
+            .expect("insert");
+    }
+    let ids = |page: &[crate::SealedBlob]| -> Vec<(String, String)> {
+        page.iter()
+            .map(|b| (b.tenant.clone(), b.id.clone()))
+            .collect()
+    };
+    let first = store
+        .sealed_page(SealedKind::SigningKey, None, 2)
+        .await
+        .expect("page");
+    assert_eq!(
+        ids(&first),
+        [("acme".into(), "a1".into()), ("acme".into(), "a2".into())]
+    );
+    assert_eq!(first[0].sealed, keys[2].encrypted_private);
+    let second = store
+        .sealed_page(SealedKind::SigningKey, Some(("acme", "a2")), 2)
+        .await
+        .expect("page");
+    assert_eq!(ids(&second), [("globex".into(), "g1".into())]);
+    let after = store
+        .sealed_page(SealedKind::SigningKey, Some(("globex", "g1")), 2)
+        .await
+        .expect("page");
+    assert!(after.is_empty());
+    for kind in [SealedKind::SessionKey, SealedKind::PreloginVerifier] {
+        let page = store.sealed_page(kind, None, 10).await.expect("page");
+        assert!(page.is_empty(), "{kind:?}: {page:?}");
+    }
+
+    let reseal = |id: &str, old: &[u8], new: &[u8]| Resealed {
+        tenant: "acme".into(),
+        id: id.into(),
+        old: old.to_vec(),
+        new: new.to_vec(),
+    };
+    let batch = [
+        reseal("a1", &keys[2].encrypted_private, b"resealed a1"),
+        // Changed since it was read: left alone.
+        reseal("a2", b"not what the row holds", b"resealed a2"),
+    ];
+    let n = store
+        .reseal(SealedKind::SigningKey, &batch)
+        .await
+        .expect("reseal");
+    assert_eq!(n, 1);
+    let acme = store.list_signing_keys("acme").await.expect("list");
+    let blob = |kid: &str| {
+        acme.iter()
+            .find(|k| k.kid == kid)
+            .map(|k| k.encrypted_private.clone())
+    };
+    assert_eq!(blob("a1").as_deref(), Some(b"resealed a1".as_slice()));
+    assert_eq!(blob("a2"), Some(keys[1].encrypted_private.clone()));
+    // Re-running the same batch changes nothing: a1 no longer holds its old blob.
+    let n = store
+        .reseal(SealedKind::SigningKey, &batch)
+        .await
+        .expect("reseal again");
+    assert_eq!(n, 0);
 }

@@ -29,6 +29,25 @@ mod sql;
 pub mod sqlite;
 
 pub use postgres::{PG_NOTIFY_CHANNEL, PgStore};
+pub use veto_core::keys::SealedKind;
+
+/// One blob sealed under the master key, and the row it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedBlob {
+    pub tenant: String,
+    /// The kid (signing and session keys) or the pre-login id.
+    pub id: String,
+    pub sealed: Vec<u8>,
+}
+
+/// A blob re-sealed under a new master key, replacing `old` (see `Store::reseal`).
+#[derive(Debug, Clone)]
+pub struct Resealed {
+    pub tenant: String,
+    pub id: String,
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
+}
 pub use sessions::SessionStore;
 pub use sqlite::SqliteStore;
 
@@ -294,6 +313,20 @@ pub trait Store: Send + Sync + 'static {
         before: OffsetDateTime,
         batch: u32,
     ) -> Result<(PurgeCounts, Vec<(String, String)>)>;
+
+    // ---- master key rotation ----
+    /// Up to `limit` blobs of `kind` sealed under the master key, in (tenant, id) order, strictly
+    /// after `after` (from the start when `None`).
+    async fn sealed_page(
+        &self,
+        kind: SealedKind,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<SealedBlob>>;
+    /// Replaces blobs in one transaction, each only where the row still holds the blob it was
+    /// read with (`old`): a row changed or deleted meanwhile is left alone. Returns how many
+    /// were replaced.
+    async fn reseal(&self, kind: SealedKind, blobs: &[Resealed]) -> Result<u64>;
 
     // ---- start-up and the change feed ----
     /// Reads everything the in-memory state is built from, consistent with one feed cursor.

@@ -112,8 +112,9 @@ use crate::rows::{
 };
 use crate::sql;
 use crate::{
-    CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Result,
-    RevokeOutcome, StateSnapshot, Store, StoreError, change,
+    CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts,
+    Resealed, Result, RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, StoreError,
+    change,
 };
 
 /// The `LISTEN`/`NOTIFY` channel every committed change is announced on (empty payload).
@@ -475,6 +476,23 @@ impl Store for PgStore {
             .run(&self.pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    }
+
+    async fn sealed_page(
+        &self,
+        kind: SealedKind,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<SealedBlob>> {
+        sql::sealed_page(&mut *self.conn().await?, kind, after, limit).await
+    }
+
+    async fn reseal(&self, kind: SealedKind, blobs: &[Resealed]) -> Result<u64> {
+        // Compare-and-swap per row: no lock beyond the rows themselves is needed.
+        let mut tx = self.begin_write(Locks::default()).await?;
+        let n = sql::reseal(&mut *tx, kind, blobs).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(n)
     }
 
     async fn ping(&self) -> Result<()> {

@@ -23,7 +23,8 @@ use crate::rows::{
     signing_key_from_row, signing_key_insert_error, tenant_from_row, ts, unavailable, vanished,
 };
 use crate::{
-    IndexedRevocation, LiftOutcome, Result, RevokeOutcome, StateSnapshot, StoreError, change,
+    IndexedRevocation, LiftOutcome, Resealed, Result, RevokeOutcome, SealedBlob, SealedKind,
+    StateSnapshot, StoreError, change,
 };
 
 /// A bound value.
@@ -651,4 +652,64 @@ pub(crate) async fn read_state<C: Conn>(c: &mut C, now: OffsetDateTime) -> Resul
         api_keys,
         cursor: Default::default(),
     })
+}
+
+// ---- master key rotation ---------------------------------------------------------------------
+
+/// Table, id column and blob column of each kind of sealed blob.
+fn sealed_columns(kind: SealedKind) -> (&'static str, &'static str, &'static str) {
+    match kind {
+        SealedKind::SigningKey => ("signing_keys", "kid", "encrypted_private"),
+        SealedKind::SessionKey => ("session_keys", "kid", "encrypted_secret"),
+        SealedKind::PreloginVerifier => ("prelogin", "id", "encrypted_pkce_verifier"),
+    }
+}
+
+pub(crate) async fn sealed_page<C: Conn>(
+    c: &mut C,
+    kind: SealedKind,
+    after: Option<(&str, &str)>,
+    limit: u32,
+) -> Result<Vec<SealedBlob>> {
+    let (table, id, blob) = sealed_columns(kind);
+    // Tenant ids are never empty, so ("", "") is before every row.
+    let (t, i) = after.unwrap_or(("", ""));
+    let sql = format!(
+        "SELECT tenant, {id} AS id, {blob} AS sealed FROM {table} \
+         WHERE tenant > $1 OR (tenant = $1 AND {id} > $2) ORDER BY tenant, {id} LIMIT $3"
+    );
+    let rows = c
+        .rows(&sql, vec![Text(t), Text(i), Int(i64::from(limit.max(1)))])
+        .await
+        .map_err(unavailable)?;
+    rows.iter()
+        .map(|r| {
+            Ok(SealedBlob {
+                tenant: r.text("tenant")?,
+                id: r.text("id")?,
+                sealed: r.bytes("sealed")?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn reseal<C: Conn>(
+    c: &mut C,
+    kind: SealedKind,
+    blobs: &[Resealed],
+) -> Result<u64> {
+    let (table, id, blob) = sealed_columns(kind);
+    let sql =
+        format!("UPDATE {table} SET {blob} = $1 WHERE tenant = $2 AND {id} = $3 AND {blob} = $4");
+    let mut n = 0;
+    for b in blobs {
+        n += c
+            .exec(
+                &sql,
+                vec![Bytes(&b.new), Text(&b.tenant), Text(&b.id), Bytes(&b.old)],
+            )
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(n)
 }

@@ -46,8 +46,9 @@ use crate::rows::{
 };
 use crate::sql;
 use crate::{
-    CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Result,
-    RevokeOutcome, StateSnapshot, Store, StoreError, change,
+    CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts,
+    Resealed, Result, RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, StoreError,
+    change,
 };
 
 /// Migrations are embedded at compile time from `migrations/sqlite` (`sqlx::migrate!`, which
@@ -387,6 +388,23 @@ impl Store for SqliteStore {
             .run(&self.writer)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    }
+
+    async fn sealed_page(
+        &self,
+        kind: SealedKind,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<SealedBlob>> {
+        sql::sealed_page(&mut *self.read_conn().await?, kind, after, limit).await
+    }
+
+    async fn reseal(&self, kind: SealedKind, blobs: &[Resealed]) -> Result<u64> {
+        // Compare-and-swap per row: no lock beyond the rows themselves is needed.
+        let mut tx = self.begin_write().await?;
+        let n = sql::reseal(&mut *tx, kind, blobs).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(n)
     }
 
     async fn ping(&self) -> Result<()> {

@@ -43,6 +43,52 @@ pub enum Command {
     Purge(PurgeArgs),
     /// Print a new random master key (base64 of 32 bytes) for VETO_MASTER_KEY.
     GenMasterKey,
+    /// Master key operations.
+    #[command(subcommand)]
+    MasterKey(MasterKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MasterKeyCommand {
+    /// Re-encrypt every stored secret (signing keys, session keys, PKCE verifiers of pending
+    /// logins) from the previous master key to the new one, row by row in bounded transactions,
+    /// while servers keep serving. Run it once every node runs with the new key as
+    /// VETO_MASTER_KEY and the old one as VETO_MASTER_KEY_PREVIOUS; afterwards drop
+    /// VETO_MASTER_KEY_PREVIOUS. Re-running it is harmless. See docs/deployment.md.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MasterKeyArgs {
+    /// Master key: base64 of 32 random bytes (`veto gen-master-key`). Encrypts signing keys,
+    /// session keys and pending PKCE verifiers at rest.
+    #[arg(long, env = "VETO_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// File holding the master key in base64.
+    #[arg(long, env = "VETO_MASTER_KEY_FILE", conflicts_with = "master_key")]
+    pub master_key_file: Option<PathBuf>,
+    /// The master key being rotated away from (base64): what it sealed still opens, nothing new
+    /// is sealed with it. Set only during a master key rotation.
+    #[arg(long, env = "VETO_MASTER_KEY_PREVIOUS", hide_env_values = true)]
+    pub master_key_previous: Option<String>,
+    /// File holding the previous master key in base64.
+    #[arg(
+        long,
+        env = "VETO_MASTER_KEY_PREVIOUS_FILE",
+        conflicts_with = "master_key_previous"
+    )]
+    pub master_key_previous_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub keys: MasterKeyArgs,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -85,12 +131,8 @@ pub struct ServeArgs {
     /// notification can cause, and the lag of an idle node.
     #[arg(long, env = "VETO_FEED_POLL_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
     pub feed_poll_interval: std::time::Duration,
-    /// Master key: base64 of 32 random bytes (`veto gen-master-key`). Encrypts signing keys at rest.
-    #[arg(long, env = "VETO_MASTER_KEY", hide_env_values = true)]
-    pub master_key: Option<String>,
-    /// File holding the master key in base64.
-    #[arg(long, env = "VETO_MASTER_KEY_FILE", conflicts_with = "master_key")]
-    pub master_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: MasterKeyArgs,
     /// Secret of an admin API key that must exist after start (created if missing).
     #[arg(long, env = "VETO_BOOTSTRAP_ADMIN_KEY", hide_env_values = true)]
     pub bootstrap_admin_key: Option<String>,

@@ -26,6 +26,9 @@ fn main() -> std::process::ExitCode {
             cli::Command::Migrate(args) => cmd::migrate::run(args).await,
             cli::Command::Purge(args) => cmd::purge::run(args).await,
             cli::Command::GenMasterKey => cmd::gen_master_key::run(),
+            cli::Command::MasterKey(cli::MasterKeyCommand::Rotate(args)) => {
+                cmd::master_key::rotate(args).await
+            }
         }
     });
     match result {

@@ -6,7 +6,7 @@ use base64::Engine;
 use veto_core::keys::MasterKey;
 use veto_store::{PgStore, SessionStore, SqliteStore, Store};
 
-use crate::cli::{LogFormat, StoreArgs};
+use crate::cli::{LogFormat, MasterKeyArgs, StoreArgs};
 
 pub fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
@@ -127,6 +127,37 @@ pub fn master_key(
          (32 random bytes in base64, see `veto gen-master-key`) or VETO_MASTER_KEY_FILE, kept apart from the data"
     );
     Ok(key)
+}
+
+/// The master key, also opening what the previous one sealed when VETO_MASTER_KEY_PREVIOUS (or
+/// its file) is set.
+pub fn master_keys(args: &MasterKeyArgs, data_dir: &Path) -> Result<MasterKey, String> {
+    let key = master_key(
+        args.master_key.as_deref(),
+        args.master_key_file.as_deref(),
+        data_dir,
+    )?;
+    Ok(match previous_master_key(args)? {
+        Some(previous) => key.with_previous(&previous),
+        None => key,
+    })
+}
+
+/// VETO_MASTER_KEY_PREVIOUS, or the key in VETO_MASTER_KEY_PREVIOUS_FILE, if either is set.
+pub fn previous_master_key(args: &MasterKeyArgs) -> Result<Option<MasterKey>, String> {
+    let text = match (&args.master_key_previous, &args.master_key_previous_file) {
+        (Some(b64), _) => b64.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "cannot read VETO_MASTER_KEY_PREVIOUS_FILE {}: {e}",
+                path.display()
+            )
+        })?,
+        (None, None) => return Ok(None),
+    };
+    MasterKey::from_base64(text.trim())
+        .map(Some)
+        .map_err(|e| format!("VETO_MASTER_KEY_PREVIOUS: {e}"))
 }
 
 pub fn new_master_key_b64() -> String {

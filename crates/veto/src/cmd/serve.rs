@@ -14,11 +14,7 @@ use crate::setup;
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let opened = setup::open_store(&args.store).await?;
-    let master = setup::master_key(
-        args.master_key.as_deref(),
-        args.master_key_file.as_deref(),
-        &args.store.data_dir,
-    )?;
+    let master = setup::master_keys(&args.keys, &args.store.data_dir)?;
 
     // Bind before building the state: the default public URL is the bound address (port 0
     // picks one), and a port already in use should fail fast, before any work.
