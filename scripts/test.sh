@@ -6,7 +6,8 @@
 # throwaway PostgreSQL and Redis instances on loopback for the tests that use them, then runs:
 # formatting and lint checks, every test of the workspace (unit, property, storage conformance on
 # SQLite and PostgreSQL, end-to-end against the real binary, PyJWT interop), the end-to-end tests
-# a second time with every server on PostgreSQL, and a compile of the benchmarks.
+# a second time with every server on PostgreSQL, a bounded fuzzing run (scripts/fuzz.sh), and a
+# compile of the benchmarks.
 #
 #   ./scripts/test.sh                   everything
 #   ./scripts/test.sh services-check    only start PostgreSQL and Redis, check them, stop them
@@ -70,6 +71,12 @@ run_checks() {
     section "end-to-end tests again, every server on PostgreSQL"
     VETO_E2E_BACKEND=postgres cargo test -p veto --locked --no-fail-fast
   fi
+
+  section "fuzz (bounded)"
+  # Every cargo-fuzz target for 20 s from the checked-in seeds; any crash fails. 1.5 minutes once
+  # fuzz/target is built; its first, cold build (its own instrumented copy of every dependency)
+  # took 18 minutes on the shared 2-core machine. Longer runs: README, "Tests".
+  ./scripts/fuzz.sh 20
 
   section "benchmarks compile"
   cargo bench --workspace --locked --no-run
