@@ -48,6 +48,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     let started = std::time::Instant::now();
     let metrics = veto_server::metrics::install();
+    spawn_metrics_upkeep(metrics.clone());
     let state = AppState::load(
         config,
         opened.store.clone(),
@@ -143,6 +144,20 @@ fn spawn_pg_wakeups(pg: Arc<PgStore>, state: AppState) {
                 }
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+}
+
+/// The Prometheus recorder keeps every histogram sample until it is drained, which a scrape or
+/// an upkeep pass does: without this task a node nobody scrapes grows by every request it serves
+/// (found by the soak, scripts/load/soak.sh).
+fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
         }
     });
 }
