@@ -5,7 +5,7 @@
 //! and use a TCP proxy between the node and the server that the test can cut.
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -15,23 +15,12 @@ use serde_json::{Value, json};
 /// measured delay is a benchmark (scripts/bench/propagation.py), never asserted here.
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(10);
 
-/// Polls `check` until it returns true, or fails after `PROPAGATION_LIMIT` saying what.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + PROPAGATION_LIMIT;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not seen within {PROPAGATION_LIMIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_within(what, PROPAGATION_LIMIT, check).await
 }
 
 async fn reason_becomes(node: &Server, tenant: &str, token: &str, want: &str) {
@@ -103,7 +92,7 @@ async fn every_kind_of_state_change_reaches_the_other_node() {
 
     // An API key created on A authenticates on B; deleted on A, it stops on B.
     let (id, secret) = a.create_api_key("acme", &["tokens:verify"]).await;
-    eventually("B accepts A's new API key", || async {
+    let verify_on_b_with_key = || async {
         b.call(
             "POST",
             "/v1/tenants/acme/tokens/verify",
@@ -112,22 +101,16 @@ async fn every_kind_of_state_change_reaches_the_other_node() {
         )
         .await
         .status
-            == StatusCode::OK
+    };
+    eventually("B accepts A's new API key", || async {
+        verify_on_b_with_key().await == StatusCode::OK
     })
     .await;
     a.delete(&format!("/v1/tenants/acme/api-keys/{id}"))
         .await
         .expect(StatusCode::NO_CONTENT);
     eventually("B refuses the deleted API key", || async {
-        b.call(
-            "POST",
-            "/v1/tenants/acme/tokens/verify",
-            Some(&secret),
-            Some(json!({"token": t2})),
-        )
-        .await
-        .status
-            == StatusCode::UNAUTHORIZED
+        verify_on_b_with_key().await == StatusCode::UNAUTHORIZED
     })
     .await;
 
@@ -406,17 +389,12 @@ async fn a_node_cut_off_from_the_database_fails_closed_then_recovers_by_itself()
         StatusCode::SERVICE_UNAVAILABLE
     );
     // Writes on B get a 503 problem and write nothing.
-    // (Raw request: the harness treats any other 5xx as a failed test.)
-    let w = Resp::read(
-        b.http
-            .post(b.url("/v1/tenants/default/revocations"))
-            .bearer_auth(ADMIN)
-            .json(&json!({"jti": "while-cut"}))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let w = b
+        .post_expecting_outage(
+            "/v1/tenants/default/revocations",
+            json!({"jti": "while-cut"}),
+        )
+        .await;
     assert_eq!(w.status, StatusCode::SERVICE_UNAVAILABLE, "{}", w.text);
     assert_problem(&w, 503);
     assert_problem(
@@ -424,16 +402,9 @@ async fn a_node_cut_off_from_the_database_fails_closed_then_recovers_by_itself()
         404,
     );
     // Nor does a stale node issue: it cannot know whether the tenant was suspended meanwhile.
-    let issued = Resp::read(
-        b.http
-            .post(b.url("/v1/tenants/default/tokens"))
-            .bearer_auth(ADMIN)
-            .json(&json!({"sub": "while-cut"}))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let issued = b
+        .post_expecting_outage("/v1/tenants/default/tokens", json!({"sub": "while-cut"}))
+        .await;
     assert_problem(&issued, 503);
 
     // The database comes back: B catches up on its own, then reports ready again.

@@ -69,16 +69,12 @@ impl Drop for Redis {
     }
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not within 15 s");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually_within(what, Duration::from_secs(15), check).await
 }
 
 fn jti(token: &str) -> String {

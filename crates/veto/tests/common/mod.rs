@@ -299,6 +299,20 @@ impl Server {
         self.finish(method, path, req).await
     }
 
+    /// POST as admin, returning whatever comes back, 5xx included: for the tests that expect a
+    /// 503 (a node cut off from its database), which `call` would treat as a failure.
+    pub async fn post_expecting_outage(&self, path: &str, body: Value) -> Resp {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        Resp::read(resp).await
+    }
+
     /// Sends a prepared request (raw bodies, forms, odd headers) with the same 5xx check.
     pub async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Resp {
         self.finish(what, "", req).await
@@ -495,6 +509,24 @@ pub async fn fresh_database() -> String {
         format!("{root}/{name}")
     } else {
         format!("{root}/{name}?{query}")
+    }
+}
+
+/// Polls `check` every 20 ms until it returns true; fails the test after `limit`, saying `what`.
+/// For effects that arrive asynchronously (another node, Redis); the limit is a generous deadline
+/// against hanging, never a measurement.
+pub async fn eventually_within<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not seen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
