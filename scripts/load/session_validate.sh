@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load test of session validation: POST /v1/tenants/<tenant>/sessions/validate with the session
 # cookie and its CSRF token, keep-alive, Bearer API key with sessions:write. `touch` is on (the
-# default): the idle expiry slides in memory, and is written back at most once a minute.
+# default): the idle expiry slides in memory, and is written back at most once a minute. After
+# the first validation the session row comes from the node's session cache, not the store.
 #
 # Builds and starts a release veto on an ephemeral loopback port with a throwaway data dir (or
 # on PostgreSQL when VETO_DATABASE_URL is set), creates a session, runs wrk, prints its report,

@@ -35,6 +35,9 @@ pub struct Config {
     /// tokens per minute and bucket size (`ratelimit`). 0 in either turns it off.
     pub rate_limit_per_minute: u32,
     pub rate_limit_burst: u32,
+    /// Session rows kept in memory for validation (`session_cache`); 0 reads the store on
+    /// every validation.
+    pub session_cache_capacity: usize,
 }
 
 impl Config {
@@ -55,6 +58,7 @@ impl Config {
             feed_poll_interval: Duration::from_millis(500),
             rate_limit_per_minute: 600,
             rate_limit_burst: 60,
+            session_cache_capacity: 100_000,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod redis;
 pub mod routes;
 pub mod service;
+pub mod session_cache;
 pub mod state;
 
 pub use config::Config;

@@ -124,3 +124,10 @@ pub fn feed_wakeup(source: &'static str) {
 pub fn rate_limited(kind: &'static str) {
     metrics::counter!("veto_rate_limited_total", "kind" => kind).increment(1);
 }
+
+/// Where a session validation found the session row: `hit` (memory), `miss` (not cached: read
+/// from the store, then kept), `stale` (the feed is past its staleness bound: read from the
+/// store whatever the cache holds).
+pub fn session_lookup(outcome: &'static str) {
+    metrics::counter!("veto_session_lookups_total", "source" => outcome).increment(1);
+}

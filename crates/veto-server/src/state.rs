@@ -31,6 +31,8 @@ pub struct Inner {
     pub sessions: Arc<dyn SessionStore>,
     /// Every tenant's session cookie keys, decrypted once: cookie checks never query.
     pub session_keys: veto_core::cookie::SessionKeyRing,
+    /// Session rows for validation, kept current by the change feed.
+    pub session_cache: crate::session_cache::SessionCache,
     pub master: Arc<MasterKey>,
     pub index: RevocationIndex,
     pub keyring: KeyRing,
@@ -89,11 +91,13 @@ impl AppState {
             config.rate_limit_per_minute,
             config.rate_limit_burst,
         );
+        let session_cache = crate::session_cache::SessionCache::new(config.session_cache_capacity);
         let state = AppState(Arc::new(Inner {
             config,
             store,
             sessions,
             session_keys: Default::default(),
+            session_cache,
             master: Arc::new(master),
             index: RevocationIndex::new(),
             keyring: KeyRing::new(),

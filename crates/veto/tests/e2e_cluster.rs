@@ -343,26 +343,37 @@ async fn postgres_url() -> String {
     fresh_database().await
 }
 
-// Multi-threaded: starting a node blocks its thread until the node listens, and the proxy's
-// tasks must keep running meanwhile.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_cut_off_from_the_database_fails_closed_then_recovers_by_itself() {
+/// Node A on a fresh PostgreSQL database, and node B on the same database through a proxy the
+/// test can cut; B polls the feed every 100 ms, with `VETO_MAX_STALENESS` = `staleness` and
+/// the extra `env`.
+async fn pair_with_cuttable_b(staleness: &str, env: &[(&str, &str)]) -> (Server, Server, Proxy) {
     let db = postgres_url().await;
     let a = Server::start_with(&[("VETO_DATABASE_URL", &db)]).await;
     let (_, target) = via_proxy(&db, 0);
     let proxy = Proxy::start(target).await;
     let (b_url, _) = via_proxy(&db, proxy.port);
-    let b = a
-        .start_node(&[
-            ("VETO_DATABASE_URL", &b_url),
-            ("VETO_MAX_STALENESS", "1s"),
-            ("VETO_FEED_POLL_INTERVAL", "100ms"),
-        ])
-        .await;
+    let mut b_env = vec![
+        ("VETO_DATABASE_URL", b_url.as_str()),
+        ("VETO_MAX_STALENESS", staleness),
+        ("VETO_FEED_POLL_INTERVAL", "100ms"),
+    ];
+    b_env.extend_from_slice(env);
+    let b = a.start_node(&b_env).await;
+    (a, b, proxy)
+}
+
+// Multi-threaded: starting a node blocks its thread until the node listens, and the proxy's
+// tasks must keep running meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_fails_closed_then_recovers_by_itself() {
+    let (a, b, proxy) = pair_with_cuttable_b("1s", &[]).await;
     let tok = a.token("default", "erin").await;
     let other = a.token("default", "frank").await;
+    let (session, cookie) = open_session(&a, "erin").await;
     eventually("B ready and accepting", || async {
-        b.get("/readyz").await.status == StatusCode::OK && b.reason("default", &tok).await.is_none()
+        b.get("/readyz").await.status == StatusCode::OK
+            && b.reason("default", &tok).await.is_none()
+            && validate_session(&b, &cookie).await.status == StatusCode::OK
     })
     .await;
 
@@ -372,6 +383,12 @@ async fn a_node_cut_off_from_the_database_fails_closed_then_recovers_by_itself()
     a.revoke("default", json!({"token": tok}))
         .await
         .expect(StatusCode::CREATED);
+    a.post(
+        &format!("/v1/tenants/default/sessions/{session}/revoke"),
+        json!({}),
+    )
+    .await
+    .expect(StatusCode::OK);
     eventually("B fails closed", || async {
         b.reason("default", &other).await.as_deref() == Some("index_stale")
     })
@@ -388,6 +405,9 @@ async fn a_node_cut_off_from_the_database_fails_closed_then_recovers_by_itself()
         b.get("/readyz").await.status,
         StatusCode::SERVICE_UNAVAILABLE
     );
+    // B holds the session in memory, but memory that stale is not trusted: it asks the
+    // database, which it cannot reach.
+    assert_problem(&validate_session(&b, &cookie).await, 503);
     // Writes on B get a 503 problem and write nothing.
     let w = b
         .post_expecting_outage(
@@ -415,25 +435,17 @@ async fn a_node_cut_off_from_the_database_fails_closed_then_recovers_by_itself()
     .await;
     assert_eq!(b.reason("default", &tok).await.as_deref(), Some("revoked"));
     assert_eq!(b.reason("default", &other).await, None);
+    assert_eq!(
+        validate_session(&b, &cookie).await.json["reason"],
+        "revoked"
+    );
 }
 
 // Multi-threaded: starting a node blocks its thread until the node listens, and the proxy's
 // tasks must keep running meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_open_is_an_explicit_setting() {
-    let db = postgres_url().await;
-    let a = Server::start_with(&[("VETO_DATABASE_URL", &db)]).await;
-    let (_, target) = via_proxy(&db, 0);
-    let proxy = Proxy::start(target).await;
-    let (b_url, _) = via_proxy(&db, proxy.port);
-    let b = a
-        .start_node(&[
-            ("VETO_DATABASE_URL", &b_url),
-            ("VETO_MAX_STALENESS", "1s"),
-            ("VETO_FEED_POLL_INTERVAL", "100ms"),
-            ("VETO_FAIL_OPEN", "true"),
-        ])
-        .await;
+    let (a, b, proxy) = pair_with_cuttable_b("1s", &[("VETO_FAIL_OPEN", "true")]).await;
     let tok = a.token("default", "gina").await;
     eventually("B accepts", || async {
         b.reason("default", &tok).await.is_none()
@@ -447,4 +459,111 @@ async fn fail_open_is_an_explicit_setting() {
     // Stale, and still answering from memory: the documented risk of VETO_FAIL_OPEN.
     assert_eq!(b.reason("default", &tok).await, None);
     assert!(b.stderr().contains("VETO_FAIL_OPEN"), "no warning logged");
+}
+
+/// Opens a session of `actor` on `node`; `(id, cookie)`.
+async fn open_session(node: &Server, actor: &str) -> (String, String) {
+    let s = node
+        .post(
+            "/v1/tenants/default/sessions",
+            json!({"actor_id": actor, "actor_type": "user"}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    (str_of(&s["session"]["id"]), str_of(&s["cookie"]))
+}
+
+/// Validates `cookie` on `node` without touching; the status and, on 401, the reason.
+async fn validate_session(node: &Server, cookie: &str) -> Resp {
+    node.post_expecting_outage(
+        "/v1/tenants/default/sessions/validate",
+        json!({"cookie": cookie, "touch": false}),
+    )
+    .await
+}
+
+/// How many session validations `node` answered with the row from `source` (`hit`: memory,
+/// `miss` or `stale`: the store).
+async fn session_lookups(node: &Server, source: &str) -> f64 {
+    sum_samples(&prometheus_samples(&node.metrics().await), |n, l| {
+        n == "veto_session_lookups_total" && l.iter().any(|(k, v)| k == "source" && v == source)
+    })
+}
+
+#[tokio::test]
+async fn a_session_revoked_on_one_node_is_refused_by_the_other_that_holds_it_in_memory() {
+    let a = Server::start().await;
+    let b = a.start_node(&[]).await;
+    let (id, cookie) = open_session(&a, "hana").await;
+    // B learns the tenant's new session key through the feed, then reads the row once.
+    eventually("B validates A's session", || async {
+        validate_session(&b, &cookie).await.status == StatusCode::OK
+    })
+    .await;
+    let hits = session_lookups(&b, "hit").await;
+    let misses = session_lookups(&b, "miss").await;
+    for _ in 0..5 {
+        assert_eq!(validate_session(&b, &cookie).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        session_lookups(&b, "hit").await - hits,
+        5.0,
+        "answered from memory"
+    );
+    assert_eq!(session_lookups(&b, "miss").await, misses, "no store read");
+
+    a.post(
+        &format!("/v1/tenants/default/sessions/{id}/revoke"),
+        json!({"reason": "stolen laptop"}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    eventually("B refuses the revoked session", || async {
+        let r = validate_session(&b, &cookie).await;
+        r.status == StatusCode::UNAUTHORIZED && r.json["reason"] == "revoked"
+    })
+    .await;
+
+    // Logout everywhere on B reaches A's memory the same way.
+    let (_, cookie2) = open_session(&a, "ivan").await;
+    assert_eq!(validate_session(&a, &cookie2).await.status, StatusCode::OK);
+    b.post(
+        "/v1/tenants/default/actors/user/ivan/sessions/revoke-all",
+        json!({}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    eventually("A refuses ivan's session", || async {
+        validate_session(&a, &cookie2).await.json["reason"] == "revoked"
+    })
+    .await;
+}
+
+// Multi-threaded: starting a node blocks its thread until the node listens, and the proxy's
+// tasks must keep running meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_validates_the_sessions_it_holds_until_it_goes_stale() {
+    // A staleness bound long enough for the assertions below to run inside it.
+    let (a, b, proxy) = pair_with_cuttable_b("60s", &[]).await;
+    let (_, held) = open_session(&a, "jo").await;
+    let (_, unseen) = open_session(&a, "kim").await;
+    eventually("B validates jo's session", || async {
+        validate_session(&b, &held).await.status == StatusCode::OK
+    })
+    .await;
+
+    proxy.cut();
+    // Memory answers for the session B holds: no database needed.
+    let r = validate_session(&b, &held).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["session"]["actor_id"], "jo");
+    // A session B never read needs the database: a 503 problem, never a guess.
+    let r = validate_session(&b, &unseen).await;
+    assert_problem(&r, 503);
+
+    proxy.restore();
+    eventually("B reads kim's session again", || async {
+        validate_session(&b, &unseen).await.status == StatusCode::OK
+    })
+    .await;
 }

@@ -2,19 +2,23 @@
 //! `routes/sessions.rs`. The rules are `veto_core`'s (`session`, `cookie`, `prelogin`); this is
 //! where they meet the store and the in-memory state.
 //!
-//! Validation reads the session row (one primary-key read) and answers from it; what memory adds
-//! is the activity this node has seen but not yet written back. Touches are persisted at most
-//! once per `veto_core::session::TOUCH_COALESCE` (a minute) per session: in between, this node holds the slid idle expiry in
-//! the revocation index (so its own validations and its `sid` checks see it), while the store and
-//! other nodes see the last write-back. The cost is bounded and in the safe direction: a crash
-//! loses at most a minute of idle lifetime, and another node may end a session up to a minute
-//! early, never late.
+//! Validation answers from memory while the change feed is fresh: the cookie MAC against the
+//! decrypted key ring, revocation against the index, and the row from `session_cache` (read
+//! from the store once, then kept current by the feed). A cache miss, or a node past its
+//! staleness bound, reads the row from the store (one primary-key read).
+//!
+//! Touches are persisted at most once per `veto_core::session::TOUCH_COALESCE` (a minute) per
+//! session: in between, this node holds the slid idle expiry in the revocation index (so its own
+//! validations and its `sid` checks see it), while the store and other nodes see the last
+//! write-back. The cost is bounded and in the safe direction: a crash loses at most a minute of
+//! idle lifetime, and another node may end a session up to a minute early, never late.
 //!
 //! Session keys are created lazily: a tenant's first session or pre-login request (or a
 //! rotation) creates its first active key, so tenants created before this feature, the
 //! `default` tenant included, need no migration step, and tenants that never use sessions hold
 //! no key.
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 use veto_core::audit::AuditEvent;
 use veto_core::cookie::{DEFAULT_KEY_RETENTION, SessionKey, SessionKeyRecord, SessionKeyStatus};
@@ -24,6 +28,7 @@ use veto_core::session::{
     InputError, NewSession, SessionPolicy, SessionReason, SessionRecord, is_session_id,
 };
 use veto_core::timeutil;
+
 use veto_store::sessions::{SessionKeyInsert, SessionSnapshot, StoredSession};
 use veto_store::{Change, Page, PageRequest, StoreError, change};
 
@@ -233,10 +238,18 @@ impl AppState {
                         expires,
                     };
                     self.index.note_session(tenant, key, times);
+                    self.session_cache
+                        .persisted_touch(tenant, key, None, from_unix(expires));
                 }
             }
-            change::SESSION_REVOKE => self.index.revoke_session(tenant, key),
-            change::SESSION_PURGE => self.index.forget_session(tenant, key),
+            change::SESSION_REVOKE => {
+                self.index.revoke_session(tenant, key);
+                self.session_cache.remove(tenant, key);
+            }
+            change::SESSION_PURGE => {
+                self.index.forget_session(tenant, key);
+                self.session_cache.remove(tenant, key);
+            }
             change::REFRESH_REVOKE => self.index.revoke_family(tenant, key),
             change::REFRESH_PURGE => self.index.forget_family(tenant, key),
             change::SESSION_KEY_INSERT => {
@@ -356,6 +369,8 @@ impl AppState {
         };
         self.sessions.create_session(&stored).await?;
         self.announce();
+        // Opened here, most likely validated here next.
+        self.session_cache.insert(Arc::new(stored.clone()));
         let session = stored.record;
         self.index
             .note_session(tenant, &session.id, times_of(&session));
@@ -413,12 +428,14 @@ impl AppState {
             .map_err(rejected)?;
         // A suspended tenant's sessions stop with its tokens (and resume with them): the
         // session rows are left as they are, the answer is `revoked` while suspended.
-        if self.index.tenant(tenant).suspended {
+        // A revocation is final, and the index has it before any cache or store read could
+        // disagree (this node's own write, or the feed): asked first, whatever the freshness.
+        if self.index.tenant(tenant).suspended || self.index.session_revoked(tenant, &id) {
             return Err(rejected(SessionReason::Revoked));
         }
         // A well-signed cookie whose row is gone: the purge removes sessions only long after
         // their absolute expiry.
-        let Some(stored) = self.sessions.get_session(tenant, &id).await? else {
+        let Some(stored) = self.session_row(tenant, &id).await? else {
             return Err(rejected(SessionReason::AbsoluteExpired));
         };
         let persisted_seen = stored.record.last_seen_at;
@@ -435,12 +452,39 @@ impl AppState {
                     .touch_session(tenant, &id, rec.last_seen_at, rec.idle_expires_at)
                     .await
                 {
-                    Ok(_) => self.announce(),
+                    Ok(_) => {
+                        self.session_cache.persisted_touch(
+                            tenant,
+                            &id,
+                            Some(rec.last_seen_at),
+                            rec.idle_expires_at,
+                        );
+                        self.announce();
+                    }
                     Err(e) => tracing::warn!(error = %e, "session touch write-back failed"),
                 }
             }
         }
         Ok(rec)
+    }
+
+    /// The session's row for validation: from memory while the feed is fresh (see
+    /// `session_cache` for why that is as current as the feed), otherwise from the store, whose
+    /// answer is then kept. A stale node does not trust the cache even under `VETO_FAIL_OPEN`:
+    /// the store is there to ask, and when it is not, the answer is a 503.
+    async fn session_row(&self, tenant: &str, id: &str) -> ApiResult<Option<Arc<StoredSession>>> {
+        let fresh = self.feed.is_fresh();
+        if fresh && let Some(s) = self.session_cache.get(tenant, id) {
+            crate::metrics::session_lookup("hit");
+            return Ok(Some(s));
+        }
+        crate::metrics::session_lookup(if fresh { "miss" } else { "stale" });
+        let Some(s) = self.sessions.get_session(tenant, id).await? else {
+            return Ok(None);
+        };
+        let s = Arc::new(s);
+        self.session_cache.insert(s.clone());
+        Ok(Some(s))
     }
 
     pub async fn list_sessions(
@@ -484,6 +528,7 @@ impl AppState {
             .ok_or_else(|| ApiError::NotFound(format!("no session {id:?} in tenant {tenant:?}")))?;
         // Also on a repeat: this node may not have heard of the first one yet.
         self.index.revoke_session(tenant, id);
+        self.session_cache.remove(tenant, id);
         if out.newly {
             self.announce();
         }
@@ -511,6 +556,7 @@ impl AppState {
             .await?;
         for id in &ids {
             self.index.revoke_session(tenant, id);
+            self.session_cache.remove(tenant, id);
         }
         if !ids.is_empty() {
             self.announce();

@@ -39,6 +39,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.feed_poll_interval = args.feed_poll_interval;
     config.rate_limit_per_minute = args.rate_limit_per_minute;
     config.rate_limit_burst = args.rate_limit_burst;
+    config.session_cache_capacity = args.session_cache_size;
     if args.fail_open {
         tracing::warn!(
             "VETO_FAIL_OPEN is set: when this node's revocation state is stale it keeps accepting tokens, including ones revoked elsewhere since"
