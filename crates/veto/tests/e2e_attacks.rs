@@ -1,6 +1,8 @@
 //! RFC 8725 attacks against the real server. Every forged or broken token is refused with its
 //! exact reason on verify, is exactly `{"active": false}` on introspection, gets a 200 from
-//! oauth2/revoke without revoking anything, and never causes a 5xx (the harness fails on any).
+//! oauth2/revoke without revoking anything, is a `malformed` cookie to session validation, and
+//! never causes a 5xx (the harness fails on any). The session cookie's own attacks (forged,
+//! injected or confused cookies, hostile request bodies) are at the end.
 mod common;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
@@ -92,8 +94,23 @@ impl Attacker {
     }
 }
 
+const VALIDATE: &str = "/v1/tenants/default/sessions/validate";
+
+/// The `reason` of session validation's answer for `cookie`, asserting it is a 401.
+async fn cookie_rejection(srv: &Server, what: &str, cookie: &str) -> String {
+    let r = srv.post(VALIDATE, json!({"cookie": cookie})).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "{what}: session validate ACCEPTED or misanswered: {}",
+        r.text
+    );
+    str_of(&r.json["reason"])
+}
+
 /// Refused with `reason` on verify; `{"active": false}` on introspection; self-logout with it
-/// answers 200 (and, checked at the end of each test, revokes nothing).
+/// answers 200 (and, checked at the end of each test, revokes nothing); as a session cookie, it
+/// is `malformed` (a JWT, forged or genuine, is never a session cookie).
 async fn assert_rejected(srv: &Server, what: &str, token: &str, reason: &str) {
     let v = srv.verify("default", token).await;
     assert_eq!(v["active"], false, "{what}: ACCEPTED: {token}");
@@ -110,6 +127,7 @@ async fn assert_rejected(srv: &Server, what: &str, token: &str, reason: &str) {
         "{what}: oauth2/revoke: {}",
         r.text
     );
+    assert_eq!(cookie_rejection(srv, what, token).await, "malformed");
 }
 
 /// After the attacks: the victim's token is still fine and nothing was revoked.
@@ -598,6 +616,7 @@ async fn request_bodies_over_1_mib_are_413() {
     assert_problem(&r, 413);
     let r = srv.revoke("default", json!({"token": huge})).await;
     assert_problem(&r, 413);
+    assert_problem(&srv.post(VALIDATE, json!({"cookie": huge})).await, 413);
     for endpoint in ["introspect", "revoke"] {
         let req = client()
             .post(srv.url(&format!("/t/default/oauth2/{endpoint}")))
@@ -695,6 +714,140 @@ async fn random_bytes_never_break_the_server() {
             srv.oauth_revoke("default", &t, None).await.status,
             StatusCode::OK
         );
+        cookie_rejection(&srv, &format!("{t:?}"), &t).await;
     }
     assert_nothing_revoked(&srv, &v).await;
+}
+
+/// A genuine session of `default`: `(id, cookie, csrf_token)`.
+async fn genuine_session(srv: &Server) -> (String, String, String) {
+    let s = srv
+        .post(
+            "/v1/tenants/default/sessions",
+            json!({"actor_id": "victim", "actor_type": "user"}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    (
+        str_of(&s["session"]["id"]),
+        str_of(&s["cookie"]),
+        str_of(&s["csrf_token"]),
+    )
+}
+
+/// POSTs `body` as is (JSON content type) to session validation.
+async fn validate_raw(srv: &Server, body: String) -> Resp {
+    let req = client()
+        .post(srv.url(VALIDATE))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .body(body);
+    srv.send("sessions/validate", req).await
+}
+
+#[tokio::test]
+async fn forged_and_confused_session_cookies_are_refused() {
+    let srv = Server::start().await;
+    let v = victim(&srv).await;
+    let (id, cookie, _) = genuine_session(&srv).await;
+    let parts: Vec<&str> = cookie.split('.').collect();
+    let (version, kid) = (parts[0], parts[1]);
+    // Kid injection in the cookie's key slot: a kid is base64url, at most 64 bytes; anything
+    // else is not a cookie, and a well-formed kid the tenant does not have is unknown.
+    for (bad_kid, reason) in [
+        ("nope", "unknown_key"),
+        ("default", "unknown_key"),
+        ("../../etc/passwd", "malformed"),
+        ("' OR 1=1 --", "malformed"),
+        ("*", "malformed"),
+        ("%00", "malformed"),
+        ("k_\u{0}", "malformed"),
+        (&"k".repeat(65), "malformed"),
+    ] {
+        let c = format!("{version}.{bad_kid}.{id}.{}", parts[3]);
+        assert_eq!(
+            cookie_rejection(&srv, &format!("kid {bad_kid:?}"), &c).await,
+            reason,
+            "kid {bad_kid:?}"
+        );
+    }
+    // Signed by the attacker's own HMAC key under the tenant's real kid, for the real id.
+    let key = hmac::Key::new(hmac::HMAC_SHA256, b"attacker's own secret, 32 bytes!");
+    let tag = hmac::sign(&key, format!("{version}.{kid}.{id}").as_bytes());
+    let forged = format!("{version}.{kid}.{id}.{}", b64(tag.as_ref()));
+    assert_eq!(
+        cookie_rejection(&srv, "attacker-signed", &forged).await,
+        "bad_signature"
+    );
+    // An "unsigned" variant, the cookie's alg none.
+    for c in [
+        format!("none.{kid}.{id}."),
+        format!("{version}.{kid}.{id}."),
+        format!("{version}.{kid}.{id}"),
+    ] {
+        assert_eq!(cookie_rejection(&srv, &c, &c).await, "malformed", "{c}");
+    }
+    // Token-type confusion the other way: a genuine access token is not a session cookie.
+    assert_eq!(
+        cookie_rejection(&srv, "access token", &v.token).await,
+        "malformed"
+    );
+    // After all that, the genuine cookie works and the session was not touched by any of it.
+    let ok = srv
+        .post(VALIDATE, json!({"cookie": cookie, "touch": false}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(ok["session"]["revoked_at"], Value::Null);
+}
+
+#[tokio::test]
+async fn hostile_session_validation_bodies_are_400_and_change_nothing() {
+    let srv = Server::start().await;
+    let (id, cookie, csrf) = genuine_session(&srv).await;
+    let nested = format!(
+        "{{\"cookie\": {}\"x\"{}}}",
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    for (what, body) in [
+        // Which member would a lenient parser pick? Neither: the body is refused.
+        (
+            "duplicate cookie",
+            format!(r#"{{"cookie":"{cookie}","cookie":"garbage"}}"#),
+        ),
+        (
+            "duplicate csrf_token",
+            format!(r#"{{"cookie":"{cookie}","csrf_token":"x","csrf_token":"{csrf}"}}"#),
+        ),
+        ("deeply nested", nested),
+        ("cookie a number", r#"{"cookie": 7}"#.to_owned()),
+        (
+            "cookie an object",
+            format!(r#"{{"cookie": {{"v": "{cookie}"}}}}"#),
+        ),
+        (
+            "touch a string",
+            format!(r#"{{"cookie":"{cookie}","touch":"yes"}}"#),
+        ),
+        (
+            "unknown member",
+            format!(r#"{{"cookie":"{cookie}","admin":true}}"#),
+        ),
+        ("not JSON", format!("cookie={cookie}")),
+        ("truncated", format!(r#"{{"cookie":"{cookie}""#)),
+    ] {
+        let r = validate_raw(&srv, body).await;
+        assert_problem(&r, 400);
+        assert!(
+            !r.text.contains(&cookie),
+            "{what}: the answer echoes the cookie"
+        );
+    }
+    // Nothing happened to the session: not revoked, not touched.
+    let s = srv
+        .get(&format!("/v1/tenants/default/sessions/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(s["revoked_at"], Value::Null);
+    assert_eq!(s["last_seen_at"], s["created_at"]);
 }
