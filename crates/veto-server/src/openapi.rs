@@ -22,7 +22,7 @@ use crate::routes::{admin, api_keys, audit, keys, oauth, revocations, sessions, 
         sessions::rotate_key, sessions::list_keys, sessions::refresh,
     ),
     components(schemas(crate::error::Problem)),
-    modifiers(&ApiKeyAuth),
+    modifiers(&ApiKeyAuth, &RateLimited),
     // Every operation needs an API key unless it says otherwise: the public ones (health,
     // metrics, discovery) declare `security(())`, and the tests check that each operation that
     // requires credentials refuses requests without them.
@@ -46,6 +46,56 @@ impl utoipa::Modify for ApiKeyAuth {
             "basic",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
+    }
+}
+
+/// Declares the rate limiter's 429 (`ratelimit`) on every operation that takes credentials:
+/// those are the ones where missing or wrong credentials, or an unauthenticated self-logout, are
+/// counted against the client. Public operations (`security(())`) are never limited.
+struct RateLimited;
+
+impl utoipa::Modify for RateLimited {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::security::SecurityRequirement;
+        use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, ResponseBuilder, Type};
+        let public = [SecurityRequirement::default()];
+        let limited = ResponseBuilder::new()
+            .description(
+                "Too many requests with missing or invalid credentials (or self-logouts) from \
+                 this client address; retry after the number of seconds in Retry-After.",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("seconds until a request is accepted again"))
+                    .build(),
+            )
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if op.security.as_deref() != Some(&public[..]) {
+                    op.responses
+                        .responses
+                        .insert("429".into(), limited.clone().into());
+                }
+            }
+        }
     }
 }
 

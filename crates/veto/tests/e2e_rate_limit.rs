@@ -142,3 +142,42 @@ async fn zero_turns_rate_limiting_off() {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
     }
 }
+
+#[tokio::test]
+async fn openapi_declares_the_429_where_the_limiter_can_answer_it() {
+    let srv = Server::start().await;
+    let doc = srv.get_public("/openapi.json").await.expect(StatusCode::OK);
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut limited = 0;
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            let public = op["security"] == json!([{}]);
+            let declared = &op["responses"]["429"];
+            if public {
+                assert!(declared.is_null(), "{method} {path}: public, yet a 429");
+                continue;
+            }
+            limited += 1;
+            assert!(
+                declared["headers"]["Retry-After"].is_object(),
+                "{method} {path}: no 429 with Retry-After: {declared}"
+            );
+            assert_eq!(
+                declared["content"]["application/problem+json"]["schema"]["$ref"],
+                "#/components/schemas/Problem",
+                "{method} {path}"
+            );
+        }
+    }
+    // The two the limiter exists for are among them.
+    for (path, method) in [
+        ("/t/{tenant}/oauth2/introspect", "post"),
+        ("/t/{tenant}/oauth2/revoke", "post"),
+    ] {
+        assert!(
+            paths[path][method]["responses"]["429"].is_object(),
+            "{method} {path}"
+        );
+    }
+    assert!(limited > 30, "only {limited} operations take credentials");
+}
