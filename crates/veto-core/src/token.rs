@@ -27,12 +27,14 @@ pub const RESERVED_CLAIMS: [&str; 9] = [
     "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "tid", "sid",
 ];
 
-/// Also set by veto (`client_id`, RFC 9068 §2.2) and therefore refused as custom claims.
+/// Also set by veto and therefore refused as custom claims: `client_id` (RFC 9068 §2.2), and the
+/// refresh-token claims `token_use`, `fam` and `gen` (`refresh`), so that no access token can
+/// carry claims saying it is a refresh token, to veto or to anyone verifying it from the JWKS.
 ///
 /// Not reserved, on purpose: `scope` is how a caller gives an access token its scopes (RFC 9068
 /// §2.2.3), so it stays a custom claim, but it must be a string (below). A `typ` claim is inert:
 /// the token type veto checks is the JOSE header's `typ`, which callers cannot set.
-const ALSO_SET_BY_VETO: [&str; 1] = ["client_id"];
+const ALSO_SET_BY_VETO: [&str; 4] = ["client_id", "token_use", "fam", "gen"];
 
 /// Refuses custom claims that would collide with the ones veto sets, or that veto would later be
 /// unable to read back: verification reads `scope` as a string, so a token carrying any other

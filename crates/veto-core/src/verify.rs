@@ -224,6 +224,7 @@ struct Registered<'a> {
     aud: Option<&'a Value>,
     client_id: Option<&'a Value>,
     scope: Option<&'a Value>,
+    token_use: Option<&'a Value>,
 }
 
 impl<'a> Registered<'a> {
@@ -241,6 +242,7 @@ impl<'a> Registered<'a> {
                 "aud" => &mut r.aud,
                 "client_id" => &mut r.client_id,
                 "scope" => &mut r.scope,
+                "token_use" => &mut r.token_use,
                 _ => continue,
             };
             *slot = Some(v);
@@ -381,6 +383,15 @@ pub fn verify(
     let sid = opt_str(r.sid)?;
     let client_id = opt_str(r.client_id)?;
     let scope = opt_str(r.scope)?;
+    // The header's `typ` and the `token_use` claim must tell one story (RFC 8725 §3.11): a
+    // token that says inside it that it is a refresh token is no access token, whatever header
+    // its signer chose. veto never issues one; only a holder of the key could.
+    let token_use = opt_str(r.token_use)?;
+    if expect.typ.eq_ignore_ascii_case("at+jwt")
+        && token_use.as_deref().is_some_and(|u| u != "access")
+    {
+        return Err(Reason::WrongType);
+    }
     let aud = match r.aud {
         None => None,
         Some(v) => Some(audience(v).ok_or(Reason::Malformed)?),

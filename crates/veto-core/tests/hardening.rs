@@ -330,6 +330,13 @@ fn typ_must_be_the_expected_one() {
         t.check_with(&t.good(), &as_refresh).err(),
         Some(Reason::WrongType)
     );
+    // The claim must agree with the header: an at+jwt that says it is a refresh token is not
+    // an access token; `access` (or no claim) is; a non-string claim is malformed.
+    let use_of = |u: Value| t.check(&t.sign_claims(&with(good_claims(), "token_use", u)));
+    assert_eq!(use_of(json!("refresh")).err(), Some(Reason::WrongType));
+    assert_eq!(use_of(json!("id")).err(), Some(Reason::WrongType));
+    assert!(use_of(json!("access")).is_ok());
+    assert_eq!(use_of(json!(1)).err(), Some(Reason::Malformed));
 }
 
 #[test]
@@ -849,7 +856,8 @@ fn issued_tokens_carry_exactly_the_contracted_header_and_claims() {
 
 #[test]
 fn custom_claims_that_collide_or_cannot_be_read_back_are_refused() {
-    for name in RESERVED_CLAIMS.iter().chain(["client_id"].iter()) {
+    let also = ["client_id", "token_use", "fam", "gen"];
+    for name in RESERVED_CLAIMS.iter().chain(also.iter()) {
         let mut m = Map::new();
         m.insert((*name).into(), json!("x"));
         let err = check_custom_claims(&m).unwrap_err();

@@ -851,3 +851,174 @@ async fn hostile_session_validation_bodies_are_400_and_change_nothing() {
     assert_eq!(s["revoked_at"], Value::Null);
     assert_eq!(s["last_seen_at"], s["created_at"]);
 }
+
+/// The victim's own signing key, taken from the server's store and opened with its master key:
+/// what an insider (or a leaked key) could sign with. It lets the tests below present tokens
+/// whose signature is genuine and whose claims are hostile, so that each is refused for the
+/// claim, not for the signature.
+async fn insider_key(srv: &Server, kid: &str) -> veto_core::keys::LoadedKey {
+    use veto_store::Store;
+    let text = std::fs::read_to_string(srv.data_dir().join("master.key")).expect("master.key");
+    let master = veto_core::keys::MasterKey::from_base64(text.trim()).expect("master key");
+    let store: Box<dyn Store> = match srv.database_url() {
+        Some(url) => Box::new(veto_store::PgStore::connect(&url, 1).await.expect("PG")),
+        None => Box::new(
+            veto_store::SqliteStore::open(&srv.data_dir().join("veto.db"))
+                .await
+                .expect("SQLite"),
+        ),
+    };
+    let rec = store
+        .list_signing_keys("default")
+        .await
+        .expect("signing keys")
+        .into_iter()
+        .find(|r| r.kid == kid)
+        .expect("the victim's key in the store");
+    veto_core::keys::LoadedKey::load(&rec, &master).expect("open the key")
+}
+
+/// `header.payload` (both raw JSON text) signed with `key`.
+fn insider_sign(key: &veto_core::keys::LoadedKey, header: &str, payload: &str) -> String {
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+    let sig = key.sign(input.as_bytes()).expect("sign");
+    format!("{input}.{}", b64(&sig))
+}
+
+#[tokio::test]
+async fn genuinely_signed_tokens_with_hostile_claims_are_refused_for_the_claim() {
+    let srv = Server::start().await;
+    let v = victim(&srv).await;
+    let key = insider_key(&srv, &v.kid).await;
+    let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": v.kid}).to_string();
+    // The signer works: the victim's claims re-signed are a good token.
+    let resigned = insider_sign(&key, &header, &v.claims.to_string());
+    assert_eq!(srv.reason("default", &resigned).await, None, "{resigned}");
+
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let exp = v.claims["exp"].clone();
+    let other_iss = srv.issuer("other");
+    let nested = format!("{}1{}", "[".repeat(3_000), "]".repeat(3_000));
+    // (what, claim, value, reason). Each case gets its own jti, so what self-logout does with
+    // it can be read back per case.
+    let cases: Vec<(&str, &str, Value, &str)> = vec![
+        ("exp at the epoch", "exp", json!(1), "expired"),
+        ("exp an hour ago", "exp", json!(now - 3_600), "expired"),
+        (
+            "nbf in ten years",
+            "nbf",
+            json!(now + 315_360_000),
+            "not_yet_valid",
+        ),
+        (
+            "exp a numeric string",
+            "exp",
+            json!(exp.to_string()),
+            "malformed",
+        ),
+        ("exp 1e300", "exp", json!(1e300), "malformed"),
+        ("exp u64::MAX", "exp", json!(u64::MAX), "malformed"),
+        ("exp i64::MIN", "exp", json!(i64::MIN), "expired"),
+        ("exp null", "exp", Value::Null, "malformed"),
+        ("iat a string", "iat", json!("now"), "malformed"),
+        ("nbf a boolean", "nbf", json!(true), "malformed"),
+        (
+            "iss of another tenant",
+            "iss",
+            json!(other_iss),
+            "wrong_issuer",
+        ),
+        (
+            "iss with a trailing slash",
+            "iss",
+            json!(format!("{}/", srv.issuer("default"))),
+            "wrong_issuer",
+        ),
+        (
+            "iss an array",
+            "iss",
+            json!([srv.issuer("default")]),
+            "malformed",
+        ),
+        ("aud a number", "aud", json!(7), "malformed"),
+        ("sub an object", "sub", json!({"id": "admin"}), "malformed"),
+        (
+            "token_use refresh",
+            "token_use",
+            json!("refresh"),
+            "malformed",
+        ),
+        ("token_use a number", "token_use", json!(1), "malformed"),
+    ];
+    let mut revocable = Vec::new();
+    for (i, (what, claim, value, reason)) in cases.into_iter().enumerate() {
+        let jti = format!("hostile-{i}");
+        let mut c = v.claims.clone();
+        c["jti"] = json!(jti);
+        if value.is_null() && claim == "exp" {
+            c.as_object_mut().unwrap().remove("exp");
+        } else {
+            c[claim] = value;
+        }
+        let t = insider_sign(&key, &header, &c.to_string());
+        assert_rejected(&srv, what, &t, reason).await;
+        // RFC 7009 self-logout checks everything but time: a genuine token that merely
+        // expired (or is not valid yet) is still its holder's to revoke, nothing else is.
+        if matches!(reason, "expired" | "not_yet_valid") {
+            revocable.push(jti);
+        }
+    }
+    // Claims that only a raw payload can carry.
+    let claims = v.claims.to_string();
+    let body = claims.trim_end_matches('}');
+    for (what, payload) in [
+        ("sub twice", format!(r#"{body},"sub":"admin"}}"#)),
+        ("exp twice", format!(r#"{body},"exp":{}}}"#, now + 999_999)),
+        (
+            "a claim nested 3,000 deep",
+            format!(r#"{body},"x":{nested}}}"#),
+        ),
+        ("trailing garbage", format!("{claims} {{}}")),
+        ("a JSON array", "[1,2,3]".to_owned()),
+    ] {
+        let t = insider_sign(&key, &header, &payload);
+        assert_rejected(&srv, what, &t, "malformed").await;
+    }
+    // The audience the caller asks for, under a genuine signature.
+    let wrong_aud = srv
+        .post(
+            "/v1/tenants/default/tokens/verify",
+            json!({"token": v.token, "audience": "admin"}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        wrong_aud,
+        json!({"active": false, "reason": "wrong_audience"})
+    );
+    // Token-type confusion under a genuine signature: other JOSE types are not access tokens.
+    for typ in ["JWT", "id_token+jwt", "application/at+jwt+x", "rt+jwt"] {
+        let h = json!({"alg": "ES256", "typ": typ, "kid": v.kid}).to_string();
+        let t = insider_sign(&key, &h, &claims);
+        assert_rejected(&srv, typ, &t, "malformed").await;
+    }
+    // Oversized: a genuine signature does not buy a parse beyond 16 KiB.
+    let mut big = v.claims.clone();
+    big["pad"] = json!("A".repeat(17 * 1024));
+    let t = insider_sign(&key, &header, &big.to_string());
+    assert_rejected(&srv, "over 16 KiB", &t, "malformed").await;
+
+    // The victim's token is untouched, and self-logout revoked exactly the genuine tokens that
+    // only failed on time.
+    assert_eq!(srv.reason("default", &v.token).await, None);
+    let mut revoked: Vec<String> = srv
+        .get("/v1/tenants/default/revocations?limit=100")
+        .await
+        .items()
+        .iter()
+        .map(|r| str_of(&r["jti"]))
+        .collect();
+    revoked.sort();
+    revocable.sort();
+    assert_eq!(revoked, revocable);
+}

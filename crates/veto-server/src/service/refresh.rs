@@ -15,7 +15,7 @@ use veto_core::timeutil;
 use veto_core::token::RESERVED_CLAIMS;
 use veto_core::verify::VerifiedToken;
 
-use super::tokens::{Check, IssueRequest, IssueResponse, REFRESH_TYP};
+use super::tokens::{Check, IssueRequest, IssueResponse, Minting, REFRESH_TYP};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -62,7 +62,8 @@ impl AppState {
         // The family's expiry is the first token's: known once it is signed, and stored before
         // the token is handed out (a token whose family is not stored never refreshes).
         let mut family = RefreshFamily::new(tenant, &req.sub, OffsetDateTime::UNIX_EPOCH);
-        let out = self.sign_token(tenant, caller_id, req, Some(&family.current_claims()))?;
+        let first = family.current_claims();
+        let out = self.sign_token(tenant, caller_id, req, Minting::Refresh(&first))?;
         family.expires_at = out.expires_at;
         self.sessions.create_refresh_family(&family).await?;
         Ok(out)
@@ -169,18 +170,14 @@ impl AppState {
             nbf: None,
             sid: v.sid.clone(),
             client_id: v.client_id.clone(),
-            claims: Some(custom.clone()),
+            claims: Some(custom),
             token_use: None,
         };
-        custom.insert("fam".into(), family.id.clone().into());
         let access = self.sign_token(
             tenant,
             caller_id,
-            &IssueRequest {
-                claims: Some(custom),
-                ..base.clone()
-            },
-            None,
+            &base,
+            Minting::AccessOfFamily(&family.id),
         )?;
         let remaining = (family.expires_at - now).whole_seconds();
         let next = RefreshClaims {
@@ -194,7 +191,7 @@ impl AppState {
                 ttl_seconds: Some(remaining.clamp(1, self.config.max_token_ttl)),
                 ..base
             },
-            Some(&next),
+            Minting::Refresh(&next),
         )?;
         Ok(RefreshResponse {
             expires_in: (access.expires_at - access.issued_at).whole_seconds(),

@@ -65,6 +65,18 @@ fn outcome_label(r: Option<Reason>) -> &'static str {
     r.map_or("active", Reason::as_str)
 }
 
+/// What `sign_token` mints. The claims each kind adds are veto's own, added after the caller's
+/// custom claims were checked, which may never carry them (`check_custom_claims`).
+#[derive(Clone, Copy)]
+pub(crate) enum Minting<'a> {
+    Access,
+    /// An access token minted by a refresh: it carries its family (`fam`), so that revoking
+    /// the family ends it too.
+    AccessOfFamily(&'a str),
+    /// A refresh token of that family and generation (`rt+jwt`, `token_use`, `fam`, `gen`).
+    Refresh(&'a veto_core::refresh::RefreshClaims),
+}
+
 impl AppState {
     /// Issues an access token (`token_use` absent or `access`).
     pub fn issue_token(
@@ -74,7 +86,7 @@ impl AppState {
         req: &IssueRequest,
     ) -> ApiResult<IssueResponse> {
         match req.token_use.as_deref() {
-            None | Some("access") => self.sign_token(tenant, caller_id, req, None),
+            None | Some("access") => self.sign_token(tenant, caller_id, req, Minting::Access),
             Some("refresh") => Err(ApiError::field(
                 "token_use",
                 format!(
@@ -96,7 +108,7 @@ impl AppState {
         tenant: &str,
         caller_id: &str,
         req: &IssueRequest,
-        refresh: Option<&veto_core::refresh::RefreshClaims>,
+        kind: Minting<'_>,
     ) -> ApiResult<IssueResponse> {
         // Issuing reads the same derived state as checking (tenant suspension, cutoffs, keys,
         // the caller's API key): a node that cannot vouch for it refuses to issue, as it
@@ -126,9 +138,9 @@ impl AppState {
             }
             None => {}
         }
-        let default_ttl = match refresh {
-            None => self.config.default_token_ttl,
-            Some(_) => self.config.max_token_ttl,
+        let default_ttl = match kind {
+            Minting::Access | Minting::AccessOfFamily(_) => self.config.default_token_ttl,
+            Minting::Refresh(_) => self.config.max_token_ttl,
         };
         let ttl = req.ttl_seconds.unwrap_or(default_ttl);
         if ttl < 1 || ttl > self.config.max_token_ttl {
@@ -141,10 +153,15 @@ impl AppState {
         let given = req.claims.as_ref().unwrap_or(&empty);
         check_custom_claims(given).map_err(|m| ApiError::field("claims", m))?;
         let with_family;
-        let claims = match refresh {
-            None => given,
-            Some(r) => {
-                // Inserted last: these are veto's, whatever the caller's claims said.
+        let claims = match kind {
+            Minting::Access => given,
+            Minting::AccessOfFamily(fam) => {
+                let mut c = given.clone();
+                c.insert("fam".into(), fam.into());
+                with_family = c;
+                &with_family
+            }
+            Minting::Refresh(r) => {
                 let mut c = given.clone();
                 r.insert_into(&mut c);
                 with_family = c;
@@ -182,10 +199,9 @@ impl AppState {
             sid: req.sid.as_deref(),
             client_id: req.client_id.as_deref().unwrap_or(caller_id),
             claims,
-            typ: if refresh.is_some() {
-                REFRESH_TYP
-            } else {
-                ACCESS_TYP
+            typ: match kind {
+                Minting::Refresh(_) => REFRESH_TYP,
+                Minting::Access | Minting::AccessOfFamily(_) => ACCESS_TYP,
             },
         };
         let issued = issue(&key, &input).map_err(|e| {
