@@ -275,12 +275,18 @@ async fn embedded_keys_and_key_urls_are_refused() {
     let srv = Server::start().await;
     let v = victim(&srv).await;
     let a = attacker();
+    // Where the key URLs point: a listener nobody may connect to (RFC 8725 §3.10: a verifier
+    // that fetches attacker-named URLs is a server-side request forgery tool).
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let at = trap.local_addr().unwrap();
     let mut with_kid = Vec::new();
     for extra in [
         json!({"jwk": a.jwk}),
         json!({"jwk": v.jwk}),
-        json!({"jku": "http://127.0.0.1:9/jwks.json"}),
-        json!({"x5u": "http://127.0.0.1:9/cert.pem"}),
+        json!({"jku": format!("http://{at}/jwks.json")}),
+        json!({"x5u": format!("http://{at}/cert.pem")}),
+        json!({"jku": format!("https://{at}/jwks.json"), "kid": "attacker-key"}),
         json!({"x5c": ["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]}),
         json!({"x5c": []}),
     ] {
@@ -298,6 +304,10 @@ async fn embedded_keys_and_key_urls_are_refused() {
             let t = a.sign(&h, &v.claims);
             assert_rejected(&srv, &h.to_string(), &t, "malformed").await;
         }
+    }
+    match trap.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("veto connected to a key URL from a token header: {other:?}"),
     }
     assert_nothing_revoked(&srv, &v).await;
 }
