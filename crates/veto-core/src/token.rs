@@ -13,6 +13,14 @@ pub enum Audience {
 }
 
 impl Audience {
+    /// As the `aud` claim: a string, or an array of strings.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Audience::One(a) => Value::from(a.as_str()),
+            Audience::Many(v) => Value::from(v.clone()),
+        }
+    }
+
     pub fn contains(&self, a: &str) -> bool {
         match self {
             Audience::One(x) => x == a,
@@ -91,11 +99,7 @@ pub fn issue(key: &LoadedKey, input: &IssueInput<'_>) -> Result<Issued, KeyError
     claims.insert("iss".into(), input.issuer.into());
     claims.insert("sub".into(), input.sub.into());
     if let Some(aud) = input.aud {
-        let aud = match aud {
-            Audience::One(a) => Value::from(a.as_str()),
-            Audience::Many(v) => Value::from(v.clone()),
-        };
-        claims.insert("aud".into(), aud);
+        claims.insert("aud".into(), aud.to_json());
     }
     claims.insert("iat".into(), input.iat.into());
     claims.insert("exp".into(), exp.into());

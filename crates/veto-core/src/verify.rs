@@ -18,7 +18,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::Alg;
@@ -58,41 +58,88 @@ pub struct VerifiedToken {
     pub iss: String,
     pub client_id: Option<String>,
     pub scope: Option<String>,
+    /// `tid`, when a string (veto sets it on every token it issues).
+    pub tid: Option<String>,
+    /// `fam`, when a string: the refresh family of a refresh token, or of an access token
+    /// minted by a refresh (revoking the family ends both).
+    pub fam: Option<String>,
     /// Every claim, as signed.
-    pub claims: Map<String, Value>,
+    pub claims: Claims,
 }
 
-/// A JSON object whose members are all distinct; a repeated name is an error.
-struct StrictObject(Map<String, Value>);
+/// The payload of a verified token as its signer wrote it: JSON text already checked to be one
+/// object with distinct member names. Kept as text because a check reads only the registered
+/// claims (parsed in the same single pass that checks the object), and an answer that shows
+/// every claim embeds the text as it is: no map of owned values is built per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims(String);
 
-impl<'de> Deserialize<'de> for StrictObject {
+impl Claims {
+    /// The JSON text.
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+
+    /// The claims as a map, parsed now (for the rare paths that need other claims than the
+    /// registered ones, such as a refresh carrying custom claims over).
+    pub fn to_map(&self) -> Map<String, Value> {
+        // The text parsed as an object once already, so this cannot fail; an empty map is
+        // the harmless answer if it somehow did.
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+}
+
+impl serde::Serialize for Claims {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::value::RawValue::from_string(self.0.clone())
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+/// Any JSON value, read and dropped without building it. Unlike serde's `IgnoredAny` (which
+/// serde_json skips with a loop, at any depth), it goes through `deserialize_any`, so the
+/// parser's nesting limit (128) holds: a claim nested deeper is `malformed` here exactly as
+/// when the claims were read into values, and a payload that passes can always be parsed again
+/// (for a response, or by the caller).
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = StrictObject;
+            type Value = Skip;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object with distinct member names")
+                f.write_str("any JSON value")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StrictObject, A::Error> {
-                // Collected, sorted and checked for neighbours with equal names, then bulk-built
-                // into the (BTree) map: measurably cheaper than one tree search per member.
-                let mut members: Vec<(String, Value)> =
-                    Vec::with_capacity(m.size_hint().unwrap_or(16).min(64));
-                while let Some(k) = m.next_key::<String>()? {
-                    members.push((k, m.next_value::<Value>()?));
-                }
-                members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                if let Some(w) = members.windows(2).find(|w| w[0].0 == w[1].0) {
-                    return Err(de::Error::custom(format_args!(
-                        "duplicate member {:?}",
-                        w[0].0
-                    )));
-                }
-                let out: Map<String, Value> = members.into_iter().collect();
-                Ok(StrictObject(out))
+            fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_unit<E>(self) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Skip, A::Error> {
+                while a.next_element::<Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Skip, A::Error> {
+                while m.next_entry::<Skip, Skip>()?.is_some() {}
+                Ok(Skip)
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_any(V)
     }
 }
 
@@ -161,7 +208,7 @@ impl<'de> Deserialize<'de> for Header<'de> {
                             if other == "crit" || KEY_CARRYING_HEADERS.contains(&other) {
                                 h.refused = true;
                             }
-                            m.next_value::<IgnoredAny>()?;
+                            m.next_value::<Skip>()?;
                             others.push(name);
                             continue;
                         }
@@ -184,10 +231,11 @@ fn b64_decode(segment: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(segment).ok()
 }
 
+/// A JSON object with distinct member names, as a map (a plain map would keep the last of two
+/// equal names silently, so the names are checked first).
 fn strict_object(json: &[u8]) -> Option<Map<String, Value>> {
-    serde_json::from_slice::<StrictObject>(json)
-        .ok()
-        .map(|o| o.0)
+    serde_json::from_slice::<Registered>(json).ok()?;
+    serde_json::from_slice(json).ok()
 }
 
 /// Splits a compact JWS into exactly three segments; anything else (a JWE has five) is `None`.
@@ -210,44 +258,72 @@ fn numeric_date(v: &Value) -> Option<i64> {
     (f.is_finite() && f.abs() < 9.2e18).then_some(f.trunc() as i64)
 }
 
-/// The registered claims veto reads, found in one pass over the (sorted) claims rather than
-/// one map lookup each: on the HS256 path the lookups alone were a visible share of a verify.
+/// The registered claims veto reads, taken out of the payload in the one pass that also checks
+/// it is an object with distinct member names. Names are compared borrowed (decoded only when
+/// they hold an escape, so `"\u0065xp"` is `exp`, and a repeat of it is caught); every other
+/// member's value is skipped without being built.
 #[derive(Default)]
-struct Registered<'a> {
-    exp: Option<&'a Value>,
-    iat: Option<&'a Value>,
-    nbf: Option<&'a Value>,
-    jti: Option<&'a Value>,
-    iss: Option<&'a Value>,
-    sub: Option<&'a Value>,
-    sid: Option<&'a Value>,
-    aud: Option<&'a Value>,
-    client_id: Option<&'a Value>,
-    scope: Option<&'a Value>,
-    token_use: Option<&'a Value>,
+struct Registered {
+    exp: Option<Value>,
+    iat: Option<Value>,
+    nbf: Option<Value>,
+    jti: Option<Value>,
+    iss: Option<Value>,
+    sub: Option<Value>,
+    sid: Option<Value>,
+    aud: Option<Value>,
+    client_id: Option<Value>,
+    scope: Option<Value>,
+    token_use: Option<Value>,
+    tid: Option<Value>,
+    fam: Option<Value>,
 }
 
-impl<'a> Registered<'a> {
-    fn of(claims: &'a Map<String, Value>) -> Self {
-        let mut r = Registered::default();
-        for (name, v) in claims {
-            let slot = match name.as_str() {
-                "exp" => &mut r.exp,
-                "iat" => &mut r.iat,
-                "nbf" => &mut r.nbf,
-                "jti" => &mut r.jti,
-                "iss" => &mut r.iss,
-                "sub" => &mut r.sub,
-                "sid" => &mut r.sid,
-                "aud" => &mut r.aud,
-                "client_id" => &mut r.client_id,
-                "scope" => &mut r.scope,
-                "token_use" => &mut r.token_use,
-                _ => continue,
-            };
-            *slot = Some(v);
+impl<'de> Deserialize<'de> for Registered {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Registered;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object with distinct member names")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Registered, A::Error> {
+                let mut r = Registered::default();
+                let mut names: Vec<Str<'de>> = Vec::with_capacity(16);
+                while let Some(name) = m.next_key::<Str<'de>>()? {
+                    let slot = match name.0.as_ref() {
+                        "exp" => &mut r.exp,
+                        "iat" => &mut r.iat,
+                        "nbf" => &mut r.nbf,
+                        "jti" => &mut r.jti,
+                        "iss" => &mut r.iss,
+                        "sub" => &mut r.sub,
+                        "sid" => &mut r.sid,
+                        "aud" => &mut r.aud,
+                        "client_id" => &mut r.client_id,
+                        "scope" => &mut r.scope,
+                        "token_use" => &mut r.token_use,
+                        "tid" => &mut r.tid,
+                        "fam" => &mut r.fam,
+                        _ => {
+                            m.next_value::<Skip>()?;
+                            names.push(name);
+                            continue;
+                        }
+                    };
+                    *slot = Some(m.next_value::<Value>()?);
+                    names.push(name);
+                }
+                // Sorted and checked for equal neighbours: cheaper than a set for the dozen
+                // members a token has.
+                names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                if names.windows(2).any(|w| w[0].0 == w[1].0) {
+                    return Err(de::Error::custom("duplicate member"));
+                }
+                Ok(r)
+            }
         }
-        r
+        d.deserialize_map(V)
     }
 }
 
@@ -353,31 +429,42 @@ pub fn verify(
     }
 
     // 3. Claims. Signature first, then parse: an unsigned payload is never interpreted.
-    let claims = strict_object(&payload_json).ok_or(Reason::Malformed)?;
-    let r = Registered::of(&claims);
-    let exp = r.exp.and_then(numeric_date).ok_or(Reason::Malformed)?;
-    let iat = r.iat.and_then(numeric_date).ok_or(Reason::Malformed)?;
-    let nbf = match r.nbf {
+    let r: Registered = serde_json::from_slice(&payload_json).map_err(|_| Reason::Malformed)?;
+    // Valid UTF-8: the JSON parser has just accepted every byte of it.
+    let claims = Claims(String::from_utf8(payload_json).map_err(|_| Reason::Malformed)?);
+    let exp = r
+        .exp
+        .as_ref()
+        .and_then(numeric_date)
+        .ok_or(Reason::Malformed)?;
+    let iat = r
+        .iat
+        .as_ref()
+        .and_then(numeric_date)
+        .ok_or(Reason::Malformed)?;
+    let nbf = match &r.nbf {
         None => None,
         Some(v) => Some(numeric_date(v).ok_or(Reason::Malformed)?),
     };
-    let jti = r
-        .jti
-        .and_then(Value::as_str)
-        .filter(|j| !j.is_empty())
-        .ok_or(Reason::Malformed)?
-        .to_owned();
-    let iss = r
-        .iss
-        .and_then(Value::as_str)
-        .ok_or(Reason::Malformed)?
-        .to_owned();
-    let opt_str = |v: Option<&Value>| -> Result<Option<String>, Reason> {
+    let jti = match r.jti {
+        Some(Value::String(j)) if !j.is_empty() => j,
+        _ => return Err(Reason::Malformed),
+    };
+    let iss = match r.iss {
+        Some(Value::String(i)) => i,
+        _ => return Err(Reason::Malformed),
+    };
+    let opt_str = |v: Option<Value>| -> Result<Option<String>, Reason> {
         match v {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::String(s)) => Ok(Some(s)),
             Some(_) => Err(Reason::Malformed),
         }
+    };
+    // Read leniently, as before they were read at all: veto sets both as strings.
+    let lenient = |v: Option<Value>| match v {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
     };
     let sub = opt_str(r.sub)?;
     let sid = opt_str(r.sid)?;
@@ -392,10 +479,12 @@ pub fn verify(
     {
         return Err(Reason::WrongType);
     }
-    let aud = match r.aud {
+    let aud = match &r.aud {
         None => None,
         Some(v) => Some(audience(v).ok_or(Reason::Malformed)?),
     };
+    let tid = lenient(r.tid);
+    let fam = lenient(r.fam);
     if expect.check_time {
         if exp <= expect.now.saturating_sub(expect.leeway) {
             return Err(Reason::Expired);
@@ -425,6 +514,8 @@ pub fn verify(
         iss,
         client_id,
         scope,
+        tid,
+        fam,
         claims,
     })
 }

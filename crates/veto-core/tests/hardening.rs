@@ -609,6 +609,37 @@ fn claims_must_have_the_registered_shapes() {
             "{c}"
         );
     }
+    // Nesting: within the JSON parser's limit a custom claim is fine; beyond it, in the payload
+    // or in an ignored header member, the token is malformed (and is never half-accepted).
+    let nested = |depth: usize| json!(format!("{}1{}", "[".repeat(depth), "]".repeat(depth)));
+    let deep = |depth: usize| {
+        let text = nested(depth);
+        let text = text.as_str().unwrap();
+        let claims = good_claims().to_string();
+        format!("{},\"x\":{text}}}", claims.trim_end_matches('}'))
+    };
+    assert!(t.check(&t.sign_raw(&t.header(), &deep(100))).is_ok());
+    assert_eq!(
+        t.check(&t.sign_raw(&t.header(), &deep(200))).err(),
+        Some(Reason::Malformed)
+    );
+    let h = |depth: usize| {
+        let text = nested(depth);
+        format!(
+            r#"{{"alg":"ES256","typ":"at+jwt","kid":"{}","x":{}}}"#,
+            t.kid(),
+            text.as_str().unwrap()
+        )
+    };
+    assert!(
+        t.check(&t.sign_raw(&h(100), &good_claims().to_string()))
+            .is_ok()
+    );
+    assert_eq!(
+        t.check(&t.sign_raw(&h(200), &good_claims().to_string()))
+            .err(),
+        Some(Reason::Malformed)
+    );
     for payload in ["[1,2]", "\"claims\"", "null", "", "{", "{}x", "{} {}"] {
         assert_eq!(
             t.check(&t.sign_raw(&t.header(), payload)).err(),
@@ -654,7 +685,7 @@ fn claims_must_have_the_registered_shapes() {
             NOW + 5
         )
     );
-    assert_eq!(Value::Object(v.claims), full);
+    assert_eq!(Value::Object(v.claims.to_map()), full);
 }
 
 #[test]
@@ -1398,11 +1429,15 @@ proptest! {
         prop_assert_eq!(v.exp, NOW + ttl);
         prop_assert_eq!(&v.aud, &aud);
         prop_assert_eq!(&v.jti, &issued.jti);
+        let all = v.claims.to_map();
         for (k, want) in &claims {
-            prop_assert_eq!(v.claims.get(k), Some(want));
+            prop_assert_eq!(all.get(k), Some(want));
         }
-        prop_assert_eq!(v.claims.len(), claims.len() + 7 + usize::from(aud.is_some()));
-        prop_assert_eq!(decode_unverified_claims(&issued.token), Some(v.claims));
+        prop_assert_eq!(all.len(), claims.len() + 7 + usize::from(aud.is_some()));
+        prop_assert_eq!(decode_unverified_claims(&issued.token), Some(all));
+        // What a verify answer embeds is the signed payload itself.
+        let payload = issued.token.split('.').nth(1).unwrap();
+        prop_assert_eq!(v.claims.as_json().as_bytes(), &unb64(payload)[..]);
     }
 
     /// base64url as veto writes it is canonical: it decodes back to the same bytes, and

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 use veto_core::apikey::{ApiKeyRecord, Scope};
+use veto_core::token::Audience;
 
 use crate::auth::authenticate_secret;
 use crate::error::ApiError;
@@ -201,23 +202,24 @@ pub async fn introspect(
         // RFC 7662 §2.2: nothing but `active: false`, whatever the reason.
         return Ok(Json(json!({"active": false})));
     };
+    // From the claims the check already read: the token's other claims are not parsed again.
     let mut out = Map::new();
     out.insert("active".into(), Value::Bool(true));
-    for name in [
-        "sub",
-        "aud",
-        "iss",
-        "exp",
-        "iat",
-        "nbf",
-        "jti",
-        "client_id",
-        "scope",
-        "sid",
-        "tid",
+    for (name, val) in [
+        ("sub", v.sub.map(Value::from)),
+        ("aud", v.aud.as_ref().map(Audience::to_json)),
+        ("iss", Some(Value::from(v.iss))),
+        ("exp", Some(Value::from(v.exp))),
+        ("iat", Some(Value::from(v.iat))),
+        ("nbf", v.nbf.map(Value::from)),
+        ("jti", Some(Value::from(v.jti))),
+        ("client_id", v.client_id.map(Value::from)),
+        ("scope", v.scope.map(Value::from)),
+        ("sid", v.sid.map(Value::from)),
+        ("tid", v.tid.map(Value::from)),
     ] {
-        if let Some(val) = v.claims.get(name) {
-            out.insert(name.into(), val.clone());
+        if let Some(val) = val {
+            out.insert(name.into(), val);
         }
     }
     out.insert("token_type".into(), Value::String("Bearer".into()));

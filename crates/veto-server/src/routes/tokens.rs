@@ -32,8 +32,9 @@ pub struct VerifyRequest {
 pub struct VerifyResponse {
     pub active: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Every claim of the token, as signed.
     #[schema(value_type = Option<Object>)]
-    pub claims: Option<serde_json::Map<String, Value>>,
+    pub claims: Option<veto_core::verify::Claims>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub reason: Option<Reason>,

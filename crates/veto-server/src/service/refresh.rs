@@ -92,7 +92,7 @@ impl AppState {
                 ));
             }
         };
-        let claims = RefreshClaims::from_claims(&v.claims)
+        let claims = RefreshClaims::from_claims(&v.claims.to_map())
             .ok_or_else(|| rejected("malformed", "the token is not a refresh token"))?;
         let now = timeutil::now();
         for _ in 0..ROTATION_ATTEMPTS {
@@ -158,7 +158,7 @@ impl AppState {
         next_gen: u32,
         now: OffsetDateTime,
     ) -> ApiResult<RefreshResponse> {
-        let mut custom = v.claims.clone();
+        let mut custom = v.claims.to_map();
         for name in RESERVED_CLAIMS.iter().chain(&NOT_CARRIED) {
             custom.remove(*name);
         }
@@ -238,7 +238,7 @@ impl AppState {
         let Ok(v) = self.verify_signed(tenant, token, REFRESH_TYP) else {
             return Ok(false);
         };
-        let Some(c) = RefreshClaims::from_claims(&v.claims) else {
+        let Some(c) = RefreshClaims::from_claims(&v.claims.to_map()) else {
             return Ok(false);
         };
         self.revoke_family(actor, tenant, &c.fam, "refresh.revoke", reason)

@@ -283,9 +283,8 @@ impl AppState {
         // access tokens minted from them.
         let family_revoked = || {
             verified
-                .claims
-                .get("fam")
-                .and_then(Value::as_str)
+                .fam
+                .as_deref()
                 .is_some_and(|fam| self.index.family_revoked(tenant, fam))
         };
         match self.index.check(tenant, &facts, now).and_then(|()| {
