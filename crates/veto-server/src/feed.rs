@@ -18,6 +18,12 @@
 //! possible only through an explicit setting, because it means accepting tokens that another
 //! node may already have revoked.
 //!
+//! Retention: change rows are deleted a day after they were written (`CHANGE_RETENTION_SECS`).
+//! A node that has not been fresh for nearly that long (cut off from the database for a day, a
+//! suspended VM) may find changes gone from the log that it never applied, so catching up
+//! could make it fresh while missing a revocation. Such a node never becomes fresh again: it
+//! stays failed closed, `/readyz` says why, and a restart (which loads the whole state) mends it.
+//!
 //! Applying is idempotent: the changes a node wrote itself come back through the feed and are
 //! applied a second time, and the first read after start-up may repeat changes already in the
 //! snapshot. Within one read, only the last change per entity is applied, so that a replayed
@@ -33,6 +39,17 @@ use veto_store::{Change, FeedCursor, change};
 
 use crate::metrics;
 use crate::state::AppState;
+
+/// How long a node may go without being fresh before it can no longer trust the change log to
+/// hold everything it missed: the log's retention, less an hour for clocks that disagree between
+/// the node that purges and this one.
+const OUTLIVED_AFTER_MS: i64 = (veto_store::CHANGE_RETENTION_SECS - 3_600) * 1_000;
+
+/// Whether a node last fresh at `fresh_as_of_ms` (0: never) can still catch up from the log at
+/// `now_ms`.
+fn outlived_retention(fresh_as_of_ms: i64, now_ms: i64) -> bool {
+    fresh_as_of_ms != 0 && now_ms.saturating_sub(fresh_as_of_ms) > OUTLIVED_AFTER_MS
+}
 
 /// Changes per read. Large enough that a burst (a batch of 10,000 revocations) takes one or two
 /// reads; small enough that one read never holds a huge result in memory.
@@ -56,6 +73,9 @@ pub struct Feed {
     /// Unix milliseconds: every change committed before this instant has been applied.
     /// 0 = not yet caught up since start-up.
     fresh_as_of_ms: AtomicI64,
+    /// Set once the node has been stale for longer than the change log keeps changes: it then
+    /// never becomes fresh again (see the module comment).
+    outlived: std::sync::atomic::AtomicBool,
     /// Serialises catch-ups: the timer and a notification may fire together.
     running: tokio::sync::Mutex<()>,
     wake: Notify,
@@ -69,6 +89,7 @@ impl Feed {
         Feed {
             cursor: Mutex::new(FeedCursor::default()),
             fresh_as_of_ms: AtomicI64::new(0),
+            outlived: std::sync::atomic::AtomicBool::new(false),
             running: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             max_staleness,
@@ -105,12 +126,19 @@ impl Feed {
 
     /// Within the staleness bound.
     pub fn is_fresh(&self) -> bool {
-        self.lag().is_some_and(|l| l <= self.max_staleness)
+        !self.outlived() && self.lag().is_some_and(|l| l <= self.max_staleness)
     }
 
-    /// Whether checks may be answered from memory right now.
+    /// Stale for longer than the change log's retention: only a restart makes it fresh again.
+    pub fn outlived(&self) -> bool {
+        self.outlived.load(Ordering::Acquire)
+    }
+
+    /// Whether checks may be answered from memory right now. Not once the node has outlived
+    /// the change log, whatever the policy: its state may then lack changes for good, not
+    /// just for a while.
     pub fn may_answer(&self) -> bool {
-        self.policy == StalePolicy::FailOpen || self.is_fresh()
+        !self.outlived() && (self.policy == StalePolicy::FailOpen || self.is_fresh())
     }
 
     pub fn max_staleness(&self) -> Duration {
@@ -118,6 +146,7 @@ impl Feed {
     }
 
     fn mark_fresh(&self, as_of_ms: i64) {
+        // An outlived node keeps reading (its lag stays visible) but `is_fresh` ignores it.
         self.fresh_as_of_ms.fetch_max(as_of_ms, Ordering::AcqRel);
     }
 }
@@ -135,6 +164,16 @@ impl AppState {
         // Taken before the first read: everything committed before this instant is final by
         // the end of the loop (unless the store says some of it is held back, below).
         let started = now_ms();
+        if !self.feed.outlived()
+            && outlived_retention(self.feed.fresh_as_of_ms.load(Ordering::Acquire), started)
+        {
+            self.feed.outlived.store(true, Ordering::Release);
+            metrics::feed_outlived();
+            tracing::error!(
+                retention_hours = veto_store::CHANGE_RETENTION_SECS / 3_600,
+                "this node has not read the change feed for about as long as the feed keeps changes: some it missed may be gone, so it will not answer checks again; restart it to reload the state"
+            );
+        }
         let mut applied = 0;
         loop {
             let after = self.feed.cursor();
@@ -273,5 +312,41 @@ fn entity(kind: &str) -> &str {
         change::API_KEY_INSERT | change::API_KEY_DELETE => "api_key",
         change::KEY_INSERT | change::KEY_RETIRE | change::KEY_REVOKE => "key",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    #[test]
+    fn a_node_outlives_the_log_an_hour_before_its_retention() {
+        let now = 1_800_000_000_000;
+        assert!(
+            !outlived_retention(0, now),
+            "never fresh: start-up, not outlived"
+        );
+        assert!(!outlived_retention(now - 5_000, now));
+        assert!(!outlived_retention(now - 23 * HOUR_MS, now));
+        assert!(outlived_retention(now - 23 * HOUR_MS - 1, now));
+        assert!(outlived_retention(now - 48 * HOUR_MS, now));
+        // A clock that went backwards is not an outage.
+        assert!(!outlived_retention(now + HOUR_MS, now));
+    }
+
+    #[test]
+    fn an_outlived_node_is_never_fresh_nor_answers_even_failing_open() {
+        let d = Duration::from_secs(5);
+        for policy in [StalePolicy::FailClosed, StalePolicy::FailOpen] {
+            let feed = Feed::new(d, policy, d);
+            feed.mark_fresh(now_ms());
+            assert!(feed.is_fresh() && feed.may_answer());
+            feed.outlived.store(true, Ordering::Release);
+            feed.mark_fresh(now_ms());
+            assert!(!feed.is_fresh(), "{policy:?}");
+            assert!(!feed.may_answer(), "{policy:?}");
+        }
     }
 }

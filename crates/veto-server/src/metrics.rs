@@ -131,3 +131,9 @@ pub fn rate_limited(kind: &'static str) {
 pub fn session_lookup(outcome: &'static str) {
     metrics::counter!("veto_session_lookups_total", "source" => outcome).increment(1);
 }
+
+/// The node went stale for longer than the change log's retention and will not answer checks
+/// until restarted (`feed`). 1 from then on.
+pub fn feed_outlived() {
+    metrics::gauge!("veto_feed_outlived").set(1.0);
+}

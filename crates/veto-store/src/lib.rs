@@ -172,7 +172,9 @@ pub mod change {
 /// How long change rows are kept; `purge_batch` deletes change rows with
 /// `at < before - CHANGE_RETENTION_SECS`. A node whose cursor is older than this may have missed
 /// changes that are gone from the log: it must reload its state (`load_state`) instead of
-/// catching up. A day is far longer than any staleness bound a node keeps serving under.
+/// catching up, so the server's follower stops trusting the feed an hour before (see
+/// `veto_server::feed`) and the node stays failed closed until restarted. A day is far longer
+/// than any staleness bound a node keeps serving under.
 pub const CHANGE_RETENTION_SECS: i64 = 86_400;
 
 /// What the index keeps of a revocation: whose, which, and until when (None = permanent).

@@ -567,3 +567,64 @@ async fn a_node_cut_off_from_the_database_validates_the_sessions_it_holds_until_
     })
     .await;
 }
+
+// Multi-threaded: starting a node blocks its thread until the node listens, and the proxy's
+// tasks must keep running meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_for_longer_than_the_change_log_keeps_changes_stays_closed_until_restarted()
+{
+    // B's wall clock comes from a file libfaketime re-reads every second: the test moves it a
+    // day ahead while B is cut off, as if the outage had lasted that long. (The change log keeps
+    // changes for a day; what B missed may be gone, so catching up must not make it fresh.)
+    let clock = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(clock.path(), "+0").unwrap();
+    let clock_path = clock.path().display().to_string();
+    let (_a, mut b, proxy) = pair_with_cuttable_b(
+        "1s",
+        &[
+            ("LD_PRELOAD", faketime_lib()),
+            ("FAKETIME_TIMESTAMP_FILE", &clock_path),
+            ("FAKETIME_CACHE_DURATION", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+            // B's own purge would see a day-old log through its clock: keep it out of this.
+            ("VETO_PURGE_INTERVAL", "30d"),
+        ],
+    )
+    .await;
+    eventually("B ready", || async {
+        b.get("/readyz").await.status == StatusCode::OK
+    })
+    .await;
+
+    proxy.cut();
+    std::fs::write(clock.path(), "+25h").unwrap();
+    eventually("B stale", || async {
+        b.get("/readyz").await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    proxy.restore();
+    // B reads the feed again, but stays failed closed and says why, on both probes.
+    eventually("B says it must be restarted", || async {
+        let r = b.get("/healthz").await;
+        r.status == StatusCode::SERVICE_UNAVAILABLE
+            && r.json["detail"].to_string().contains("restart")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = b.get("/readyz").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert!(r.text.contains("restart it"), "{}", r.text);
+    assert!(b.stderr().contains("restart it to reload the state"));
+    let issued = b
+        .post_expecting_outage("/v1/tenants/default/tokens", json!({"sub": "late"}))
+        .await;
+    assert_problem(&issued, 503);
+
+    // A restart loads the whole state and the node is ready again (its clock still a day on).
+    b.restart(true);
+    eventually("B ready after the restart", || async {
+        b.get("/readyz").await.status == StatusCode::OK
+            && b.get("/healthz").await.status == StatusCode::OK
+    })
+    .await;
+}

@@ -29,21 +29,10 @@ const SESSION_FIELDS: [&str; 12] = [
     "revoke_reason",
 ];
 
-/// Where Debian puts the thread-safe libfaketime.
-const FAKETIME_LIBS: [&str; 2] = [
-    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-];
-
 /// Restarts `srv` (`kill -9`) with its wall clock `secs` ahead of the real one. Monotonic time
 /// stays real, so the runtime's timers behave.
 fn restart_later(srv: &mut Server, secs: i64) {
-    let lib = FAKETIME_LIBS
-        .iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or_else(|| {
-            panic!("libfaketime is missing: apt-get install libfaketime (scripts/test.sh does)")
-        });
+    let lib = faketime_lib();
     let offset = format!("+{secs}");
     srv.restart_with(&[
         ("LD_PRELOAD", lib),

@@ -45,11 +45,23 @@ pub async fn purge(
     }})))
 }
 
-/// 200 while the process runs.
-#[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses((status = 200)))]
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// 200 while the process runs and can recover by itself; 503 once only a restart can help (the
+/// node was cut off from the change feed for longer than the feed keeps changes), so that a
+/// liveness probe restarts it.
+#[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses((status = 200), (status = 503)))]
+pub async fn healthz(State(st): State<AppState>) -> Response {
+    if st.feed.outlived() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "restart", "detail": OUTLIVED_DETAIL})),
+        )
+            .into_response();
+    }
+    Json(json!({"status": "ok"})).into_response()
 }
+
+/// Why an outlived node answers 503 on both probes.
+const OUTLIVED_DETAIL: &str = "this node was cut off from the change feed for about as long as the feed keeps changes (a day); some it missed may be gone: restart it to reload the state";
 
 /// 200 when the store answers and the revocation state is current; 503 otherwise.
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(()), responses((status = 200), (status = 503)))]
@@ -68,6 +80,9 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
     // Ready means checks are answered from current state: a node that has not caught up with
     // the change feed (just started, or cut off for longer than the staleness bound) is not.
     let lag = st.feed.lag();
+    if st.feed.outlived() {
+        return unavailable(OUTLIVED_DETAIL.into());
+    }
     if !st.feed.is_fresh() {
         return unavailable(match lag {
             None => "the revocation state has not caught up with the change feed yet".into(),
