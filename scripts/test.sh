@@ -6,8 +6,8 @@
 # throwaway PostgreSQL and Redis instances on loopback for the tests that use them, then runs:
 # formatting and lint checks, every test of the workspace (unit, property, storage conformance on
 # SQLite and PostgreSQL, end-to-end against the real binary, PyJWT interop), the end-to-end tests
-# a second time with every server on PostgreSQL, a bounded fuzzing run (scripts/fuzz.sh), and a
-# compile of the benchmarks.
+# a second time with every server on PostgreSQL, a bounded soak (scripts/load/soak.sh), a bounded
+# fuzzing run (scripts/fuzz.sh), and a compile of the benchmarks.
 #
 #   ./scripts/test.sh                   everything
 #   ./scripts/test.sh services-check    only start PostgreSQL and Redis, check them, stop them
@@ -71,6 +71,14 @@ run_checks() {
     section "end-to-end tests again, every server on PostgreSQL"
     VETO_E2E_BACKEND=postgres cargo test -p veto --locked --no-fail-fast
   fi
+
+  section "soak (bounded)"
+  # The short form of the 10-minute soak (docs/benchmarks.md): mixed issue/verify/introspect/
+  # revoke traffic from wrk for 90 s against the debug binary the tests just built. Any non-2xx
+  # answer, socket error or resident memory growing by more than 20 % after the warm-up fails.
+  # A small revocation space, so the ledger is full well within the warm-up.
+  VETO_BIN=target/debug/veto SOAK_DURATION=90s WARMUP=30 SAMPLE_SECONDS=3 SOAK_JTI_SPACE=2000 \
+    ./scripts/load/soak.sh
 
   section "fuzz (bounded)"
   # Every cargo-fuzz target for 20 s from the checked-in seeds; any crash fails. 1.5 minutes once
