@@ -101,7 +101,9 @@ impl serde::Serialize for Claims {
 /// serde_json skips with a loop, at any depth), it goes through `deserialize_any`, so the
 /// parser's nesting limit (128) holds: a claim nested deeper is `malformed` here exactly as
 /// when the claims were read into values, and a payload that passes can always be parsed again
-/// (for a response, or by the caller).
+/// (for a response, or by the caller). Objects at every depth must have distinct member names:
+/// a verify answer embeds the payload as signed, and no client should have to guess which of two
+/// equal names its parser keeps.
 struct Skip;
 
 impl<'de> Deserialize<'de> for Skip {
@@ -135,7 +137,15 @@ impl<'de> Deserialize<'de> for Skip {
                 Ok(Skip)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Skip, A::Error> {
-                while m.next_entry::<Skip, Skip>()?.is_some() {}
+                let mut names: Vec<Str<'de>> = Vec::new();
+                while let Some(name) = m.next_key::<Str<'de>>()? {
+                    m.next_value::<Skip>()?;
+                    names.push(name);
+                }
+                names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                if names.windows(2).any(|w| w[0].0 == w[1].0) {
+                    return Err(de::Error::custom("duplicate member"));
+                }
                 Ok(Skip)
             }
         }

@@ -618,6 +618,21 @@ fn claims_must_have_the_registered_shapes() {
         let claims = good_claims().to_string();
         format!("{},\"x\":{text}}}", claims.trim_end_matches('}'))
     };
+    // Duplicate member names are refused at any depth, not only among the claims themselves.
+    let claims = good_claims().to_string();
+    let body = claims.trim_end_matches('}');
+    for nested_dup in [
+        format!(r#"{body},"org":{{"id":"a","id":"b"}}}}"#),
+        format!(r#"{body},"x":[1,{{"k":1,"\u006b":2}}]}}"#),
+    ] {
+        assert_eq!(
+            t.check(&t.sign_raw(&t.header(), &nested_dup)).err(),
+            Some(Reason::Malformed),
+            "{nested_dup}"
+        );
+    }
+    let distinct = format!(r#"{body},"org":{{"id":"a","plan":{{"id":"b"}}}}}}"#);
+    assert!(t.check(&t.sign_raw(&t.header(), &distinct)).is_ok());
     assert!(t.check(&t.sign_raw(&t.header(), &deep(100))).is_ok());
     assert_eq!(
         t.check(&t.sign_raw(&t.header(), &deep(200))).err(),
