@@ -159,9 +159,9 @@ pub struct ServeArgs {
     #[arg(long, env = "VETO_RATE_LIMIT_BURST", default_value_t = 60)]
     pub rate_limit_burst: u32,
     /// Session rows kept in memory so that validating a session cookie reads no database
-    /// (kept current by the change feed; each entry is under 1 KiB). Least useful rows are
-    /// evicted beyond it, and cost one database read on their next validation. 0 turns the
-    /// cache off.
+    /// (kept current by the change feed; a few hundred bytes per row, at most about 1.5 KiB).
+    /// Least useful rows are evicted beyond it, and cost one database read on their next
+    /// validation. 0 turns the cache off.
     #[arg(long, env = "VETO_SESSION_CACHE_SIZE", default_value_t = 100_000)]
     pub session_cache_size: usize,
 }
