@@ -17,8 +17,9 @@
 //! rotation) creates its first active key, so tenants created before this feature, the
 //! `default` tenant included, need no migration step, and tenants that never use sessions hold
 //! no key.
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use veto_core::audit::AuditEvent;
 use veto_core::cookie::{DEFAULT_KEY_RETENTION, SessionKey, SessionKeyRecord, SessionKeyStatus};
@@ -28,7 +29,6 @@ use veto_core::session::{
     InputError, NewSession, SessionPolicy, SessionReason, SessionRecord, is_session_id,
 };
 use veto_core::timeutil;
-
 use veto_store::sessions::{SessionKeyInsert, SessionSnapshot, StoredSession};
 use veto_store::{Change, Page, PageRequest, StoreError, change};
 
