@@ -142,15 +142,22 @@ impl<'de> Deserialize<'de> for Skip {
                     m.next_value::<Skip>()?;
                     names.push(name);
                 }
-                names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                if names.windows(2).any(|w| w[0].0 == w[1].0) {
-                    return Err(de::Error::custom("duplicate member"));
-                }
+                distinct(&mut names)?;
                 Ok(Skip)
             }
         }
         d.deserialize_any(V)
     }
+}
+
+/// Refuses an object whose member names (decoded) repeat. Sorted and checked for equal
+/// neighbours: cheaper than a set for the dozen members a token has.
+fn distinct<E: de::Error>(names: &mut [Str<'_>]) -> Result<(), E> {
+    names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if names.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(E::custom("duplicate member"));
+    }
+    Ok(())
 }
 
 /// A JSON string that borrows from the decoded segment when it holds no escape (the usual case),
@@ -324,12 +331,7 @@ impl<'de> Deserialize<'de> for Registered {
                     *slot = Some(m.next_value::<Value>()?);
                     names.push(name);
                 }
-                // Sorted and checked for equal neighbours: cheaper than a set for the dozen
-                // members a token has.
-                names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                if names.windows(2).any(|w| w[0].0 == w[1].0) {
-                    return Err(de::Error::custom("duplicate member"));
-                }
+                distinct(&mut names)?;
                 Ok(r)
             }
         }
