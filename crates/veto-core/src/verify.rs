@@ -91,8 +91,9 @@ impl Claims {
 
 impl serde::Serialize for Claims {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let raw = serde_json::value::RawValue::from_string(self.0.clone())
-            .map_err(serde::ser::Error::custom)?;
+        // Borrowed: the text is embedded as it is, not copied.
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
         raw.serialize(s)
     }
 }
