@@ -7,6 +7,7 @@
 //! tokens minted from it carry `fam` too, so revoking the family (reuse detected, or RFC 7009)
 //! rejects them from memory as well as the refresh tokens.
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use veto_core::Reason;
 use veto_core::audit::AuditEvent;
@@ -92,8 +93,14 @@ impl AppState {
                 ));
             }
         };
-        let claims = RefreshClaims::from_claims(&v.claims.to_map())
+        // Parsed once: the family claims come from it, and the custom claims every rotation
+        // attempt carries over.
+        let mut custom = v.claims.to_map();
+        let claims = RefreshClaims::from_claims(&custom)
             .ok_or_else(|| rejected("malformed", "the token is not a refresh token"))?;
+        for name in RESERVED_CLAIMS.iter().chain(&NOT_CARRIED) {
+            custom.remove(*name);
+        }
         let now = timeutil::now();
         for _ in 0..ROTATION_ATTEMPTS {
             let family = self
@@ -106,7 +113,8 @@ impl AppState {
                 RotateDecision::Rotate { next_gen } => {
                     // Signed before the swap, so that a won swap is never followed by a failure
                     // that would leave the client holding a token already rotated.
-                    let pair = self.mint_pair(tenant, caller_id, &v, &family, next_gen, now)?;
+                    let pair =
+                        self.mint_pair(tenant, caller_id, &v, &custom, &family, next_gen, now)?;
                     if self
                         .sessions
                         .rotate_refresh_family(tenant, &family.id, claims.generation, next_gen)
@@ -147,21 +155,20 @@ impl AppState {
     }
 
     /// The access token and next refresh token of a rotation: same subject, audience, session,
-    /// client, algorithm and custom claims as the presented refresh token. The refresh token
-    /// expires with its family; the access token carries `fam`.
+    /// client, algorithm and `custom` claims (the presented token's, less veto's own) as the
+    /// presented refresh token. The refresh token expires with its family; the access token
+    /// carries `fam`.
+    #[allow(clippy::too_many_arguments)]
     fn mint_pair(
         &self,
         tenant: &str,
         caller_id: &str,
         v: &VerifiedToken,
+        custom: &Map<String, Value>,
         family: &RefreshFamily,
         next_gen: u32,
         now: OffsetDateTime,
     ) -> ApiResult<RefreshResponse> {
-        let mut custom = v.claims.to_map();
-        for name in RESERVED_CLAIMS.iter().chain(&NOT_CARRIED) {
-            custom.remove(*name);
-        }
         let base = IssueRequest {
             sub: family.sub.clone(),
             aud: v.aud.clone(),
@@ -170,7 +177,7 @@ impl AppState {
             nbf: None,
             sid: v.sid.clone(),
             client_id: v.client_id.clone(),
-            claims: Some(custom),
+            claims: Some(custom.clone()),
             token_use: None,
         };
         let access = self.sign_token(
