@@ -218,8 +218,14 @@ api() {
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 # load_prelude: what every load script does first: wrk, curl and python3 present, a release veto
-# (VETO_BIN, else built now), started on an ephemeral port (start_veto).
+# (VETO_BIN, else built now), started on an ephemeral port (start_veto), and the tenant TENANT
+# (default loadtest) created in it. Also the wrk shape every script takes unless the caller (or
+# the script, before calling) sets it: THREADS 2, CONNECTIONS 64, DURATION 10s.
 load_prelude() {
+  THREADS=${THREADS:-2}
+  CONNECTIONS=${CONNECTIONS:-64}
+  DURATION=${DURATION:-10s}
+  TENANT=${TENANT:-loadtest}
   section "prerequisites"
   command -v wrk >/dev/null 2>&1 || ensure_debs wrk
   command -v curl >/dev/null 2>&1 || ensure_debs curl
@@ -231,4 +237,5 @@ load_prelude() {
   fi
   section "start veto"
   start_veto "$VETO_BIN"
+  api POST /v1/tenants "{\"id\":\"$TENANT\",\"display_name\":\"$TENANT\"}" >/dev/null
 }

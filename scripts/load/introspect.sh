@@ -14,15 +14,9 @@ cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-THREADS=${THREADS:-2}
-CONNECTIONS=${CONNECTIONS:-64}
-DURATION=${DURATION:-10s}
-TENANT=loadtest
-
 load_prelude
 
 section "set up tenant $TENANT: HS256 key, token, API key with tokens:verify"
-api POST /v1/tenants "{\"id\":\"$TENANT\",\"display_name\":\"load test\"}" >/dev/null
 api POST "/v1/tenants/$TENANT/keys" '{"alg":"HS256"}' >/dev/null
 TOKEN=$(api POST "/v1/tenants/$TENANT/tokens" '{"sub":"load-user","aud":"api","alg":"HS256","ttl_seconds":3600}' | json_field token)
 VERIFY_KEY=$(api POST "/v1/tenants/$TENANT/api-keys" '{"name":"load introspect","scopes":["tokens:verify"]}' | json_field key)

@@ -16,15 +16,9 @@ cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-THREADS=${THREADS:-2}
-CONNECTIONS=${CONNECTIONS:-64}
-DURATION=${DURATION:-10s}
-TENANT=loadtest
-
 load_prelude
 
 section "set up tenant $TENANT and an API key with tokens:revoke"
-api POST /v1/tenants "{\"id\":\"$TENANT\",\"display_name\":\"load test\"}" >/dev/null
 REVOKE_KEY=$(api POST "/v1/tenants/$TENANT/api-keys" '{"name":"load revoke","scopes":["tokens:revoke"]}' | json_field key)
 
 LUA="$VETO_RUN_DIR/revoke.lua"

@@ -15,15 +15,9 @@ cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-THREADS=${THREADS:-2}
-CONNECTIONS=${CONNECTIONS:-64}
-DURATION=${DURATION:-10s}
-TENANT=loadtest
-
 load_prelude
 
 section "set up tenant $TENANT, an API key with sessions:write and a session"
-api POST /v1/tenants "{\"id\":\"$TENANT\",\"display_name\":\"load test\"}" >/dev/null
 KEY=$(api POST "/v1/tenants/$TENANT/api-keys" '{"name":"load sessions","scopes":["sessions:write"]}' | json_field key)
 created=$(api POST "/v1/tenants/$TENANT/sessions" '{"actor_id":"user-1","actor_type":"user","ip_address":"203.0.113.7","user_agent":"load"}' "$KEY")
 COOKIE=$(printf '%s' "$created" | json_field cookie)

@@ -34,7 +34,6 @@ cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-32}
 DURATION=${SOAK_DURATION:-${DURATION:-10m}}
 SAMPLE_SECONDS=${SAMPLE_SECONDS:-5}
@@ -62,7 +61,6 @@ WARMUP=${WARMUP:-$((TOTAL_SECONDS / 5 < 60 ? TOTAL_SECONDS / 5 : 60))}
 load_prelude
 
 section "set up tenant $TENANT: HS256 key, an API key, a pool of $POOL tokens"
-api POST /v1/tenants "{\"id\":\"$TENANT\",\"display_name\":\"soak\"}" >/dev/null
 api POST "/v1/tenants/$TENANT/keys" '{"alg":"HS256"}' >/dev/null
 KEY=$(api POST "/v1/tenants/$TENANT/api-keys" \
   '{"name":"soak","scopes":["tokens:issue","tokens:verify","tokens:revoke"]}' | json_field key)
