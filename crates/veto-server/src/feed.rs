@@ -30,7 +30,7 @@
 //! "revoke, lift, revoke again" never shows the lifted state in between.
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -75,7 +75,7 @@ pub struct Feed {
     fresh_as_of_ms: AtomicI64,
     /// Set once the node has been stale for longer than the change log keeps changes: it then
     /// never becomes fresh again (see the module comment).
-    outlived: std::sync::atomic::AtomicBool,
+    outlived: AtomicBool,
     /// Serialises catch-ups: the timer and a notification may fire together.
     running: tokio::sync::Mutex<()>,
     wake: Notify,
@@ -89,7 +89,7 @@ impl Feed {
         Feed {
             cursor: Mutex::new(FeedCursor::default()),
             fresh_as_of_ms: AtomicI64::new(0),
-            outlived: std::sync::atomic::AtomicBool::new(false),
+            outlived: AtomicBool::new(false),
             running: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             max_staleness,
