@@ -28,8 +28,8 @@ use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStat
 use veto_core::tenant::Tenant;
 
 use crate::{
-    CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Store,
-    StoreError, change,
+    CHANGE_RETENTION_SECS, Change, ChangeKind, FeedCursor, LiftOutcome, Page, PageRequest,
+    PurgeCounts, Store, StoreError, Written, change,
 };
 
 /// One empty database for one case.
@@ -214,7 +214,8 @@ pub async fn add_tenants(store: &dyn Store, ids: &[&str]) {
         store
             .create_tenant(&tenant(id), &audit_at(id, "tenant.create", id, -10_000))
             .await
-            .expect("create fixture tenant");
+            .expect("create fixture tenant")
+            .value;
     }
 }
 
@@ -223,7 +224,8 @@ async fn put_api_keys(store: &dyn Store, keys: &[&ApiKeyRecord]) {
         store
             .insert_api_key(k, &audit("acme", "api_key.create", &k.id))
             .await
-            .expect("insert API key");
+            .expect("insert API key")
+            .value;
     }
 }
 
@@ -301,7 +303,10 @@ pub(crate) fn said(t: &str, kind: &str, key: &str, value: Option<i64>) -> Said {
 pub(crate) fn what(changes: &[Change]) -> Vec<Said> {
     changes
         .iter()
-        .map(|c| said(&c.tenant, &c.kind, &c.key, c.value))
+        .map(|c| {
+            let (kind, key, value) = c.kind.to_row();
+            said(&c.tenant, kind, key, value)
+        })
         .collect()
 }
 
@@ -343,14 +348,15 @@ pub(crate) async fn marker_feed(store: &dyn Store, after: FeedCursor) -> (Vec<Ch
     store
         .create_tenant(&tenant(&id), &audit(&id, "tenant.create", &id))
         .await
-        .expect("marker tenant");
+        .expect("marker tenant")
+        .value;
     let mut got: Vec<Change> = Vec::new();
     for _ in 0..3_000 {
         let from = got.last().map_or(after, |c| c.cursor);
         got.extend(follow(store, from, 100).await);
         if let Some(i) = got
             .iter()
-            .position(|c| c.tenant == id && c.kind == change::TENANT_CREATE)
+            .position(|c| c.tenant == id && c.kind == crate::ChangeKind::TenantCreated)
         {
             assert_eq!(i + 1, got.len(), "nothing is logged after the marker");
             let marker = got[i].cursor;
@@ -416,7 +422,11 @@ pub async fn tenant_roundtrip(db: &dyn TestDatabase) {
     let mut t = tenant("acme");
     t.display_name = "Acme, Inc. — ünïcode".to_owned();
     let create = audit("acme", "tenant.create", "acme");
-    store.create_tenant(&t, &create).await.expect("create");
+    store
+        .create_tenant(&t, &create)
+        .await
+        .expect("create")
+        .value;
     assert_eq!(
         store.get_tenant("acme").await.expect("get"),
         Some(t.clone())
@@ -461,7 +471,8 @@ pub async fn tenant_suspend_and_resume(db: &dyn TestDatabase) {
     let t = store
         .set_tenant_suspended("acme", true, &audit("acme", "tenant.suspend", "acme"))
         .await
-        .expect("suspend");
+        .expect("suspend")
+        .value;
     assert_eq!(
         t,
         Tenant {
@@ -488,7 +499,8 @@ pub async fn tenant_suspend_and_resume(db: &dyn TestDatabase) {
     let t = store
         .set_tenant_suspended("acme", false, &audit("acme", "tenant.resume", "acme"))
         .await
-        .expect("resume");
+        .expect("resume")
+        .value;
     assert_eq!(t, tenant("acme"));
     assert_eq!(
         store.get_tenant("acme").await.expect("get"),
@@ -572,7 +584,11 @@ pub async fn cutoff_max_wins(db: &dyn TestDatabase) {
         ]
     );
     // The tenant-wide expiry grew to 2,000: a purge at 1,500 keeps it.
-    let (counts, _) = store.purge_batch(at(1_500), 100).await.expect("purge");
+    let (counts, _) = store
+        .purge_batch(at(1_500), 100)
+        .await
+        .expect("purge")
+        .value;
     assert_eq!(
         counts.cutoffs, 3,
         "only the three subject cutoffs had expired"
@@ -611,13 +627,15 @@ pub async fn api_keys_find_list_delete(db: &dyn TestDatabase) {
         store
             .insert_api_key(k, &audit(&t, "api_key.create", &k.id))
             .await
-            .expect("insert");
+            .expect("insert")
+            .value;
     }
     assert!(!store.has_admin_key().await.expect("has_admin_key"));
     store
         .insert_api_key(&admin, &audit("default", "api_key.create", &admin.id))
         .await
-        .expect("admin");
+        .expect("admin")
+        .value;
     assert!(store.has_admin_key().await.expect("has_admin_key"));
 
     for k in [&a1, &a2, &g1, &admin] {
@@ -684,7 +702,8 @@ pub async fn api_keys_find_list_delete(db: &dyn TestDatabase) {
     store
         .delete_api_key("acme", &a1.id, &audit("acme", "api_key.delete", &a1.id))
         .await
-        .expect("delete own key");
+        .expect("delete own key")
+        .value;
     assert_eq!(
         store
             .find_api_key_by_hash(&a1.key_hash)
@@ -722,7 +741,8 @@ pub async fn api_keys_pagination(db: &dyn TestDatabase) {
         store
             .insert_api_key(k, &audit("acme", "api_key.create", &k.id))
             .await
-            .expect("insert");
+            .expect("insert")
+            .value;
     }
     let mut expected = keys.clone();
     expected.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
@@ -746,7 +766,8 @@ pub async fn signing_keys_rotation_and_revocation(db: &dyn TestDatabase) {
         let retired = store
             .insert_signing_key(k, None, &audit(&k.tenant, "key.create", &k.kid))
             .await
-            .expect("insert");
+            .expect("insert")
+            .value;
         assert!(retired.is_empty(), "no rotation requested");
     }
     assert_eq!(
@@ -760,7 +781,8 @@ pub async fn signing_keys_rotation_and_revocation(db: &dyn TestDatabase) {
     let retired = store
         .insert_signing_key(&e3, Some(at(100)), &audit("acme", "key.rotate", "e3"))
         .await
-        .expect("rotate");
+        .expect("rotate")
+        .value;
     let e1_retired = SigningKeyRecord {
         status: KeyStatus::Retired,
         retain_until: Some(at(100)),
@@ -772,7 +794,8 @@ pub async fn signing_keys_rotation_and_revocation(db: &dyn TestDatabase) {
     let retired = store
         .insert_signing_key(&e4, Some(at(200)), &audit("acme", "key.rotate", "e4"))
         .await
-        .expect("rotate api");
+        .expect("rotate api")
+        .value;
     let e2_retired = SigningKeyRecord {
         status: KeyStatus::Retired,
         retain_until: Some(at(200)),
@@ -825,7 +848,8 @@ pub async fn signing_keys_rotation_and_revocation(db: &dyn TestDatabase) {
             &audit("acme", "key.revoke", "e3"),
         )
         .await
-        .expect("revoke");
+        .expect("revoke")
+        .value;
     assert_eq!(revoked.status, KeyStatus::Revoked);
     assert_eq!(revoked.revoke_reason.as_deref(), Some("leaked"));
     assert!(revoked.revoked_at.is_some());
@@ -847,7 +871,8 @@ pub async fn signing_keys_rotation_and_revocation(db: &dyn TestDatabase) {
             &audit("acme", "key.revoke", "e3"),
         )
         .await
-        .expect("revoke again");
+        .expect("revoke again")
+        .value;
     assert_eq!(again, revoked, "a repeat returns the record unchanged");
     assert_eq!(count_audit(store.as_ref(), "acme", "key.revoke").await, 1);
     for (t, kid) in [("acme", "missing"), ("acme", "g1"), ("nope", "e1")] {
@@ -875,7 +900,8 @@ pub async fn revocation_insert_is_idempotent(db: &dyn TestDatabase) {
     let out = store
         .insert_revocation(&first, &rev_audit(&first))
         .await
-        .expect("insert");
+        .expect("insert")
+        .value;
     assert!(out.created);
     assert_eq!(out.record, first);
     assert_eq!(
@@ -892,7 +918,8 @@ pub async fn revocation_insert_is_idempotent(db: &dyn TestDatabase) {
     let out = store
         .insert_revocation(&repeat, &rev_audit(&repeat))
         .await
-        .expect("repeat");
+        .expect("repeat")
+        .value;
     assert!(!out.created);
     assert_eq!(
         out.record, first,
@@ -913,7 +940,8 @@ pub async fn revocation_insert_is_idempotent(db: &dyn TestDatabase) {
     let out = store
         .insert_revocation(&other, &rev_audit(&other))
         .await
-        .expect("other tenant");
+        .expect("other tenant")
+        .value;
     assert!(out.created);
 
     // Optional fields empty, sub-second times: the returned record is what reads return.
@@ -927,7 +955,8 @@ pub async fn revocation_insert_is_idempotent(db: &dyn TestDatabase) {
     let out = store
         .insert_revocation(&sparse, &rev_audit(&sparse))
         .await
-        .expect("sparse");
+        .expect("sparse")
+        .value;
     assert!(out.created);
     let read = store
         .get_revocation("acme", "jti-2")
@@ -992,7 +1021,21 @@ async fn revoke_concurrently(
             );
             continue;
         }
-        let out = out.expect("insert");
+        let Written {
+            value: out,
+            changes,
+        } = out.expect("insert");
+        // Each caller gets back the change of its own revocation, and only a creator does.
+        let mine: Vec<_> = changes.iter().map(|c| c.kind.clone()).collect();
+        let expected = if out.created {
+            vec![ChangeKind::Revoked {
+                jti: jti.clone(),
+                until: None,
+            }]
+        } else {
+            vec![]
+        };
+        assert_eq!(mine, expected, "{jti}");
         *created.entry(jti.clone()).or_default() += usize::from(out.created);
         records.entry(jti).or_default().push(out.record);
     }
@@ -1053,7 +1096,8 @@ pub async fn revocation_batch_counts_and_leaves_existing_alone(db: &dyn TestData
     store
         .insert_revocation(&a, &rev_audit(&a))
         .await
-        .expect("a");
+        .expect("a")
+        .value;
     let changed_a = Revocation {
         reason: Some("changed".into()),
         ..a.clone()
@@ -1069,7 +1113,7 @@ pub async fn revocation_batch_counts_and_leaves_existing_alone(db: &dyn TestData
         .into_iter()
         .map(|r| (r.clone(), rev_audit(r)))
         .collect();
-    let (created, existing, records) = store.insert_revocations(&batch).await.expect("batch");
+    let (created, existing, records) = store.insert_revocations(&batch).await.expect("batch").value;
     assert_eq!((created, existing), (3, 2));
     assert_eq!(
         records,
@@ -1100,9 +1144,17 @@ pub async fn revocation_batch_counts_and_leaves_existing_alone(db: &dyn TestData
         "the created records' own events are written"
     );
 
-    let (created, existing, records) = store.insert_revocations(&[]).await.expect("empty batch");
+    let (created, existing, records) = store
+        .insert_revocations(&[])
+        .await
+        .expect("empty batch")
+        .value;
     assert_eq!((created, existing, records), (0, 0, vec![]));
-    let (created, existing, records) = store.insert_revocations(&batch).await.expect("replay");
+    let (created, existing, records) = store
+        .insert_revocations(&batch)
+        .await
+        .expect("replay")
+        .value;
     assert_eq!((created, existing, records), (0, 5, vec![]));
     assert_eq!(
         count_audit(store.as_ref(), "acme", "revocation.create").await,
@@ -1163,7 +1215,8 @@ pub async fn revocation_batch_of_ten_thousand(db: &dyn TestDatabase) {
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("pre");
+            .expect("pre")
+            .value;
     }
     let mut batch: Vec<(Revocation, AuditEvent)> = (0..9_999)
         .map(|i| {
@@ -1180,7 +1233,7 @@ pub async fn revocation_batch_of_ten_thousand(db: &dyn TestDatabase) {
     };
     batch.push((dup.clone(), rev_audit(&dup)));
     assert_eq!(batch.len(), 10_000);
-    let (created, existing, records) = store.insert_revocations(&batch).await.expect("batch");
+    let (created, existing, records) = store.insert_revocations(&batch).await.expect("batch").value;
     assert_eq!((created, existing), (9_993, 7));
     assert_eq!(records.len(), 9_993);
     let created_jtis: BTreeSet<&str> = records.iter().map(|r| r.jti.as_str()).collect();
@@ -1228,7 +1281,8 @@ async fn listing_fixture(store: &dyn Store) -> Vec<Revocation> {
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("insert");
+            .expect("insert")
+            .value;
         acme.push(r);
     }
     for jti in ["g1", "g2"] {
@@ -1236,7 +1290,8 @@ async fn listing_fixture(store: &dyn Store) -> Vec<Revocation> {
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("insert");
+            .expect("insert")
+            .value;
     }
     acme.sort_by(|a, b| (b.revoked_at, &b.jti).cmp(&(a.revoked_at, &a.jti)));
     acme
@@ -1395,7 +1450,8 @@ pub async fn revocation_stats_counts(db: &dyn TestDatabase) {
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("insert");
+            .expect("insert")
+            .value;
     }
     let stats = store.revocation_stats("acme", now).await.expect("stats");
     assert_eq!(stats.revoked, 3);
@@ -1427,7 +1483,8 @@ pub async fn lift_suspension_outcomes(db: &dyn TestDatabase) {
         store
             .insert_revocation(r, &rev_audit(r))
             .await
-            .expect("insert");
+            .expect("insert")
+            .value;
     }
     let lift = |t: &str, jti: &str| audit(t, "revocation.lift", jti);
 
@@ -1435,7 +1492,8 @@ pub async fn lift_suspension_outcomes(db: &dyn TestDatabase) {
     let out = store
         .lift_suspension("acme", "p1", &lift("acme", "p1"))
         .await
-        .expect("lift permanent");
+        .expect("lift permanent")
+        .value;
     assert_eq!(out, LiftOutcome::Permanent(p.clone()));
     assert_eq!(
         store.get_revocation("acme", "p1").await.expect("get"),
@@ -1445,7 +1503,8 @@ pub async fn lift_suspension_outcomes(db: &dyn TestDatabase) {
         let out = store
             .lift_suspension(t, jti, &lift(t, jti))
             .await
-            .expect("lift");
+            .expect("lift")
+            .value;
         assert_eq!(out, LiftOutcome::NotFound, "{t}/{jti}");
     }
     assert_eq!(
@@ -1458,7 +1517,8 @@ pub async fn lift_suspension_outcomes(db: &dyn TestDatabase) {
     let out = store
         .lift_suspension("acme", "s1", &lift("acme", "s1"))
         .await
-        .expect("lift");
+        .expect("lift")
+        .value;
     assert_eq!(out, LiftOutcome::Lifted(s.clone()));
     assert_eq!(store.get_revocation("acme", "s1").await.expect("get"), None);
     assert_eq!(
@@ -1467,12 +1527,13 @@ pub async fn lift_suspension_outcomes(db: &dyn TestDatabase) {
     );
     assert_eq!(
         what(&changes_before_marker(store.as_ref(), pos).await),
-        vec![said("acme", change::REVOCATION_LIFT, "s1", None)]
+        vec![said("acme", change::names::REVOCATION_LIFT, "s1", None)]
     );
     let out = store
         .lift_suspension("acme", "s1", &lift("acme", "s1"))
         .await
-        .expect("lift again");
+        .expect("lift again")
+        .value;
     assert_eq!(out, LiftOutcome::NotFound);
     assert!(
         !jtis_in_state(store.as_ref(), at(0))
@@ -1498,14 +1559,15 @@ pub async fn audit_list_filter_and_pagination(db: &dyn TestDatabase) {
         if i == 5 {
             e.reason = Some("because".into());
         }
-        store.insert_revocation(&r, &e).await.expect("insert");
+        store.insert_revocation(&r, &e).await.expect("insert").value;
         expected.push(e);
     }
     let g = rev("globex", "g");
     store
         .insert_revocation(&g, &audit_at("globex", "revocation.create", "g", 1_000))
         .await
-        .expect("globex");
+        .expect("globex")
+        .value;
     expected.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
 
     let (got, pages) = collect_pages(4, |p| {
@@ -1585,14 +1647,15 @@ pub async fn purge_revocations_in_bounded_batches(db: &dyn TestDatabase) {
         store
             .insert_revocation(r, &rev_audit(r))
             .await
-            .expect("insert");
+            .expect("insert")
+            .value;
     }
     assert_eq!(purgeable.len(), 8);
 
     let mut deleted = Vec::new();
     let mut sizes = Vec::new();
     loop {
-        let (counts, pairs) = store.purge_batch(before, 3).await.expect("purge");
+        let (counts, pairs) = store.purge_batch(before, 3).await.expect("purge").value;
         assert_eq!(counts.revocations, pairs.len() as u64);
         assert!(pairs.len() <= 3, "a batch of 3 deleted {}", pairs.len());
         sizes.push(pairs.len());
@@ -1637,7 +1700,8 @@ pub async fn purge_cutoffs_and_keys(db: &dyn TestDatabase) {
         store
             .set_cutoff(&c, &audit("acme", "cutoff", "x"))
             .await
-            .expect("cutoff");
+            .expect("cutoff")
+            .value;
     }
     let active = signing_key("acme", "k-active", Alg::ES256, None, 1);
     let old_retired = SigningKeyRecord {
@@ -1661,9 +1725,10 @@ pub async fn purge_cutoffs_and_keys(db: &dyn TestDatabase) {
         store
             .insert_signing_key(k, None, &audit("acme", "key.create", &k.kid))
             .await
-            .expect("key");
+            .expect("key")
+            .value;
     }
-    let (counts, pairs) = store.purge_batch(at(100), 1).await.expect("purge");
+    let (counts, pairs) = store.purge_batch(at(100), 1).await.expect("purge").value;
     assert!(pairs.is_empty());
     assert!(counts.changes <= 1);
     assert_eq!(
@@ -1676,7 +1741,7 @@ pub async fn purge_cutoffs_and_keys(db: &dyn TestDatabase) {
         },
         "a batch of 1 deletes at most 1 per table"
     );
-    let (counts, _) = store.purge_batch(at(100), 1).await.expect("purge");
+    let (counts, _) = store.purge_batch(at(100), 1).await.expect("purge").value;
     assert_eq!(
         without_changes(counts),
         PurgeCounts {
@@ -1686,7 +1751,7 @@ pub async fn purge_cutoffs_and_keys(db: &dyn TestDatabase) {
             changes: 0,
         }
     );
-    let (counts, _) = store.purge_batch(at(100), 1).await.expect("purge");
+    let (counts, _) = store.purge_batch(at(100), 1).await.expect("purge").value;
     assert_eq!(without_changes(counts), PurgeCounts::default());
     assert_eq!(
         store.list_signing_keys("acme").await.expect("list"),
@@ -1711,7 +1776,8 @@ pub async fn load_state_reflects_everything(db: &dyn TestDatabase) {
     store
         .set_tenant_suspended("globex", true, &audit("globex", "tenant.suspend", "globex"))
         .await
-        .expect("suspend");
+        .expect("suspend")
+        .value;
     let tenant_cut = Cutoff {
         tenant: "acme".into(),
         sub: None,
@@ -1727,7 +1793,8 @@ pub async fn load_state_reflects_everything(db: &dyn TestDatabase) {
         store
             .set_cutoff(c, &audit("acme", "cutoff", "x"))
             .await
-            .expect("cutoff");
+            .expect("cutoff")
+            .value;
     }
     let now = at(1_000);
     let permanent = rev("acme", "perm");
@@ -1741,7 +1808,8 @@ pub async fn load_state_reflects_everything(db: &dyn TestDatabase) {
         store
             .insert_revocation(r, &rev_audit(r))
             .await
-            .expect("insert");
+            .expect("insert")
+            .value;
     }
     let k1 = signing_key("acme", "k1", Alg::EdDSA, None, 1);
     let k2 = signing_key("globex", "k2", Alg::HS512, Some("api"), 2);
@@ -1749,7 +1817,8 @@ pub async fn load_state_reflects_everything(db: &dyn TestDatabase) {
         store
             .insert_signing_key(k, None, &audit(&k.tenant, "key.create", &k.kid))
             .await
-            .expect("key");
+            .expect("key")
+            .value;
     }
     let k1_revoked = store
         .revoke_signing_key(
@@ -1759,7 +1828,8 @@ pub async fn load_state_reflects_everything(db: &dyn TestDatabase) {
             &audit("acme", "key.revoke", "k1"),
         )
         .await
-        .expect("revoke");
+        .expect("revoke")
+        .value;
     let a1 = api_key("ak_1", Some("acme"), 1);
     let admin = api_key("ak_admin", None, 2);
     put_api_keys(store.as_ref(), &[&a1, &admin]).await;
@@ -1807,16 +1877,28 @@ pub async fn load_state_reflects_everything(db: &dyn TestDatabase) {
 pub async fn change_feed_records_every_state_write(db: &dyn TestDatabase) {
     let store = db.open().await;
     let s = store.as_ref();
-    s.create_tenant(&tenant("acme"), &audit("acme", "tenant.create", "acme"))
-        .await
-        .expect("tenant");
+    // Every write hands back the changes it appended: the same ones, cursors included, that
+    // the feed then shows (the writing node applies exactly these before answering).
+    let mut written: Vec<Change> = Vec::new();
+    written.extend(
+        s.create_tenant(&tenant("acme"), &audit("acme", "tenant.create", "acme"))
+            .await
+            .expect("tenant")
+            .changes,
+    );
     let r = rev("acme", "j1");
-    s.insert_revocation(&r, &rev_audit(&r))
-        .await
-        .expect("revoke");
-    s.insert_revocation(&r, &rev_audit(&r))
-        .await
-        .expect("repeat");
+    written.extend(
+        s.insert_revocation(&r, &rev_audit(&r))
+            .await
+            .expect("revoke")
+            .changes,
+    );
+    written.extend(
+        s.insert_revocation(&r, &rev_audit(&r))
+            .await
+            .expect("repeat")
+            .changes,
+    );
     let batch: Vec<(Revocation, AuditEvent)> = ["j2", "j3"]
         .into_iter()
         .map(|j| {
@@ -1825,89 +1907,126 @@ pub async fn change_feed_records_every_state_write(db: &dyn TestDatabase) {
             (r, a)
         })
         .collect();
-    s.insert_revocations(&batch).await.expect("batch");
-    s.lift_suspension("acme", "j2", &audit("acme", "revocation.lift", "j2"))
-        .await
-        .expect("lift");
+    written.extend(s.insert_revocations(&batch).await.expect("batch").changes);
+    written.extend(
+        s.lift_suspension("acme", "j2", &audit("acme", "revocation.lift", "j2"))
+            .await
+            .expect("lift")
+            .changes,
+    );
     let c = Cutoff {
         tenant: "acme".into(),
         sub: Some("alice".into()),
         not_before_iat: T0,
         expires_at: at(100),
     };
-    s.set_cutoff(&c, &audit("acme", "cutoff", "alice"))
-        .await
-        .expect("cutoff");
+    written.extend(
+        s.set_cutoff(&c, &audit("acme", "cutoff", "alice"))
+            .await
+            .expect("cutoff")
+            .changes,
+    );
     // An older cutoff changes nothing stored, and its change carries the stored maximum.
     let older = Cutoff {
         not_before_iat: T0 - 5,
         ..c.clone()
     };
-    s.set_cutoff(&older, &audit("acme", "cutoff", "alice"))
-        .await
-        .expect("older cutoff");
-    s.set_cutoff(
-        &Cutoff {
-            sub: None,
-            not_before_iat: T0 + 1,
-            ..c.clone()
-        },
-        &audit("acme", "cutoff", "acme"),
-    )
-    .await
-    .expect("tenant cutoff");
-    s.set_tenant_suspended("acme", true, &audit("acme", "tenant.suspend", "acme"))
-        .await
-        .expect("suspend");
-    s.set_tenant_suspended("acme", false, &audit("acme", "tenant.resume", "acme"))
-        .await
-        .expect("resume");
-    let k = signing_key("acme", "k1", Alg::ES256, None, 1);
-    s.insert_signing_key(&k, None, &audit("acme", "key.create", "k1"))
-        .await
-        .expect("key");
-    let k2 = signing_key("acme", "k2", Alg::ES256, None, 2);
-    s.insert_signing_key(&k2, Some(at(50)), &audit("acme", "key.rotate", "k2"))
-        .await
-        .expect("rotate");
-    for _ in 0..2 {
-        s.revoke_signing_key("acme", "k2", None, &audit("acme", "key.revoke", "k2"))
+    written.extend(
+        s.set_cutoff(&older, &audit("acme", "cutoff", "alice"))
             .await
-            .expect("key revoke (the second is no change)");
+            .expect("older cutoff")
+            .changes,
+    );
+    written.extend(
+        s.set_cutoff(
+            &Cutoff {
+                sub: None,
+                not_before_iat: T0 + 1,
+                ..c.clone()
+            },
+            &audit("acme", "cutoff", "acme"),
+        )
+        .await
+        .expect("tenant cutoff")
+        .changes,
+    );
+    written.extend(
+        s.set_tenant_suspended("acme", true, &audit("acme", "tenant.suspend", "acme"))
+            .await
+            .expect("suspend")
+            .changes,
+    );
+    written.extend(
+        s.set_tenant_suspended("acme", false, &audit("acme", "tenant.resume", "acme"))
+            .await
+            .expect("resume")
+            .changes,
+    );
+    let k = signing_key("acme", "k1", Alg::ES256, None, 1);
+    written.extend(
+        s.insert_signing_key(&k, None, &audit("acme", "key.create", "k1"))
+            .await
+            .expect("key")
+            .changes,
+    );
+    let k2 = signing_key("acme", "k2", Alg::ES256, None, 2);
+    written.extend(
+        s.insert_signing_key(&k2, Some(at(50)), &audit("acme", "key.rotate", "k2"))
+            .await
+            .expect("rotate")
+            .changes,
+    );
+    for _ in 0..2 {
+        written.extend(
+            s.revoke_signing_key("acme", "k2", None, &audit("acme", "key.revoke", "k2"))
+                .await
+                .expect("key revoke (the second is no change)")
+                .changes,
+        );
     }
     let keys = [
         api_key("ak_1", Some("acme"), 1),
         api_key("ak_admin", None, 2),
     ];
-    put_api_keys(s, &[&keys[0], &keys[1]]).await;
-    s.delete_api_key("acme", "ak_1", &audit("acme", "api_key.delete", "ak_1"))
-        .await
-        .expect("api key delete");
+    for k in &keys {
+        let a = audit("acme", "api_key.create", &k.id);
+        written.extend(s.insert_api_key(k, &a).await.expect("api key").changes);
+    }
+    written.extend(
+        s.delete_api_key("acme", "ak_1", &audit("acme", "api_key.delete", "ak_1"))
+            .await
+            .expect("api key delete")
+            .changes,
+    );
 
     let feed = changes_before_marker(s, FeedCursor::default()).await;
     assert_eq!(
         what(&feed),
         vec![
-            said("acme", change::TENANT_CREATE, "", None),
-            said("acme", change::REVOCATION, "j1", None),
-            said("acme", change::REVOCATION, "j2", Some(T0 + 100)),
-            said("acme", change::REVOCATION, "j3", Some(T0 + 100)),
-            said("acme", change::REVOCATION_LIFT, "j2", None),
-            said("acme", change::SUBJECT_CUTOFF, "alice", Some(T0)),
-            said("acme", change::SUBJECT_CUTOFF, "alice", Some(T0)),
-            said("acme", change::TENANT_CUTOFF, "", Some(T0 + 1)),
-            said("acme", change::TENANT_SUSPEND, "", None),
-            said("acme", change::TENANT_RESUME, "", None),
-            said("acme", change::KEY_INSERT, "k1", None),
-            said("acme", change::KEY_RETIRE, "k1", None),
-            said("acme", change::KEY_INSERT, "k2", None),
-            said("acme", change::KEY_REVOKE, "k2", None),
-            said("acme", change::API_KEY_INSERT, "ak_1", None),
+            said("acme", change::names::TENANT_CREATE, "", None),
+            said("acme", change::names::REVOCATION, "j1", None),
+            said("acme", change::names::REVOCATION, "j2", Some(T0 + 100)),
+            said("acme", change::names::REVOCATION, "j3", Some(T0 + 100)),
+            said("acme", change::names::REVOCATION_LIFT, "j2", None),
+            said("acme", change::names::SUBJECT_CUTOFF, "alice", Some(T0)),
+            said("acme", change::names::SUBJECT_CUTOFF, "alice", Some(T0)),
+            said("acme", change::names::TENANT_CUTOFF, "", Some(T0 + 1)),
+            said("acme", change::names::TENANT_SUSPEND, "", None),
+            said("acme", change::names::TENANT_RESUME, "", None),
+            said("acme", change::names::KEY_INSERT, "k1", None),
+            said("acme", change::names::KEY_RETIRE, "k1", None),
+            said("acme", change::names::KEY_INSERT, "k2", None),
+            said("acme", change::names::KEY_REVOKE, "k2", None),
+            said("acme", change::names::API_KEY_INSERT, "ak_1", None),
             // An admin key belongs to no tenant.
-            said("", change::API_KEY_INSERT, "ak_admin", None),
-            said("acme", change::API_KEY_DELETE, "ak_1", None),
+            said("", change::names::API_KEY_INSERT, "ak_admin", None),
+            said("acme", change::names::API_KEY_DELETE, "ak_1", None),
         ],
         "one change per state write, in order; repeats log nothing"
+    );
+    assert_eq!(
+        written, feed,
+        "what the writes returned is what the feed holds"
     );
     // Stamped with the wall clock at write time (not a fixture time): not before this test.
     let started = veto_core::timeutil::now().unix_timestamp() - 3_600;
@@ -1926,13 +2045,14 @@ pub async fn change_feed_pages_without_gaps_or_repeats(db: &dyn TestDatabase) {
             (r, a)
         })
         .collect();
-    store.insert_revocations(&batch).await.expect("batch");
+    store.insert_revocations(&batch).await.expect("batch").value;
     for i in 0..20 {
         let r = rev("acme", &format!("s{i:02}"));
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("single");
+            .expect("single")
+            .value;
     }
     let before = changes_before_marker(store.as_ref(), FeedCursor::default()).await;
     let expected: Vec<String> = ["", ""]
@@ -1942,7 +2062,10 @@ pub async fn change_feed_pages_without_gaps_or_repeats(db: &dyn TestDatabase) {
         .chain((0..20).map(|i| format!("s{i:02}")))
         .collect();
     assert_eq!(
-        before.iter().map(|c| c.key.clone()).collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|c| c.kind.to_row().1.to_owned())
+            .collect::<Vec<_>>(),
         expected
     );
     // The whole log (the marker included) is final now: every page size reads the same.
@@ -1985,7 +2108,8 @@ pub async fn load_state_cursor_then_feed_is_everything_after(db: &dyn TestDataba
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("before");
+            .expect("before")
+            .value;
     }
     let snapshot = store.load_state(at(0)).await.expect("state");
     assert_eq!(snapshot.revocations.len(), 2);
@@ -1994,33 +2118,37 @@ pub async fn load_state_cursor_then_feed_is_everything_after(db: &dyn TestDataba
     store
         .insert_revocation(&c, &rev_audit(&c))
         .await
-        .expect("after");
+        .expect("after")
+        .value;
     let d = suspension("acme", "d", at(50));
     store
         .insert_revocation(&d, &rev_audit(&d))
         .await
-        .expect("after");
+        .expect("after")
+        .value;
     store
         .lift_suspension("acme", "d", &audit("acme", "revocation.lift", "d"))
         .await
-        .expect("lift");
+        .expect("lift")
+        .value;
     store
         .insert_api_key(
             &api_key("ak_1", Some("acme"), 1),
             &audit("acme", "api_key.create", "ak_1"),
         )
         .await
-        .expect("api key");
+        .expect("api key")
+        .value;
     let written_after = [
-        said("acme", change::REVOCATION, "c", None),
-        said("acme", change::REVOCATION, "d", Some(T0 + 50)),
-        said("acme", change::REVOCATION_LIFT, "d", None),
-        said("acme", change::API_KEY_INSERT, "ak_1", None),
+        said("acme", change::names::REVOCATION, "c", None),
+        said("acme", change::names::REVOCATION, "d", Some(T0 + 50)),
+        said("acme", change::names::REVOCATION_LIFT, "d", None),
+        said("acme", change::names::API_KEY_INSERT, "ak_1", None),
     ];
     let written_before: HashSet<Said> = [
-        said("acme", change::TENANT_CREATE, "", None),
-        said("acme", change::REVOCATION, "a", None),
-        said("acme", change::REVOCATION, "b", None),
+        said("acme", change::names::TENANT_CREATE, "", None),
+        said("acme", change::names::REVOCATION, "a", None),
+        said("acme", change::names::REVOCATION, "b", None),
     ]
     .into_iter()
     .collect();
@@ -2060,11 +2188,12 @@ pub async fn purge_appends_purge_changes(db: &dyn TestDatabase) {
         store
             .insert_revocation(r, &rev_audit(r))
             .await
-            .expect("insert");
+            .expect("insert")
+            .value;
     }
     let (_, seen) = marker_feed(store.as_ref(), FeedCursor::default()).await;
 
-    let (counts, mut pairs) = store.purge_batch(at(100), 10).await.expect("purge");
+    let (counts, mut pairs) = store.purge_batch(at(100), 10).await.expect("purge").value;
     assert_eq!(counts.revocations, 3);
     pairs.sort();
     let mut purged: Vec<Said> = what(&changes_before_marker(store.as_ref(), seen).await);
@@ -2073,7 +2202,7 @@ pub async fn purge_appends_purge_changes(db: &dyn TestDatabase) {
         purged,
         pairs
             .iter()
-            .map(|(t, j)| said(t, change::REVOCATION_PURGE, j, None))
+            .map(|(t, j)| said(t, change::names::REVOCATION_PURGE, j, None))
             .collect::<Vec<_>>(),
         "one revocation.purge change per deleted revocation, nothing else"
     );
@@ -2098,7 +2227,8 @@ pub async fn purge_trims_the_change_log_after_retention(db: &dyn TestDatabase) {
     let (counts, _) = store
         .purge_batch(now + retention - hour, 100)
         .await
-        .expect("purge");
+        .expect("purge")
+        .value;
     assert_eq!(
         counts,
         PurgeCounts::default(),
@@ -2113,7 +2243,8 @@ pub async fn purge_trims_the_change_log_after_retention(db: &dyn TestDatabase) {
     let (counts, _) = store
         .purge_batch(now + retention + hour, 2)
         .await
-        .expect("purge");
+        .expect("purge")
+        .value;
     assert_eq!(
         counts,
         PurgeCounts {
@@ -2153,7 +2284,8 @@ pub async fn get_api_key_by_id(db: &dyn TestDatabase) {
     store
         .delete_api_key("acme", "ak_1", &audit("acme", "api_key.delete", "ak_1"))
         .await
-        .expect("delete");
+        .expect("delete")
+        .value;
     assert_eq!(store.get_api_key("ak_1").await.expect("get"), None);
 }
 
@@ -2164,12 +2296,14 @@ pub async fn data_survives_reopen(db: &dyn TestDatabase) {
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("revoke");
+            .expect("revoke")
+            .value;
         let k = signing_key("acme", "k1", Alg::PS256, None, 1);
         store
             .insert_signing_key(&k, None, &audit("acme", "key.create", "k1"))
             .await
-            .expect("key");
+            .expect("key")
+            .value;
         let c = Cutoff {
             tenant: "acme".into(),
             sub: Some("alice".into()),
@@ -2179,16 +2313,19 @@ pub async fn data_survives_reopen(db: &dyn TestDatabase) {
         store
             .set_cutoff(&c, &audit("acme", "cutoff", "alice"))
             .await
-            .expect("cutoff");
+            .expect("cutoff")
+            .value;
         let a = api_key("ak_1", Some("acme"), 1);
         store
             .insert_api_key(&a, &audit("acme", "api_key.create", "ak_1"))
             .await
-            .expect("api key");
+            .expect("api key")
+            .value;
         store
             .set_tenant_suspended("acme", true, &audit("acme", "tenant.suspend", "acme"))
             .await
-            .expect("suspend");
+            .expect("suspend")
+            .value;
         (cursor(store.as_ref()).await, k, r, c, a)
         // `store` is dropped here.
     };
@@ -2221,12 +2358,17 @@ pub async fn data_survives_reopen(db: &dyn TestDatabase) {
     assert_eq!(
         what(&changes_before_marker(store.as_ref(), FeedCursor::default()).await),
         vec![
-            said("acme", change::TENANT_CREATE, "", None),
-            said("acme", change::REVOCATION, "durable", Some(T0 + 5_000)),
-            said("acme", change::KEY_INSERT, "k1", None),
-            said("acme", change::SUBJECT_CUTOFF, "alice", Some(T0 + 3)),
-            said("acme", change::API_KEY_INSERT, "ak_1", None),
-            said("acme", change::TENANT_SUSPEND, "", None),
+            said("acme", change::names::TENANT_CREATE, "", None),
+            said(
+                "acme",
+                change::names::REVOCATION,
+                "durable",
+                Some(T0 + 5_000)
+            ),
+            said("acme", change::names::KEY_INSERT, "k1", None),
+            said("acme", change::names::SUBJECT_CUTOFF, "alice", Some(T0 + 3)),
+            said("acme", change::names::API_KEY_INSERT, "ak_1", None),
+            said("acme", change::names::TENANT_SUSPEND, "", None),
         ],
         "the change log survives too"
     );
@@ -2247,7 +2389,8 @@ pub async fn sealed_blobs_page_and_reseal_only_what_is_unchanged(db: &dyn TestDa
         store
             .insert_signing_key(k, None, &audit(&k.tenant, "key.create", &k.kid))
             .await
-            .expect("insert");
+            .expect("insert")
+            .value;
     }
     let ids = |page: &[crate::SealedBlob]| -> Vec<(String, String)> {
         page.iter()

@@ -19,6 +19,7 @@ use veto_core::keys::SigningKeyRecord;
 use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStats};
 use veto_core::tenant::Tenant;
 
+pub mod change;
 pub mod conformance;
 mod cursor;
 pub mod postgres;
@@ -28,6 +29,7 @@ pub mod sessions;
 mod sql;
 pub mod sqlite;
 
+pub use change::{Change, ChangeKind, Entity, Written};
 pub use postgres::{PG_NOTIFY_CHANNEL, PgStore};
 pub use veto_core::keys::SealedKind;
 
@@ -121,54 +123,6 @@ pub struct FeedCursor {
     pub position: i64,
 }
 
-/// One change-log entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub cursor: FeedCursor,
-    pub tenant: String,
-    /// One of the [`change`] constants.
-    pub kind: String,
-    /// Which row changed: a jti, a subject ('' = the tenant itself), a kid or an API key id.
-    pub key: String,
-    /// revocation: its `until` (None = permanent); tenant.cutoff / subject.cutoff:
-    /// not_before_iat (the stored maximum after the write); otherwise None.
-    pub value: Option<i64>,
-    /// Unix seconds when written.
-    pub at: i64,
-}
-
-/// Kinds of change-log entries. The key says which row changed: a jti, a subject ('' for the
-/// tenant itself), a kid or an API key id.
-pub mod change {
-    pub const TENANT_CREATE: &str = "tenant.create";
-    pub const TENANT_SUSPEND: &str = "tenant.suspend";
-    pub const TENANT_RESUME: &str = "tenant.resume";
-    pub const TENANT_CUTOFF: &str = "tenant.cutoff";
-    pub const SUBJECT_CUTOFF: &str = "subject.cutoff";
-    pub const REVOCATION: &str = "revocation";
-    pub const REVOCATION_LIFT: &str = "revocation.lift";
-    /// A revocation row deleted by the purge (expired): nodes drop it from their index.
-    pub const REVOCATION_PURGE: &str = "revocation.purge";
-    pub const KEY_INSERT: &str = "key.insert";
-    pub const KEY_RETIRE: &str = "key.retire";
-    pub const KEY_REVOKE: &str = "key.revoke";
-    pub const API_KEY_INSERT: &str = "api_key.insert";
-    pub const API_KEY_DELETE: &str = "api_key.delete";
-    /// Server-side sessions (`SessionStore`); key: the session id. Create and touch carry the
-    /// stored idle expiry (unix seconds), which never passes the absolute one.
-    pub const SESSION_CREATE: &str = "session.create";
-    pub const SESSION_TOUCH: &str = "session.touch";
-    pub const SESSION_REVOKE: &str = "session.revoke";
-    /// A session row deleted by the purge: nodes forget it.
-    pub const SESSION_PURGE: &str = "session.purge";
-    /// A session signing key inserted (first key or rotation); key: the kid. Nodes reload the
-    /// tenant's session keys.
-    pub const SESSION_KEY_INSERT: &str = "session_key.insert";
-    /// A refresh family revoked / purged; key: the family id.
-    pub const REFRESH_REVOKE: &str = "refresh.revoke";
-    pub const REFRESH_PURGE: &str = "refresh.purge";
-}
-
 /// How long change rows are kept; `purge_batch` deletes change rows with
 /// `at < before - CHANGE_RETENTION_SECS`. A node whose cursor is older than this may have missed
 /// changes that are gone from the log: it must reload its state (`load_state`) instead of
@@ -214,7 +168,7 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- tenants ----
     /// `Conflict` if the id exists.
-    async fn create_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<()>;
+    async fn create_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<Written<()>>;
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>>;
     /// Sets `suspended`; `NotFound` for an unknown tenant. Returns the updated tenant.
     async fn set_tenant_suspended(
@@ -222,17 +176,22 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         suspended: bool,
         audit: &AuditEvent,
-    ) -> Result<Tenant>;
+    ) -> Result<Written<Tenant>>;
     /// Tenant-wide (`sub: None`) or subject cutoff. A later cutoff replaces an earlier one; an
     /// earlier one never lowers it (max wins).
-    async fn set_cutoff(&self, cutoff: &Cutoff, audit: &AuditEvent) -> Result<()>;
+    async fn set_cutoff(&self, cutoff: &Cutoff, audit: &AuditEvent) -> Result<Written<()>>;
 
     // ---- API keys ----
-    async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEvent) -> Result<()>;
+    async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEvent) -> Result<Written<()>>;
     /// Tenant keys of one tenant, newest first.
     async fn list_api_keys(&self, tenant: &str, page: &PageRequest) -> Result<Page<ApiKeyRecord>>;
     /// `NotFound` when no key of that id belongs to that tenant.
-    async fn delete_api_key(&self, tenant: &str, id: &str, audit: &AuditEvent) -> Result<()>;
+    async fn delete_api_key(
+        &self,
+        tenant: &str,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<Written<()>>;
     async fn find_api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>>;
     /// One API key by id (any tenant), for nodes applying an `api_key.insert` change.
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
@@ -248,7 +207,7 @@ pub trait Store: Send + Sync + 'static {
         key: &SigningKeyRecord,
         retire_others_until: Option<OffsetDateTime>,
         audit: &AuditEvent,
-    ) -> Result<Vec<SigningKeyRecord>>;
+    ) -> Result<Written<Vec<SigningKeyRecord>>>;
     /// All keys of a tenant, newest first, every status.
     async fn list_signing_keys(&self, tenant: &str) -> Result<Vec<SigningKeyRecord>>;
     /// Marks the key revoked. `NotFound` for an unknown kid of that tenant. Idempotent: revoking a
@@ -259,7 +218,7 @@ pub trait Store: Send + Sync + 'static {
         kid: &str,
         reason: Option<&str>,
         audit: &AuditEvent,
-    ) -> Result<SigningKeyRecord>;
+    ) -> Result<Written<SigningKeyRecord>>;
 
     // ---- revocations ----
     /// Idempotent on (tenant, jti): a repeat returns the unchanged original with `created: false`
@@ -268,13 +227,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         rec: &Revocation,
         audit: &AuditEvent,
-    ) -> Result<RevokeOutcome>;
+    ) -> Result<Written<RevokeOutcome>>;
     /// All in one transaction; existing jtis are left unchanged. Returns (created, existing) and
     /// the records that were created. Each record's audit event is written only if it was created.
     async fn insert_revocations(
         &self,
         recs: &[(Revocation, AuditEvent)],
-    ) -> Result<(u64, u64, Vec<Revocation>)>;
+    ) -> Result<Written<(u64, u64, Vec<Revocation>)>>;
     async fn get_revocation(&self, tenant: &str, jti: &str) -> Result<Option<Revocation>>;
     /// Newest `revoked_at` first (ties broken by jti), filtered.
     async fn list_revocations(
@@ -290,7 +249,7 @@ pub trait Store: Send + Sync + 'static {
         tenant: &str,
         jti: &str,
         audit: &AuditEvent,
-    ) -> Result<LiftOutcome>;
+    ) -> Result<Written<LiftOutcome>>;
 
     // ---- audit ----
     /// Newest first, optionally filtered by action.
@@ -314,7 +273,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         before: OffsetDateTime,
         batch: u32,
-    ) -> Result<(PurgeCounts, Vec<(String, String)>)>;
+    ) -> Result<Written<(PurgeCounts, Vec<(String, String)>)>>;
 
     // ---- master key rotation ----
     /// Up to `limit` blobs of `kind` sealed under the master key, in (tenant, id) order, strictly

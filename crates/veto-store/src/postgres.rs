@@ -106,6 +106,7 @@ use veto_core::keys::SigningKeyRecord;
 use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStats};
 use veto_core::tenant::Tenant;
 
+use crate::change::names;
 use crate::rows::{
     self, REVOCATION_COLUMNS, as_stored, audit_conflict, batch_insert_error, now_ts, ts,
     unavailable,
@@ -114,7 +115,7 @@ use crate::sql;
 use crate::{
     CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts,
     Resealed, Result, RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, StoreError,
-    change,
+    Written,
 };
 
 /// The `LISTEN`/`NOTIFY` channel every committed change is announced on (empty payload).
@@ -286,14 +287,31 @@ async fn insert_changes<'a>(
     Ok(())
 }
 
-/// Announces this transaction's changes, then commits: the notification goes out at commit.
-async fn commit_changes(mut tx: Tx) -> Result<()> {
+/// The change rows of `(xid, position)` tuples as read from `changes`.
+type ChangeRow = (i64, i64, String, String, String, Option<i64>, i64);
+
+fn to_change((xid, position, tenant, kind, key, value, at): ChangeRow) -> Change {
+    Change::from_row(FeedCursor { xid, position }, tenant, (kind, key, value), at)
+}
+
+/// Reads back the changes this transaction appended (the writer applies exactly these), announces
+/// them, then commits: the notification goes out at commit. The read uses the feed's own index
+/// (`xid` is this transaction's id).
+async fn commit_changes(mut tx: Tx) -> Result<Vec<Change>> {
+    let rows: Vec<ChangeRow> = sqlx::query_as(
+        "SELECT xid, position, tenant, kind, key, value, at FROM changes \
+         WHERE xid = pg_current_xact_id_if_assigned()::text::bigint ORDER BY position",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(unavailable)?;
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(PG_NOTIFY_CHANNEL)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-    tx.commit().await.map_err(unavailable)
+    tx.commit().await.map_err(unavailable)?;
+    Ok(rows.into_iter().map(to_change).collect())
 }
 
 /// Inserts the revocations of `items` that are new (one statement, arrays), with their audit
@@ -351,7 +369,7 @@ async fn insert_revocation_rows(
         let r = &items[i].0;
         (r.tenant.as_str(), r.jti.as_str(), r.until.map(ts))
     });
-    insert_changes(conn, change::REVOCATION, rows).await?;
+    insert_changes(conn, names::REVOCATION, rows).await?;
     Ok(created)
 }
 
@@ -503,12 +521,12 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn create_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<()> {
+    async fn create_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<Written<()>> {
         let mut tx = self
             .begin_write(Locks::default().change(&["t", &t.id]))
             .await?;
         sql::create_tenant(&mut *tx, t, audit).await?;
-        commit_changes(tx).await
+        Ok(Written::new((), commit_changes(tx).await?))
     }
 
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
@@ -520,16 +538,15 @@ impl Store for PgStore {
         id: &str,
         suspended: bool,
         audit: &AuditEvent,
-    ) -> Result<Tenant> {
+    ) -> Result<Written<Tenant>> {
         let mut tx = self
             .begin_write(Locks::default().change(&["t", id]))
             .await?;
         let tenant = sql::set_tenant_suspended(&mut *tx, id, suspended, audit).await?;
-        commit_changes(tx).await?;
-        Ok(tenant)
+        Ok(Written::new(tenant, commit_changes(tx).await?))
     }
 
-    async fn set_cutoff(&self, c: &Cutoff, audit: &AuditEvent) -> Result<()> {
+    async fn set_cutoff(&self, c: &Cutoff, audit: &AuditEvent) -> Result<Written<()>> {
         // Max-wins makes cutoffs commute anyway; the lock keeps the rule "every write locks
         // what it changes" without exceptions to reason about.
         let sub = c.sub.as_deref().unwrap_or("");
@@ -538,26 +555,31 @@ impl Store for PgStore {
             .change(&["c", &c.tenant, sub]);
         let mut tx = self.begin_write(locks).await?;
         sql::set_cutoff(&mut *tx, c, audit).await?;
-        commit_changes(tx).await
+        Ok(Written::new((), commit_changes(tx).await?))
     }
 
-    async fn insert_api_key(&self, k: &ApiKeyRecord, audit: &AuditEvent) -> Result<()> {
+    async fn insert_api_key(&self, k: &ApiKeyRecord, audit: &AuditEvent) -> Result<Written<()>> {
         let tenant = k.tenant.as_deref().unwrap_or("");
         let locks = Locks::default().within(tenant).change(&["a", &k.id]);
         let mut tx = self.begin_write(locks).await?;
         sql::insert_api_key(&mut *tx, k, audit).await?;
-        commit_changes(tx).await
+        Ok(Written::new((), commit_changes(tx).await?))
     }
 
     async fn list_api_keys(&self, tenant: &str, p: &PageRequest) -> Result<Page<ApiKeyRecord>> {
         rows::list_api_keys(&self.pool, tenant, p).await
     }
 
-    async fn delete_api_key(&self, tenant: &str, id: &str, audit: &AuditEvent) -> Result<()> {
+    async fn delete_api_key(
+        &self,
+        tenant: &str,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<Written<()>> {
         let locks = Locks::default().within(tenant).change(&["a", id]);
         let mut tx = self.begin_write(locks).await?;
         sql::delete_api_key(&mut *tx, tenant, id, audit).await?;
-        commit_changes(tx).await
+        Ok(Written::new((), commit_changes(tx).await?))
     }
 
     async fn find_api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
@@ -577,13 +599,12 @@ impl Store for PgStore {
         k: &SigningKeyRecord,
         retire_others_until: Option<OffsetDateTime>,
         audit: &AuditEvent,
-    ) -> Result<Vec<SigningKeyRecord>> {
+    ) -> Result<Written<Vec<SigningKeyRecord>>> {
         // One lock for all keys of the tenant: a rotation changes several of them.
         let locks = Locks::default().within(&k.tenant).change(&["k", &k.tenant]);
         let mut tx = self.begin_write(locks).await?;
         let retired = sql::insert_signing_key(&mut *tx, k, retire_others_until, audit).await?;
-        commit_changes(tx).await?;
-        Ok(retired)
+        Ok(Written::new(retired, commit_changes(tx).await?))
     }
 
     async fn list_signing_keys(&self, tenant: &str) -> Result<Vec<SigningKeyRecord>> {
@@ -596,40 +617,44 @@ impl Store for PgStore {
         kid: &str,
         reason: Option<&str>,
         audit: &AuditEvent,
-    ) -> Result<SigningKeyRecord> {
+    ) -> Result<Written<SigningKeyRecord>> {
         let locks = Locks::default().within(tenant).change(&["k", tenant]);
         let mut tx = self.begin_write(locks).await?;
         let (key, changed) = sql::revoke_signing_key(&mut *tx, tenant, kid, reason, audit).await?;
         // A repeat wrote nothing: dropping `tx` rolls back a no-op.
-        if changed {
-            commit_changes(tx).await?;
-        }
-        Ok(key)
+        let changes = if changed {
+            commit_changes(tx).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Written::new(key, changes))
     }
 
     async fn insert_revocation(
         &self,
         rec: &Revocation,
         audit: &AuditEvent,
-    ) -> Result<RevokeOutcome> {
+    ) -> Result<Written<RevokeOutcome>> {
         let mut tx = self
             .begin_write(Locks::default().revocation(&rec.tenant, &rec.jti))
             .await?;
         // A concurrent identical request waits for this one's key lock, then finds the row
         // (ON CONFLICT DO NOTHING) and reads it back: one record, one audit event, one change.
         let outcome = sql::insert_revocation(&mut *tx, rec, audit).await?;
-        if outcome.created {
-            commit_changes(tx).await?;
-        }
-        Ok(outcome)
+        let changes = if outcome.created {
+            commit_changes(tx).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Written::new(outcome, changes))
     }
 
     async fn insert_revocations(
         &self,
         recs: &[(Revocation, AuditEvent)],
-    ) -> Result<(u64, u64, Vec<Revocation>)> {
+    ) -> Result<Written<(u64, u64, Vec<Revocation>)>> {
         if recs.is_empty() {
-            return Ok((0, 0, Vec::new()));
+            return Ok(Written::new((0, 0, Vec::new()), Vec::new()));
         }
         let started = Instant::now();
         let locks = Locks::revocations(
@@ -643,13 +668,17 @@ impl Store for PgStore {
             .into_iter()
             .map(|i| as_stored(&recs[i].0))
             .collect();
-        if created.is_empty() {
+        let changes = if created.is_empty() {
             // Nothing written (every jti existed): no changes to announce.
             tx.commit().await.map_err(unavailable)?;
+            Vec::new()
         } else {
-            commit_changes(tx).await?;
-        }
-        Ok(rows::batch_done(started, recs.len(), created))
+            commit_changes(tx).await?
+        };
+        Ok(Written::new(
+            rows::batch_done(started, recs.len(), created),
+            changes,
+        ))
     }
 
     async fn get_revocation(&self, tenant: &str, jti: &str) -> Result<Option<Revocation>> {
@@ -678,16 +707,18 @@ impl Store for PgStore {
         tenant: &str,
         jti: &str,
         audit: &AuditEvent,
-    ) -> Result<LiftOutcome> {
+    ) -> Result<Written<LiftOutcome>> {
         let mut tx = self
             .begin_write(Locks::default().revocation(tenant, jti))
             .await?;
         let outcome = sql::lift_suspension(&mut *tx, tenant, jti, audit).await?;
         // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        if matches!(outcome, LiftOutcome::Lifted(_)) {
-            commit_changes(tx).await?;
-        }
-        Ok(outcome)
+        let changes = if matches!(outcome, LiftOutcome::Lifted(_)) {
+            commit_changes(tx).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Written::new(outcome, changes))
     }
 
     async fn list_audit(
@@ -703,7 +734,7 @@ impl Store for PgStore {
         &self,
         before: OffsetDateTime,
         batch: u32,
-    ) -> Result<(PurgeCounts, Vec<(String, String)>)> {
+    ) -> Result<Written<(PurgeCounts, Vec<(String, String)>)>> {
         let started = Instant::now();
         let before = ts(before);
         let limit = i64::from(batch.max(1));
@@ -729,21 +760,25 @@ impl Store for PgStore {
         // Retired keys past retention only; active and revoked keys stay (see sqlite.rs).
         let retired = "status = 'retired' AND retain_until < $1";
         let keys = delete_bounded(&mut tx, "signing_keys", retired, before, limit).await?;
-        if jtis.is_empty() {
+        let written = if jtis.is_empty() {
             tx.commit().await.map_err(unavailable)?;
+            Vec::new()
         } else {
             // Other nodes learn of the deletions from the feed, in the same transaction.
             let rows = jtis.iter().map(|(t, j)| (t.as_str(), j.as_str(), None));
-            insert_changes(&mut tx, change::REVOCATION_PURGE, rows).await?;
-            commit_changes(tx).await?;
-        }
+            insert_changes(&mut tx, names::REVOCATION_PURGE, rows).await?;
+            commit_changes(tx).await?
+        };
         let counts = PurgeCounts {
             revocations: jtis.len() as u64,
             cutoffs,
             signing_keys: keys,
             changes,
         };
-        Ok(rows::purge_done(started, counts, jtis))
+        Ok(Written::new(
+            rows::purge_done(started, counts, jtis),
+            written,
+        ))
     }
 
     async fn load_state(&self, now: OffsetDateTime) -> Result<StateSnapshot> {
@@ -778,7 +813,7 @@ impl Store for PgStore {
     async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>> {
         // Final rows only (module comment): the xmin comes from the statement's own snapshot,
         // computed once (an uncorrelated subquery), and bounds the index range on (xid, position).
-        let rows: Vec<(i64, i64, String, String, String, Option<i64>, i64)> = sqlx::query_as(
+        let rows: Vec<ChangeRow> = sqlx::query_as(
             "SELECT xid, position, tenant, kind, key, value, at FROM changes \
              WHERE (xid, position) > ($1, $2) \
                AND xid < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint) \
@@ -790,17 +825,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(rows
-            .into_iter()
-            .map(|(xid, position, tenant, kind, key, value, at)| Change {
-                cursor: FeedCursor { xid, position },
-                tenant,
-                kind,
-                key,
-                value,
-                at,
-            })
-            .collect())
+        Ok(rows.into_iter().map(to_change).collect())
     }
 
     async fn feed_pending_since(&self, after: FeedCursor) -> Result<Option<i64>> {

@@ -45,7 +45,7 @@ use crate::sessions::{
     SessionStore, StoredSession, family_from_row, session_from_row,
 };
 use crate::sql::sessions as sql;
-use crate::{Page, PageRequest, Result, change};
+use crate::{Page, PageRequest, Result, Written};
 
 /// How often `revoke_actor_sessions` starts over with per-session locks before it takes the
 /// whole-store lock (module comment).
@@ -84,24 +84,26 @@ impl PgStore {
     async fn revoke_row<T>(
         &self,
         locks: Locks,
-        what: (&str, &str, &str),
+        what: sql::RevokeWhat,
         (tenant, id): (&str, &str),
         audit: &AuditEvent,
         from_row: impl Fn(&PgRow) -> Result<T> + Send,
-    ) -> Result<Option<Revoked<T>>> {
+    ) -> Result<Written<Option<Revoked<T>>>> {
         let mut tx = self.begin_write(locks).await?;
         let revoked = sql::revoke_row(&mut *tx, what, tenant, id, audit, from_row).await?;
         // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        if revoked.as_ref().is_some_and(|r| r.newly) {
-            commit_changes(tx).await?;
-        }
-        Ok(revoked)
+        let changes = if revoked.as_ref().is_some_and(|r| r.newly) {
+            commit_changes(tx).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Written::new(revoked, changes))
     }
 }
 
 #[async_trait]
 impl SessionStore for PgStore {
-    async fn create_session(&self, s: &StoredSession) -> Result<()> {
+    async fn create_session(&self, s: &StoredSession) -> Result<Written<()>> {
         let r = &s.record;
         let locks = Locks::default().session(&r.tenant, &r.id).depend(&[
             "sa",
@@ -111,7 +113,7 @@ impl SessionStore for PgStore {
         ]);
         let mut tx = self.begin_write(locks).await?;
         sql::insert_session(&mut *tx, s).await?;
-        commit_changes(tx).await
+        Ok(Written::new((), commit_changes(tx).await?))
     }
 
     async fn get_session(&self, tenant: &str, id: &str) -> Result<Option<StoredSession>> {
@@ -144,17 +146,19 @@ impl SessionStore for PgStore {
         id: &str,
         last_seen_at: OffsetDateTime,
         idle_expires_at: OffsetDateTime,
-    ) -> Result<bool> {
+    ) -> Result<Written<bool>> {
         let mut tx = self
             .begin_write(Locks::default().session(tenant, id))
             .await?;
         let touched =
             sql::touch_session(&mut *tx, tenant, id, last_seen_at, idle_expires_at).await?;
         // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        if touched {
-            commit_changes(tx).await?;
-        }
-        Ok(touched)
+        let changes = if touched {
+            commit_changes(tx).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Written::new(touched, changes))
     }
 
     async fn revoke_session(
@@ -162,9 +166,9 @@ impl SessionStore for PgStore {
         tenant: &str,
         id: &str,
         audit: &AuditEvent,
-    ) -> Result<Option<Revoked<SessionRecord>>> {
+    ) -> Result<Written<Option<Revoked<SessionRecord>>>> {
         let locks = Locks::default().session(tenant, id);
-        let what = (SESSION_COLUMNS, "sessions", change::SESSION_REVOKE);
+        let what = sql::REVOKE_SESSION;
         let from_row = |r: &_| session_from_row(r).map(|s| s.record);
         self.revoke_row(locks, what, (tenant, id), audit, from_row)
             .await
@@ -176,7 +180,7 @@ impl SessionStore for PgStore {
         actor_type: &str,
         actor_id: &str,
         audit: &AuditEvent,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Written<Vec<String>>> {
         let actor = [actor_type, actor_id];
         // Which sessions to lock: read before the transaction (a read takes no transaction id).
         let mut ids =
@@ -201,10 +205,12 @@ impl SessionStore for PgStore {
             }
             let revoked =
                 sql::revoke_actor_sessions(&mut *tx, tenant, actor_type, actor_id, audit).await?;
-            if !revoked.is_empty() {
-                commit_changes(tx).await?;
-            }
-            return Ok(revoked);
+            let changes = if revoked.is_empty() {
+                Vec::new()
+            } else {
+                commit_changes(tx).await?
+            };
+            return Ok(Written::new(revoked, changes));
         }
         unreachable!("the last attempt holds the whole-store lock and always returns")
     }
@@ -214,7 +220,7 @@ impl SessionStore for PgStore {
         key: &SessionKeyRecord,
         mode: SessionKeyInsert,
         audit: &AuditEvent,
-    ) -> Result<bool> {
+    ) -> Result<Written<bool>> {
         // One lock for all keys of the tenant: the `IfNoneActive` check of a second node waits
         // for the first node's insert to commit, and then sees it.
         let locks = Locks::default()
@@ -222,10 +228,12 @@ impl SessionStore for PgStore {
             .change(&["sk", &key.tenant]);
         let mut tx = self.begin_write(locks).await?;
         let inserted = sql::insert_session_key(&mut *tx, key, mode, audit).await?;
-        if inserted {
-            commit_changes(tx).await?;
-        }
-        Ok(inserted)
+        let changes = if inserted {
+            commit_changes(tx).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Written::new(inserted, changes))
     }
 
     async fn list_session_keys(&self, tenant: &str) -> Result<Vec<SessionKeyRecord>> {
@@ -276,9 +284,9 @@ impl SessionStore for PgStore {
         tenant: &str,
         id: &str,
         audit: &AuditEvent,
-    ) -> Result<Option<Revoked<RefreshFamily>>> {
+    ) -> Result<Written<Option<Revoked<RefreshFamily>>>> {
         let locks = Locks::default().family(tenant, id);
-        let what = (FAMILY_COLUMNS, "refresh_families", change::REFRESH_REVOKE);
+        let what = sql::REVOKE_FAMILY;
         self.revoke_row(locks, what, (tenant, id), audit, family_from_row)
             .await
     }
@@ -288,18 +296,19 @@ impl SessionStore for PgStore {
         before: OffsetDateTime,
         linger: Duration,
         batch: u32,
-    ) -> Result<SessionPurge> {
+    ) -> Result<Written<SessionPurge>> {
         // The victims are only known once found: the whole store, for one bounded batch, as
         // `purge_batch` (which is also what makes its `ctid` deletes safe).
         let mut tx = self.begin_write(Locks::whole()).await?;
         let purge =
             sql::purge_sessions(&mut *tx, bounded_delete_sql, before, linger, batch).await?;
-        if purge.sessions.is_empty() && purge.refresh_families.is_empty() {
+        let changes = if purge.sessions.is_empty() && purge.refresh_families.is_empty() {
             tx.commit().await.map_err(unavailable)?;
+            Vec::new()
         } else {
-            commit_changes(tx).await?;
-        }
-        Ok(purge)
+            commit_changes(tx).await?
+        };
+        Ok(Written::new(purge, changes))
     }
 
     async fn load_sessions(&self) -> Result<SessionSnapshot> {

@@ -95,7 +95,8 @@ async fn open_with_tenants(db: &dyn SessionTestDatabase, ids: &[&str]) -> Fixtur
         store
             .create_tenant(&tenant(id), &audit_at(id, "tenant.create", id, -10_000))
             .await
-            .expect("create fixture tenant");
+            .expect("create fixture tenant")
+            .value;
     }
     Fixture { store, sessions }
 }
@@ -118,7 +119,11 @@ fn session(tenant: &str, actor: &str, offset: i64) -> StoredSession {
 }
 
 async fn put_session(f: &Fixture, s: &StoredSession) {
-    f.sessions.create_session(s).await.expect("create session");
+    f.sessions
+        .create_session(s)
+        .await
+        .expect("create session")
+        .value;
 }
 
 fn revoke_audit(tenant: &str, id: &str, offset: i64, reason: &str) -> AuditEvent {
@@ -133,7 +138,11 @@ async fn revoke(
     reason: &str,
 ) -> Option<Revoked<SessionRecord>> {
     let audit = revoke_audit("acme", id, offset, reason);
-    f.sessions.revoke_session("acme", id, &audit).await.unwrap()
+    f.sessions
+        .revoke_session("acme", id, &audit)
+        .await
+        .unwrap()
+        .value
 }
 
 async fn put_sessions<'a>(f: &Fixture, all: impl IntoIterator<Item = &'a StoredSession>) {
@@ -163,6 +172,7 @@ async fn first_key(f: &Fixture, kid: &str) -> SessionKeyRecord {
             .insert_session_key(&k, mode, &audit)
             .await
             .unwrap()
+            .value
     );
     k
 }
@@ -228,7 +238,8 @@ pub async fn session_roundtrip_and_errors(db: &dyn SessionTestDatabase) {
             &audit("globex", "tenant.create", "globex"),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(
         f.sessions
             .get_session("globex", &s.record.id)
@@ -319,6 +330,7 @@ pub async fn touch_only_moves_times_forward(db: &dyn SessionTestDatabase) {
             .touch_session("acme", id, at(seen), at(idle))
             .await
             .unwrap()
+            .value
     };
     assert!(touch(120, 3_720).await);
     let r = get().await;
@@ -339,6 +351,7 @@ pub async fn touch_only_moves_times_forward(db: &dyn SessionTestDatabase) {
             .touch_session("acme", "ses-nope", at(1), at(2))
             .await
             .unwrap()
+            .value
     );
 }
 
@@ -353,6 +366,7 @@ pub async fn session_revocation_is_audited_once(db: &dyn SessionTestDatabase) {
         .revoke_session("acme", id, &first)
         .await
         .unwrap()
+        .value
         .expect("known session");
     assert!(newly);
     assert_eq!(record.revoked_at, Some(at(100)));
@@ -364,6 +378,7 @@ pub async fn session_revocation_is_audited_once(db: &dyn SessionTestDatabase) {
         .revoke_session("acme", id, &revoke_audit("acme", id, 200, "other"))
         .await
         .unwrap()
+        .value
         .unwrap();
     assert!(!again.newly);
     assert_eq!(again.record, record);
@@ -403,7 +418,8 @@ pub async fn actor_revoke_all_revokes_each_session_once(db: &dyn SessionTestData
         .sessions
         .revoke_actor_sessions("acme", "user", "alice", &template)
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let mut expected: Vec<String> = alice[1..].iter().map(|s| s.record.id.clone()).collect();
     expected.sort();
     assert_eq!(ids, expected);
@@ -456,7 +472,7 @@ pub async fn actor_revoke_all_revokes_each_session_once(db: &dyn SessionTestData
     logged.sort();
     let mut want: Vec<_> = expected
         .iter()
-        .map(|id| said("acme", change::SESSION_REVOKE, id, None))
+        .map(|id| said("acme", change::names::SESSION_REVOKE, id, None))
         .collect();
     want.sort();
     assert_eq!(logged, want);
@@ -466,6 +482,7 @@ pub async fn actor_revoke_all_revokes_each_session_once(db: &dyn SessionTestData
             .revoke_actor_sessions("acme", "user", "alice", &template)
             .await
             .unwrap()
+            .value
             .is_empty()
     );
 }
@@ -479,6 +496,7 @@ pub async fn session_keys_first_key_and_rotation(db: &dyn SessionTestDatabase) {
             .insert_session_key(&k1, SessionKeyInsert::IfNoneActive, &create)
             .await
             .unwrap()
+            .value
     );
     // A second "first key" (another node racing) inserts nothing and audits nothing.
     let k1b = session_key("acme", "k1b", 1);
@@ -491,6 +509,7 @@ pub async fn session_keys_first_key_and_rotation(db: &dyn SessionTestDatabase) {
             )
             .await
             .unwrap()
+            .value
     );
     assert_eq!(
         f.sessions.list_session_keys("acme").await.unwrap(),
@@ -505,7 +524,8 @@ pub async fn session_keys_first_key_and_rotation(db: &dyn SessionTestDatabase) {
             &audit("globex", "session_key.create", "g1"),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let k2 = session_key("acme", "k2", 10);
     let rotate = audit("acme", "session_key.rotate", "k2");
     assert!(
@@ -519,6 +539,7 @@ pub async fn session_keys_first_key_and_rotation(db: &dyn SessionTestDatabase) {
             )
             .await
             .unwrap()
+            .value
     );
     let retired = SessionKeyRecord {
         status: SessionKeyStatus::Retired,
@@ -678,6 +699,7 @@ pub async fn refresh_rotation_is_a_compare_and_swap(db: &dyn SessionTestDatabase
         .revoke_refresh_family("acme", &fam.id, &reuse)
         .await
         .unwrap()
+        .value
         .unwrap();
     assert!(newly);
     assert_eq!(
@@ -690,7 +712,7 @@ pub async fn refresh_rotation_is_a_compare_and_swap(db: &dyn SessionTestDatabase
     );
     assert_eq!(
         what(&changes_before_marker(f.store.as_ref(), before).await),
-        vec![said("acme", change::REFRESH_REVOKE, &fam.id, None)]
+        vec![said("acme", change::names::REFRESH_REVOKE, &fam.id, None)]
     );
     assert_eq!(
         all_audit(f.store.as_ref(), "acme", Some("refresh.reuse")).await,
@@ -708,6 +730,7 @@ pub async fn refresh_rotation_is_a_compare_and_swap(db: &dyn SessionTestDatabase
         .revoke_refresh_family("acme", &fam.id, &reuse_audit("acme", &fam.id, 900))
         .await
         .unwrap()
+        .value
         .unwrap();
     assert_eq!((again.newly, again.record), (false, record));
     assert!(
@@ -780,7 +803,8 @@ pub async fn session_purge_in_bounded_batches(db: &dyn SessionTestDatabase) {
     f.sessions
         .insert_session_key(&k1, none, &audit("acme", "a", "k1"))
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let k2 = session_key("acme", "k2", 10);
     let rotate = SessionKeyInsert::Rotate {
         retain_until: at(2_000),
@@ -788,7 +812,8 @@ pub async fn session_purge_in_bounded_batches(db: &dyn SessionTestDatabase) {
     f.sessions
         .insert_session_key(&k2, rotate, &audit("acme", "a", "k2"))
         .await
-        .unwrap();
+        .unwrap()
+        .value;
 
     // With a linger of 1 h, `before` at 33,000 reaches sessions that ended before 29,400 and
     // families that expired before 29,400; pre-login records and keys go by `before` itself.
@@ -802,7 +827,8 @@ pub async fn session_purge_in_bounded_batches(db: &dyn SessionTestDatabase) {
             .sessions
             .purge_sessions_batch(before, linger, 2)
             .await
-            .unwrap();
+            .unwrap()
+            .value;
         assert!(p.sessions.len() <= 2 && p.prelogin <= 2 && p.refresh_families.len() <= 2);
         if p.is_empty() {
             break;
@@ -859,8 +885,13 @@ pub async fn session_purge_in_bounded_batches(db: &dyn SessionTestDatabase) {
     logged.sort();
     let mut want: Vec<_> = expected
         .iter()
-        .map(|id| said("acme", change::SESSION_PURGE, id, None))
-        .chain([said("acme", change::REFRESH_PURGE, &old_fam.id, None)])
+        .map(|id| said("acme", change::names::SESSION_PURGE, id, None))
+        .chain([said(
+            "acme",
+            change::names::REFRESH_PURGE,
+            &old_fam.id,
+            None,
+        )])
         .collect();
     want.sort();
     assert_eq!(logged, want);
@@ -881,7 +912,8 @@ pub async fn load_sessions_reflects_everything(db: &dyn SessionTestDatabase) {
     f.sessions
         .touch_session("acme", &live.record.id, at(600), at(4_200))
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     revoke(&f, &revoked.record.id, 10, "x").await;
     let k = first_key(&f, "k1").await;
     let fam_ok = family("acme", 86_400);
@@ -896,7 +928,8 @@ pub async fn load_sessions_reflects_everything(db: &dyn SessionTestDatabase) {
             &reuse_audit("globex", &fam_bad.id, 5),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let snap = f.sessions.load_sessions().await.unwrap();
     let mut sessions = snap.sessions.clone();
     sessions.sort();
@@ -939,7 +972,8 @@ pub async fn session_writes_reach_the_change_feed(db: &dyn SessionTestDatabase) 
     f.sessions
         .touch_session("acme", id, at(300), at(3_900))
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     revoke(&f, id, 400, "x").await;
     let k = first_key(&f, "k1").await;
     // Pre-login records and refresh rotations live in the store only: nothing to log.
@@ -955,16 +989,22 @@ pub async fn session_writes_reach_the_change_feed(db: &dyn SessionTestDatabase) 
     f.sessions
         .revoke_refresh_family("acme", &fam.id, &reuse_audit("acme", &fam.id, 1))
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let idle = s.record.idle_expires_at.unix_timestamp();
     assert_eq!(
         what(&changes_before_marker(f.store.as_ref(), before).await),
         vec![
-            said("acme", change::SESSION_CREATE, id, Some(idle)),
-            said("acme", change::SESSION_TOUCH, id, Some(1_800_003_900)),
-            said("acme", change::SESSION_REVOKE, id, None),
-            said("acme", change::SESSION_KEY_INSERT, &k.kid, None),
-            said("acme", change::REFRESH_REVOKE, &fam.id, None),
+            said("acme", change::names::SESSION_CREATE, id, Some(idle)),
+            said(
+                "acme",
+                change::names::SESSION_TOUCH,
+                id,
+                Some(1_800_003_900)
+            ),
+            said("acme", change::names::SESSION_REVOKE, id, None),
+            said("acme", change::names::SESSION_KEY_INSERT, &k.kid, None),
+            said("acme", change::names::REFRESH_REVOKE, &fam.id, None),
         ]
     );
 }
@@ -991,7 +1031,8 @@ pub async fn sessions_survive_reopen(db: &dyn SessionTestDatabase) {
                 &audit("acme", "a", "k1"),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .value;
     }
     let (_store, sessions) = db.open().await;
     let got = sessions

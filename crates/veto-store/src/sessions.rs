@@ -28,7 +28,7 @@ use veto_core::refresh::RefreshFamily;
 use veto_core::session::SessionRecord;
 
 use crate::rows::{Cols, from_ts, opt_from_ts};
-use crate::{Page, PageRequest, Result, StoreError};
+use crate::{Page, PageRequest, Result, StoreError, Written};
 
 /// A session as stored: the record plus the idle timeout it was opened with, which a touch
 /// slides the idle expiry by (the contract's JSON does not show it, so it is not in the record).
@@ -95,7 +95,7 @@ pub trait SessionStore: Send + Sync + 'static {
     // ---- sessions ----
     /// Stores a new session and appends a `session.create` change (value: its idle expiry).
     /// `NotFound` for an unknown tenant, `Conflict` for a taken id.
-    async fn create_session(&self, s: &StoredSession) -> Result<()>;
+    async fn create_session(&self, s: &StoredSession) -> Result<Written<()>>;
     async fn get_session(&self, tenant: &str, id: &str) -> Result<Option<StoredSession>>;
     /// The actor's sessions that are neither revoked nor expired at `now` (by their stored
     /// expiries), newest `created_at` first (ties by id).
@@ -116,7 +116,7 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &str,
         last_seen_at: OffsetDateTime,
         idle_expires_at: OffsetDateTime,
-    ) -> Result<bool>;
+    ) -> Result<Written<bool>>;
     /// Revokes one session at `audit.at` with `audit.reason`. `None` for an unknown session.
     /// The first revocation stands: a repeat returns the stored record with `newly: false` and
     /// writes nothing. A new revocation writes `audit` and a `session.revoke` change (key: the
@@ -126,7 +126,7 @@ pub trait SessionStore: Send + Sync + 'static {
         tenant: &str,
         id: &str,
         audit: &AuditEvent,
-    ) -> Result<Option<Revoked<SessionRecord>>>;
+    ) -> Result<Written<Option<Revoked<SessionRecord>>>>;
     /// Revokes every session of the actor not yet revoked (expired ones too: the revocation is
     /// the record of the decision), in one transaction. One audit event per session, made from
     /// `audit` (same actor, action, time, reason and metadata; the session id as target and a
@@ -137,7 +137,7 @@ pub trait SessionStore: Send + Sync + 'static {
         actor_type: &str,
         actor_id: &str,
         audit: &AuditEvent,
-    ) -> Result<Vec<String>>;
+    ) -> Result<Written<Vec<String>>>;
 
     // ---- session signing keys ----
     /// Inserts an active key (see [`SessionKeyInsert`]) with `audit` and a `session_key.insert`
@@ -148,7 +148,7 @@ pub trait SessionStore: Send + Sync + 'static {
         key: &SessionKeyRecord,
         mode: SessionKeyInsert,
         audit: &AuditEvent,
-    ) -> Result<bool>;
+    ) -> Result<Written<bool>>;
     /// All keys of a tenant, newest first.
     async fn list_session_keys(&self, tenant: &str) -> Result<Vec<SessionKeyRecord>>;
 
@@ -179,7 +179,7 @@ pub trait SessionStore: Send + Sync + 'static {
         tenant: &str,
         id: &str,
         audit: &AuditEvent,
-    ) -> Result<Option<Revoked<RefreshFamily>>>;
+    ) -> Result<Written<Option<Revoked<RefreshFamily>>>>;
 
     // ---- purge and start-up ----
     /// One bounded pass: at most `batch` rows of each kind.
@@ -200,7 +200,7 @@ pub trait SessionStore: Send + Sync + 'static {
         before: OffsetDateTime,
         linger: Duration,
         batch: u32,
-    ) -> Result<SessionPurge>;
+    ) -> Result<Written<SessionPurge>>;
     /// Reads everything the in-memory session state is built from. Read it after
     /// `Store::load_state`: the change feed is then followed from that snapshot's cursor, and
     /// replaying a session change already contained here is harmless (every apply is idempotent).

@@ -16,6 +16,7 @@ use veto_core::keys::SigningKeyRecord;
 use veto_core::revocation::{Cutoff, Revocation, RevocationStats};
 use veto_core::tenant::Tenant;
 
+use crate::change::ChangeKind;
 use crate::rows::{
     API_KEY_COLUMNS, Cols, REVOCATION_COLUMNS, SIGNING_KEY_COLUMNS, TENANT_COLUMNS,
     api_key_from_row, api_key_insert_error, as_stored, audit_conflict, conflict_or_unavailable,
@@ -24,7 +25,7 @@ use crate::rows::{
 };
 use crate::{
     IndexedRevocation, LiftOutcome, Resealed, Result, RevokeOutcome, SealedBlob, SealedKind,
-    StateSnapshot, StoreError, change,
+    StateSnapshot, StoreError,
 };
 
 /// A bound value.
@@ -139,15 +140,13 @@ pub(crate) async fn insert_audit<C: Conn>(c: &mut C, e: &AuditEvent) -> Result<(
     Ok(())
 }
 
-/// Appends one change-log row (see `Change` for what `value` carries per kind). PostgreSQL
-/// fills in `xid` itself (column default).
+/// Appends one change-log row. PostgreSQL fills in `xid` itself (column default).
 pub(crate) async fn insert_change<C: Conn>(
     c: &mut C,
     tenant: &str,
-    kind: &str,
-    key: &str,
-    value: Option<i64>,
+    change: ChangeKind,
 ) -> Result<()> {
+    let (kind, key, value) = change.to_row();
     c.exec(
         "INSERT INTO changes (tenant, kind, key, value, at) VALUES ($1, $2, $3, $4, $5)",
         vec![
@@ -192,7 +191,7 @@ pub(crate) async fn create_tenant<C: Conn>(
     .await
     .map_err(|e| conflict_or_unavailable(e, || format!("tenant {:?} already exists", t.id)))?;
     insert_audit(c, audit).await?;
-    insert_change(c, &t.id, change::TENANT_CREATE, "", None).await
+    insert_change(c, &t.id, ChangeKind::TenantCreated).await
 }
 
 /// `NotFound` for an unknown tenant; otherwise the updated tenant.
@@ -210,11 +209,11 @@ pub(crate) async fn set_tenant_suspended<C: Conn>(
     let tenant = tenant_from_row(&row)?;
     insert_audit(c, audit).await?;
     let kind = if suspended {
-        change::TENANT_SUSPEND
+        ChangeKind::TenantSuspended
     } else {
-        change::TENANT_RESUME
+        ChangeKind::TenantResumed
     };
-    insert_change(c, id, kind, "", None).await?;
+    insert_change(c, id, kind).await?;
     Ok(tenant)
 }
 
@@ -247,12 +246,16 @@ pub(crate) async fn set_cutoff<C: Conn>(c: &mut C, cut: &Cutoff, audit: &AuditEv
     .ok_or_else(|| StoreError::Unavailable("an upsert returned no row".into()))?;
     let stored = row.int_at(0)?;
     insert_audit(c, audit).await?;
-    let kind = if cut.sub.is_some() {
-        change::SUBJECT_CUTOFF
-    } else {
-        change::TENANT_CUTOFF
+    let kind = match &cut.sub {
+        Some(sub) => ChangeKind::SubjectCutoff {
+            sub: sub.clone(),
+            not_before_iat: stored,
+        },
+        None => ChangeKind::TenantCutoff {
+            not_before_iat: stored,
+        },
     };
-    insert_change(c, &cut.tenant, kind, sub, Some(stored)).await
+    insert_change(c, &cut.tenant, kind).await
 }
 
 // ---- API keys ---------------------------------------------------------------------------------
@@ -279,7 +282,8 @@ pub(crate) async fn insert_api_key<C: Conn>(
     .map_err(|e| api_key_insert_error(e, k.tenant.as_deref()))?;
     insert_audit(c, audit).await?;
     let tenant = k.tenant.as_deref().unwrap_or("");
-    insert_change(c, tenant, change::API_KEY_INSERT, &k.id, None).await
+    let id = k.id.clone();
+    insert_change(c, tenant, ChangeKind::ApiKeyInserted { id }).await
 }
 
 /// The API key whose `col` (`id` or `key_hash`, ours, never input) is `value`.
@@ -317,7 +321,8 @@ pub(crate) async fn delete_api_key<C: Conn>(
         )));
     }
     insert_audit(c, audit).await?;
-    insert_change(c, tenant, change::API_KEY_DELETE, id, None).await
+    let id = id.to_owned();
+    insert_change(c, tenant, ChangeKind::ApiKeyDeleted { id }).await
 }
 
 pub(crate) async fn has_admin_key<C: Conn>(c: &mut C) -> Result<bool> {
@@ -389,9 +394,11 @@ pub(crate) async fn insert_signing_key<C: Conn>(
         .map_err(|e| signing_key_insert_error(e, k))?;
     insert_audit(c, audit).await?;
     for r in &retired {
-        insert_change(c, &k.tenant, change::KEY_RETIRE, &r.kid, None).await?;
+        let kid = r.kid.clone();
+        insert_change(c, &k.tenant, ChangeKind::SigningKeyRetired { kid }).await?;
     }
-    insert_change(c, &k.tenant, change::KEY_INSERT, &k.kid, None).await?;
+    let kid = k.kid.clone();
+    insert_change(c, &k.tenant, ChangeKind::SigningKeyInserted { kid }).await?;
     Ok(retired)
 }
 
@@ -429,7 +436,8 @@ pub(crate) async fn revoke_signing_key<C: Conn>(
     if let Some(row) = one(c, &sql, args).await.map_err(unavailable)? {
         let rec = signing_key_from_row(&row)?;
         insert_audit(c, audit).await?;
-        insert_change(c, tenant, change::KEY_REVOKE, kid, None).await?;
+        let kid = kid.to_owned();
+        insert_change(c, tenant, ChangeKind::SigningKeyRevoked { kid }).await?;
         return Ok((rec, true));
     }
     let sql =
@@ -487,8 +495,11 @@ pub(crate) async fn insert_revocation<C: Conn>(
         .map_err(|e| missing_tenant_or_unavailable(e, &rec.tenant))?;
     if inserted == 1 {
         insert_audit(c, audit).await?;
-        let until = rec.until.map(ts);
-        insert_change(c, &rec.tenant, change::REVOCATION, &rec.jti, until).await?;
+        let kind = ChangeKind::Revoked {
+            jti: rec.jti.clone(),
+            until: rec.until.map(ts),
+        };
+        insert_change(c, &rec.tenant, kind).await?;
         return Ok(RevokeOutcome {
             record: as_stored(rec),
             created: true,
@@ -529,7 +540,8 @@ pub(crate) async fn lift_suspension<C: Conn>(
     };
     let rec = revocation_from_row(&row)?;
     insert_audit(c, audit).await?;
-    insert_change(c, tenant, change::REVOCATION_LIFT, jti, None).await?;
+    let jti = jti.to_owned();
+    insert_change(c, tenant, ChangeKind::Lifted { jti }).await?;
     Ok(LiftOutcome::Lifted(rec))
 }
 

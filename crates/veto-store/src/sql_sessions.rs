@@ -13,13 +13,14 @@ use veto_core::prelogin::PreLoginRecord;
 use veto_core::refresh::RefreshFamily;
 
 use super::{Arg, Conn, insert_audit, insert_change, one};
+use crate::change::ChangeKind;
 use crate::rows::{Cols, SLOW, missing_tenant_or_unavailable, ts, unavailable};
 use crate::sessions::{
     FAMILY_COLUMNS, PRELOGIN_COLUMNS, Revoked, SESSION_COLUMNS, SESSION_KEY_COLUMNS,
     SessionKeyInsert, SessionPurge, SessionSnapshot, StoredSession, audit_for, prelogin_from_row,
     session_key_from_row,
 };
-use crate::{Result, StoreError, change};
+use crate::{Result, StoreError};
 
 use Arg::{Bytes, Int, OptInt, OptText, Text};
 
@@ -67,8 +68,11 @@ pub(crate) async fn insert_session<C: Conn>(c: &mut C, s: &StoredSession) -> Res
     c.exec(&sql, args)
         .await
         .map_err(|e| insert_error(e, &r.tenant, &format!("session {:?}", r.id)))?;
-    let idle = Some(ts(r.idle_expires_at));
-    insert_change(c, &r.tenant, change::SESSION_CREATE, &r.id, idle).await
+    let kind = ChangeKind::SessionCreated {
+        id: r.id.clone(),
+        idle_expires_at: ts(r.idle_expires_at),
+    };
+    insert_change(c, &r.tenant, kind).await
 }
 
 /// The row `sql` (with `tenant = $1 AND id = $2`) returns, if any, decoded.
@@ -131,9 +135,24 @@ pub(crate) async fn touch_session<C: Conn>(
         return Ok(false);
     };
     let stored = row.int_at(0)?;
-    insert_change(c, tenant, change::SESSION_TOUCH, id, Some(stored)).await?;
+    let kind = ChangeKind::SessionTouched {
+        id: id.to_owned(),
+        idle_expires_at: stored,
+    };
+    insert_change(c, tenant, kind).await?;
     Ok(true)
 }
+
+/// What `revoke_row` revokes: (columns, table, the change it appends given the row's id).
+pub(crate) type RevokeWhat = (&'static str, &'static str, fn(String) -> ChangeKind);
+
+pub(crate) const REVOKE_SESSION: RevokeWhat = (SESSION_COLUMNS, "sessions", |id| {
+    ChangeKind::SessionRevoked { id }
+});
+
+pub(crate) const REVOKE_FAMILY: RevokeWhat = (FAMILY_COLUMNS, "refresh_families", |family| {
+    ChangeKind::RefreshFamilyRevoked { family }
+});
 
 /// Sets `revoked_at` / `revoke_reason` of one row of `table` (sessions or refresh_families)
 /// unless it is already revoked, writing the audit event and a `kind` change with it. Returns
@@ -141,7 +160,7 @@ pub(crate) async fn touch_session<C: Conn>(
 /// written and the caller need not commit.
 pub(crate) async fn revoke_row<C: Conn, T>(
     c: &mut C,
-    (columns, table, kind): (&str, &str, &str),
+    (columns, table, kind): RevokeWhat,
     tenant: &str,
     id: &str,
     audit: &AuditEvent,
@@ -160,7 +179,7 @@ pub(crate) async fn revoke_row<C: Conn, T>(
     if let Some(row) = one(c, &sql, args).await.map_err(unavailable)? {
         let record = from_row(&row)?;
         insert_audit(c, audit).await?;
-        insert_change(c, tenant, kind, id, None).await?;
+        insert_change(c, tenant, kind(id.to_owned())).await?;
         return Ok(Some(Revoked {
             record,
             newly: true,
@@ -222,7 +241,8 @@ pub(crate) async fn revoke_actor_sessions<C: Conn>(
     ids.sort_unstable();
     for id in &ids {
         insert_audit(c, &audit_for(audit, id)).await?;
-        insert_change(c, tenant, change::SESSION_REVOKE, id, None).await?;
+        let id = id.clone();
+        insert_change(c, tenant, ChangeKind::SessionRevoked { id }).await?;
     }
     Ok(ids)
 }
@@ -277,7 +297,8 @@ pub(crate) async fn insert_session_key<C: Conn>(
         .await
         .map_err(|e| insert_error(e, &key.tenant, &format!("session key {:?}", key.kid)))?;
     insert_audit(c, audit).await?;
-    insert_change(c, &key.tenant, change::SESSION_KEY_INSERT, &key.kid, None).await?;
+    let kid = key.kid.clone();
+    insert_change(c, &key.tenant, ChangeKind::SessionKeyInserted { kid }).await?;
     Ok(true)
 }
 
@@ -439,13 +460,13 @@ pub(crate) async fn purge_sessions<C: Conn>(
     // Active keys are never purged: the partial index holds retired ones only.
     let retired = "status = 'retired' AND retain_until < $1";
     let session_keys = delete_bounded(c, bounded, "session_keys", retired, before, limit).await?;
-    for (kind, rows) in [
-        (change::SESSION_PURGE, &sessions),
-        (change::REFRESH_PURGE, &refresh_families),
-    ] {
-        for (tenant, id) in rows {
-            insert_change(c, tenant, kind, id, None).await?;
-        }
+    for (tenant, id) in &sessions {
+        let id = id.clone();
+        insert_change(c, tenant, ChangeKind::SessionPurged { id }).await?;
+    }
+    for (tenant, family) in &refresh_families {
+        let family = family.clone();
+        insert_change(c, tenant, ChangeKind::RefreshFamilyPurged { family }).await?;
     }
     let purge = SessionPurge {
         sessions,

@@ -40,6 +40,7 @@ use veto_core::keys::SigningKeyRecord;
 use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStats};
 use veto_core::tenant::Tenant;
 
+use crate::change::{ChangeKind, names};
 use crate::rows::{
     self, AUDIT_COLUMNS, BATCH_CHUNK, REVOCATION_COLUMNS, SLOW, as_stored, audit_conflict,
     batch_insert_error, now_ts, ts, unavailable, vanished,
@@ -48,8 +49,9 @@ use crate::sql;
 use crate::{
     CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts,
     Resealed, Result, RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, StoreError,
-    change,
+    Written,
 };
+use std::collections::HashMap;
 
 /// Migrations are embedded at compile time from `migrations/sqlite` (`sqlx::migrate!`, which
 /// needs sqlx's `macros` feature; `build.rs` makes cargo rebuild when a migration is added). The
@@ -93,7 +95,7 @@ struct GroupCommit {
 struct PendingRevocation {
     id: u64,
     item: (Revocation, AuditEvent),
-    done: oneshot::Sender<Result<RevokeOutcome>>,
+    done: oneshot::Sender<Result<Written<RevokeOutcome>>>,
 }
 
 impl GroupCommit {
@@ -116,7 +118,7 @@ impl GroupCommit {
     }
 }
 
-type PendingAnswer = oneshot::Receiver<Result<RevokeOutcome>>;
+type PendingAnswer = oneshot::Receiver<Result<Written<RevokeOutcome>>>;
 
 struct Withdraw<'a> {
     group: &'a GroupCommit,
@@ -139,6 +141,74 @@ impl std::fmt::Debug for SqliteStore {
 // ---- statements shared by several methods ----------------------------------------------------
 
 type Tx = Transaction<'static, Sqlite>;
+
+/// A write transaction, and the last change position committed before it began. SQLite has one
+/// writer at a time and this transaction holds the write lock from its first statement, so the
+/// changes it appends are exactly the rows after that position: `commit` reads them back for the
+/// writer to apply to its memory.
+struct Writing {
+    tx: Tx,
+    since: i64,
+}
+
+impl Writing {
+    async fn begin(writer: &SqlitePool) -> Result<Writing> {
+        let mut tx = writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)?;
+        let since: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM changes")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        Ok(Writing { tx, since })
+    }
+
+    /// Commits, returning the changes this transaction appended, in feed order.
+    async fn commit(mut self) -> Result<Vec<Change>> {
+        let changes = select_changes(&mut self.tx, self.since, None).await?;
+        self.tx.commit().await.map_err(unavailable)?;
+        Ok(changes)
+    }
+}
+
+impl std::ops::Deref for Writing {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Writing {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+/// Change rows after `position`, in order, at most `limit`. With one writer a row with a lower
+/// position never commits after one with a higher position, so every row read is final.
+async fn select_changes(
+    conn: &mut sqlx::SqliteConnection,
+    position: i64,
+    limit: Option<u32>,
+) -> Result<Vec<Change>> {
+    let rows: Vec<(i64, String, String, String, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT position, tenant, kind, key, value, at FROM changes \
+         WHERE position > ? ORDER BY position LIMIT ?",
+    )
+    .bind(position)
+    .bind(limit.map_or(-1, i64::from))
+    .fetch_all(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(rows
+        .into_iter()
+        .map(|(position, tenant, kind, key, value, at)| {
+            let cursor = FeedCursor { xid: 0, position };
+            Change::from_row(cursor, tenant, (kind, key, value), at)
+        })
+        .collect())
+}
 
 /// One chunk of a batch: inserts the revocations that are new, with their audit events and
 /// change rows, and returns the positions in `chunk` of the new ones (the first occurrence of a
@@ -198,7 +268,7 @@ async fn insert_revocation_chunk(
     let rows = created
         .iter()
         .map(|(r, _)| (r.tenant.as_str(), r.jti.as_str(), r.until.map(ts)));
-    insert_changes(conn, change::REVOCATION, rows, reuse).await?;
+    insert_changes(conn, names::REVOCATION, rows, reuse).await?;
     Ok(created_at)
 }
 
@@ -234,18 +304,31 @@ async fn commit_group(writer: &SqlitePool, pending: Vec<PendingRevocation>) {
     let started = Instant::now();
     let (items, waiters): (Vec<_>, Vec<_>) = pending.into_iter().map(|p| (p.item, p.done)).unzip();
     let outcome = async {
-        let mut tx = writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
-        let outcomes = insert_group(&mut tx, &items).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok::<_, StoreError>(outcomes)
+        let mut tx = Writing::begin(writer).await?;
+        let outcomes = insert_group(&mut tx.tx, &items).await?;
+        let changes = tx.commit().await?;
+        Ok::<_, StoreError>((outcomes, changes))
     }
     .await;
     match outcome {
-        Ok(outcomes) => {
+        Ok((outcomes, changes)) => {
+            // Each caller applies the change of its own revocation, and only that.
+            let mut by_jti: HashMap<(String, String), Change> = changes
+                .into_iter()
+                .filter_map(|c| match &c.kind {
+                    ChangeKind::Revoked { jti, .. } => Some(((c.tenant.clone(), jti.clone()), c)),
+                    _ => None,
+                })
+                .collect();
             for (done, o) in waiters.into_iter().zip(outcomes) {
+                let o = o.map(|o| {
+                    let mine = if o.created {
+                        by_jti.remove(&(o.record.tenant.clone(), o.record.jti.clone()))
+                    } else {
+                        None
+                    };
+                    Written::new(o, mine.into_iter().collect())
+                });
                 // A caller that went away no longer needs its answer; its write stands.
                 let _ = done.send(o);
             }
@@ -373,11 +456,8 @@ impl SqliteStore {
 
     /// A write transaction holding SQLite's write lock from its first statement (see the module
     /// comment for why `IMMEDIATE`).
-    async fn begin_write(&self) -> Result<Tx> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)
+    async fn begin_write(&self) -> Result<Writing> {
+        Writing::begin(&self.writer).await
     }
 }
 
@@ -403,7 +483,7 @@ impl Store for SqliteStore {
         // Compare-and-swap per row: no lock beyond the rows themselves is needed.
         let mut tx = self.begin_write().await?;
         let n = sql::reseal(&mut *tx, kind, blobs).await?;
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(n)
     }
 
@@ -415,10 +495,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<()> {
+    async fn create_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<Written<()>> {
         let mut tx = self.begin_write().await?;
         sql::create_tenant(&mut *tx, t, audit).await?;
-        tx.commit().await.map_err(unavailable)
+        Ok(Written::new((), tx.commit().await?))
     }
 
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
@@ -430,33 +510,37 @@ impl Store for SqliteStore {
         id: &str,
         suspended: bool,
         audit: &AuditEvent,
-    ) -> Result<Tenant> {
+    ) -> Result<Written<Tenant>> {
         let mut tx = self.begin_write().await?;
         let tenant = sql::set_tenant_suspended(&mut *tx, id, suspended, audit).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(tenant)
+        Ok(Written::new(tenant, tx.commit().await?))
     }
 
-    async fn set_cutoff(&self, c: &Cutoff, audit: &AuditEvent) -> Result<()> {
+    async fn set_cutoff(&self, c: &Cutoff, audit: &AuditEvent) -> Result<Written<()>> {
         let mut tx = self.begin_write().await?;
         sql::set_cutoff(&mut *tx, c, audit).await?;
-        tx.commit().await.map_err(unavailable)
+        Ok(Written::new((), tx.commit().await?))
     }
 
-    async fn insert_api_key(&self, k: &ApiKeyRecord, audit: &AuditEvent) -> Result<()> {
+    async fn insert_api_key(&self, k: &ApiKeyRecord, audit: &AuditEvent) -> Result<Written<()>> {
         let mut tx = self.begin_write().await?;
         sql::insert_api_key(&mut *tx, k, audit).await?;
-        tx.commit().await.map_err(unavailable)
+        Ok(Written::new((), tx.commit().await?))
     }
 
     async fn list_api_keys(&self, tenant: &str, p: &PageRequest) -> Result<Page<ApiKeyRecord>> {
         rows::list_api_keys(&self.reader, tenant, p).await
     }
 
-    async fn delete_api_key(&self, tenant: &str, id: &str, audit: &AuditEvent) -> Result<()> {
+    async fn delete_api_key(
+        &self,
+        tenant: &str,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<Written<()>> {
         let mut tx = self.begin_write().await?;
         sql::delete_api_key(&mut *tx, tenant, id, audit).await?;
-        tx.commit().await.map_err(unavailable)
+        Ok(Written::new((), tx.commit().await?))
     }
 
     async fn find_api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
@@ -481,11 +565,10 @@ impl Store for SqliteStore {
         k: &SigningKeyRecord,
         retire_others_until: Option<OffsetDateTime>,
         audit: &AuditEvent,
-    ) -> Result<Vec<SigningKeyRecord>> {
+    ) -> Result<Written<Vec<SigningKeyRecord>>> {
         let mut tx = self.begin_write().await?;
         let retired = sql::insert_signing_key(&mut *tx, k, retire_others_until, audit).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(retired)
+        Ok(Written::new(retired, tx.commit().await?))
     }
 
     async fn list_signing_keys(&self, tenant: &str) -> Result<Vec<SigningKeyRecord>> {
@@ -498,20 +581,22 @@ impl Store for SqliteStore {
         kid: &str,
         reason: Option<&str>,
         audit: &AuditEvent,
-    ) -> Result<SigningKeyRecord> {
+    ) -> Result<Written<SigningKeyRecord>> {
         let mut tx = self.begin_write().await?;
         let (key, changed) = sql::revoke_signing_key(&mut *tx, tenant, kid, reason, audit).await?;
-        if changed {
-            tx.commit().await.map_err(unavailable)?;
-        }
-        Ok(key)
+        let changes = if changed {
+            tx.commit().await?
+        } else {
+            Vec::new()
+        };
+        Ok(Written::new(key, changes))
     }
 
     async fn insert_revocation(
         &self,
         rec: &Revocation,
         audit: &AuditEvent,
-    ) -> Result<RevokeOutcome> {
+    ) -> Result<Written<RevokeOutcome>> {
         let (_withdraw, mut outcome) = self.group.push((rec.clone(), audit.clone()));
         loop {
             tokio::select! {
@@ -546,9 +631,9 @@ impl Store for SqliteStore {
     async fn insert_revocations(
         &self,
         recs: &[(Revocation, AuditEvent)],
-    ) -> Result<(u64, u64, Vec<Revocation>)> {
+    ) -> Result<Written<(u64, u64, Vec<Revocation>)>> {
         if recs.is_empty() {
-            return Ok((0, 0, Vec::new()));
+            return Ok(Written::new((0, 0, Vec::new()), Vec::new()));
         }
         let started = Instant::now();
         // One transaction for the whole batch: one fsync, and all or nothing.
@@ -558,8 +643,11 @@ impl Store for SqliteStore {
             let new = insert_revocation_chunk(&mut tx, chunk).await?;
             created.extend(new.into_iter().map(|i| as_stored(&chunk[i].0)));
         }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(rows::batch_done(started, recs.len(), created))
+        let changes = tx.commit().await?;
+        Ok(Written::new(
+            rows::batch_done(started, recs.len(), created),
+            changes,
+        ))
     }
 
     async fn get_revocation(&self, tenant: &str, jti: &str) -> Result<Option<Revocation>> {
@@ -588,14 +676,16 @@ impl Store for SqliteStore {
         tenant: &str,
         jti: &str,
         audit: &AuditEvent,
-    ) -> Result<LiftOutcome> {
+    ) -> Result<Written<LiftOutcome>> {
         let mut tx = self.begin_write().await?;
         let outcome = sql::lift_suspension(&mut *tx, tenant, jti, audit).await?;
         // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        if matches!(outcome, LiftOutcome::Lifted(_)) {
-            tx.commit().await.map_err(unavailable)?;
-        }
-        Ok(outcome)
+        let changes = if matches!(outcome, LiftOutcome::Lifted(_)) {
+            tx.commit().await?
+        } else {
+            Vec::new()
+        };
+        Ok(Written::new(outcome, changes))
     }
 
     async fn list_audit(
@@ -611,7 +701,7 @@ impl Store for SqliteStore {
         &self,
         before: OffsetDateTime,
         batch: u32,
-    ) -> Result<(PurgeCounts, Vec<(String, String)>)> {
+    ) -> Result<Written<(PurgeCounts, Vec<(String, String)>)>> {
         let started = Instant::now();
         let before = ts(before);
         let limit = i64::from(batch.max(1));
@@ -649,7 +739,7 @@ impl Store for SqliteStore {
         // Other nodes learn of the deletions from the feed, in the same transaction.
         for chunk in jtis.chunks(BATCH_CHUNK) {
             let rows = chunk.iter().map(|(t, j)| (t.as_str(), j.as_str(), None));
-            insert_changes(&mut tx, change::REVOCATION_PURGE, rows, false).await?;
+            insert_changes(&mut tx, names::REVOCATION_PURGE, rows, false).await?;
         }
         // Tenant-wide and subject cutoffs alike: past `expires_at` every token they could
         // reject has expired on its own.
@@ -676,14 +766,17 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?
         .rows_affected();
-        tx.commit().await.map_err(unavailable)?;
+        let written = tx.commit().await?;
         let counts = PurgeCounts {
             revocations: jtis.len() as u64,
             cutoffs,
             signing_keys: keys,
             changes,
         };
-        Ok(rows::purge_done(started, counts, jtis))
+        Ok(Written::new(
+            rows::purge_done(started, counts, jtis),
+            written,
+        ))
     }
 
     async fn load_state(&self, now: OffsetDateTime) -> Result<StateSnapshot> {
@@ -721,28 +814,8 @@ impl Store for SqliteStore {
             std::cmp::Ordering::Equal => after.position,
             std::cmp::Ordering::Greater => return Ok(Vec::new()),
         };
-        // Committed rows only (the reader sees the last committed WAL snapshot), and with one
-        // writer a row with a lower position never commits after one with a higher position:
-        // everything returned is final.
-        let rows: Vec<(i64, String, String, String, Option<i64>, i64)> = sqlx::query_as(
-            "SELECT position, tenant, kind, key, value, at FROM changes \
-             WHERE position > ? ORDER BY position LIMIT ?",
-        )
-        .bind(after_position)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(unavailable)?;
-        Ok(rows
-            .into_iter()
-            .map(|(position, tenant, kind, key, value, at)| Change {
-                cursor: FeedCursor { xid: 0, position },
-                tenant,
-                kind,
-                key,
-                value,
-                at,
-            })
-            .collect())
+        // Committed rows only: the reader sees the last committed WAL snapshot.
+        let mut conn = self.read_conn().await?;
+        select_changes(&mut conn, after_position, Some(limit)).await
     }
 }

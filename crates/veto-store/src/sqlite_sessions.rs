@@ -26,7 +26,7 @@ use crate::sessions::{
     SessionStore, StoredSession, family_from_row, session_from_row,
 };
 use crate::sql::sessions as sql;
-use crate::{Page, PageRequest, Result, change};
+use crate::{Page, PageRequest, Result, Written};
 
 /// `DELETE … WHERE rowid IN (SELECT rowid … LIMIT n)`: SQLite has no `DELETE … LIMIT` unless
 /// compiled with it; bounded and rowid-limited like `purge_batch`, for the same reasons.
@@ -41,27 +41,29 @@ impl SqliteStore {
     /// `sql::sessions::revoke_row` in a write transaction, committed if it revoked anything.
     async fn revoke_row<T>(
         &self,
-        what: (&str, &str, &str),
+        what: sql::RevokeWhat,
         (tenant, id): (&str, &str),
         audit: &AuditEvent,
         from_row: impl Fn(&SqliteRow) -> Result<T> + Send,
-    ) -> Result<Option<Revoked<T>>> {
+    ) -> Result<Written<Option<Revoked<T>>>> {
         let mut tx = self.begin_write().await?;
         let revoked = sql::revoke_row(&mut *tx, what, tenant, id, audit, from_row).await?;
         // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        if revoked.as_ref().is_some_and(|r| r.newly) {
-            tx.commit().await.map_err(unavailable)?;
-        }
-        Ok(revoked)
+        let changes = if revoked.as_ref().is_some_and(|r| r.newly) {
+            tx.commit().await?
+        } else {
+            Vec::new()
+        };
+        Ok(Written::new(revoked, changes))
     }
 }
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_session(&self, s: &StoredSession) -> Result<()> {
+    async fn create_session(&self, s: &StoredSession) -> Result<Written<()>> {
         let mut tx = self.begin_write().await?;
         sql::insert_session(&mut *tx, s).await?;
-        tx.commit().await.map_err(unavailable)
+        Ok(Written::new((), tx.commit().await?))
     }
 
     async fn get_session(&self, tenant: &str, id: &str) -> Result<Option<StoredSession>> {
@@ -94,15 +96,17 @@ impl SessionStore for SqliteStore {
         id: &str,
         last_seen_at: OffsetDateTime,
         idle_expires_at: OffsetDateTime,
-    ) -> Result<bool> {
+    ) -> Result<Written<bool>> {
         let mut tx = self.begin_write().await?;
         let touched =
             sql::touch_session(&mut *tx, tenant, id, last_seen_at, idle_expires_at).await?;
         // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        if touched {
-            tx.commit().await.map_err(unavailable)?;
-        }
-        Ok(touched)
+        let changes = if touched {
+            tx.commit().await?
+        } else {
+            Vec::new()
+        };
+        Ok(Written::new(touched, changes))
     }
 
     async fn revoke_session(
@@ -110,8 +114,8 @@ impl SessionStore for SqliteStore {
         tenant: &str,
         id: &str,
         audit: &AuditEvent,
-    ) -> Result<Option<Revoked<SessionRecord>>> {
-        let what = (SESSION_COLUMNS, "sessions", change::SESSION_REVOKE);
+    ) -> Result<Written<Option<Revoked<SessionRecord>>>> {
+        let what = sql::REVOKE_SESSION;
         let from_row = |r: &_| session_from_row(r).map(|s| s.record);
         self.revoke_row(what, (tenant, id), audit, from_row).await
     }
@@ -122,11 +126,10 @@ impl SessionStore for SqliteStore {
         actor_type: &str,
         actor_id: &str,
         audit: &AuditEvent,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Written<Vec<String>>> {
         let mut tx = self.begin_write().await?;
         let ids = sql::revoke_actor_sessions(&mut *tx, tenant, actor_type, actor_id, audit).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(ids)
+        Ok(Written::new(ids, tx.commit().await?))
     }
 
     async fn insert_session_key(
@@ -134,14 +137,16 @@ impl SessionStore for SqliteStore {
         key: &SessionKeyRecord,
         mode: SessionKeyInsert,
         audit: &AuditEvent,
-    ) -> Result<bool> {
+    ) -> Result<Written<bool>> {
         // Inside the write transaction: no other writer can add a key in between.
         let mut tx = self.begin_write().await?;
         let inserted = sql::insert_session_key(&mut *tx, key, mode, audit).await?;
-        if inserted {
-            tx.commit().await.map_err(unavailable)?;
-        }
-        Ok(inserted)
+        let changes = if inserted {
+            tx.commit().await?
+        } else {
+            Vec::new()
+        };
+        Ok(Written::new(inserted, changes))
     }
 
     async fn list_session_keys(&self, tenant: &str) -> Result<Vec<SessionKeyRecord>> {
@@ -151,7 +156,8 @@ impl SessionStore for SqliteStore {
     async fn insert_prelogin(&self, rec: &PreLoginRecord) -> Result<()> {
         let mut tx = self.begin_write().await?;
         sql::insert_prelogin(&mut *tx, rec).await?;
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn take_prelogin(&self, tenant: &str, id: &str) -> Result<Option<PreLoginRecord>> {
@@ -160,14 +166,15 @@ impl SessionStore for SqliteStore {
         // the row; within this process the single writer connection already serialises.
         let mut tx = self.begin_write().await?;
         let rec = sql::take_prelogin(&mut *tx, tenant, id).await?;
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(rec)
     }
 
     async fn create_refresh_family(&self, f: &RefreshFamily) -> Result<()> {
         let mut tx = self.begin_write().await?;
         sql::insert_refresh_family(&mut *tx, f).await?;
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn get_refresh_family(&self, tenant: &str, id: &str) -> Result<Option<RefreshFamily>> {
@@ -191,7 +198,7 @@ impl SessionStore for SqliteStore {
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let done = sql::rotate_refresh_family(&mut *tx, tenant, id, from, to).await?;
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(done)
     }
 
@@ -200,8 +207,8 @@ impl SessionStore for SqliteStore {
         tenant: &str,
         id: &str,
         audit: &AuditEvent,
-    ) -> Result<Option<Revoked<RefreshFamily>>> {
-        let what = (FAMILY_COLUMNS, "refresh_families", change::REFRESH_REVOKE);
+    ) -> Result<Written<Option<Revoked<RefreshFamily>>>> {
+        let what = sql::REVOKE_FAMILY;
         self.revoke_row(what, (tenant, id), audit, family_from_row)
             .await
     }
@@ -211,12 +218,11 @@ impl SessionStore for SqliteStore {
         before: OffsetDateTime,
         linger: Duration,
         batch: u32,
-    ) -> Result<SessionPurge> {
+    ) -> Result<Written<SessionPurge>> {
         let mut tx = self.begin_write().await?;
         let purge =
             sql::purge_sessions(&mut *tx, bounded_delete_sql, before, linger, batch).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(purge)
+        Ok(Written::new(purge, tx.commit().await?))
     }
 
     async fn load_sessions(&self) -> Result<SessionSnapshot> {

@@ -165,6 +165,7 @@ async fn revoke(store: &PgStore, jti: &str) -> veto_store::RevokeOutcome {
         .insert_revocation(&r, &rev_audit(&r))
         .await
         .expect("revoke")
+        .value
 }
 
 /// A node's view of the feed: where it is, and everything it received, in order.
@@ -213,12 +214,12 @@ impl Follower {
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.seen.iter().map(|c| c.key.as_str()).collect()
+        self.seen.iter().map(|c| c.key()).collect()
     }
 }
 
 fn has_key(key: &str) -> impl Fn(&[Change]) -> bool + '_ {
-    move |seen| seen.iter().any(|c| c.key == key)
+    move |seen| seen.iter().any(|c| c.key() == key)
 }
 
 /// Writes a revocation and its change row in a transaction the test controls, as a node would
@@ -255,7 +256,8 @@ async fn two_writers(db: &PgTestDb) -> (PgStore, Follower, PgConnection, PgConne
     let mut reader = Follower::default();
     reader
         .until(&store, 10, |s| {
-            s.iter().any(|c| c.kind == change::TENANT_CREATE)
+            s.iter()
+                .any(|c| c.kind.name() == change::names::TENANT_CREATE)
         })
         .await;
     (store, reader, db.raw().await, db.raw().await)
@@ -404,7 +406,8 @@ async fn replaying_the_feed_matches_the_database_when_lift_and_rerevoke_race() {
         store
             .insert_revocation(&suspended(&j), &rev_audit(&suspended(&j)))
             .await
-            .expect("suspend");
+            .expect("suspend")
+            .value;
         // The contested jti last, after rows that give the batch its transaction id.
         let batch: Vec<(Revocation, AuditEvent)> = (0..40)
             .map(|i| rev("acme", &format!("fill-{round}-{i}")))
@@ -428,12 +431,12 @@ async fn replaying_the_feed_matches_the_database_when_lift_and_rerevoke_race() {
     // Replay as a node's index would: revocations add, lifts and purges remove.
     let mut replayed: HashSet<&str> = HashSet::new();
     for c in &reader.seen {
-        match c.kind.as_str() {
-            change::REVOCATION => {
-                replayed.insert(&c.key);
+        match c.kind.name() {
+            change::names::REVOCATION => {
+                replayed.insert(&c.key());
             }
-            change::REVOCATION_LIFT | change::REVOCATION_PURGE => {
-                replayed.remove(c.key.as_str());
+            change::names::REVOCATION_LIFT | change::names::REVOCATION_PURGE => {
+                replayed.remove(c.key());
             }
             _ => {}
         }
@@ -488,8 +491,8 @@ async fn concurrent_writers_and_readers_lose_nothing() {
                 let got: HashSet<&str> = follower
                     .seen
                     .iter()
-                    .filter(|c| c.kind == change::REVOCATION)
-                    .map(|c| c.key.as_str())
+                    .filter(|c| c.kind.name() == change::names::REVOCATION)
+                    .map(|c| c.key())
                     .collect();
                 if got.len() == expected.len() {
                     break;
@@ -520,8 +523,11 @@ async fn concurrent_writers_and_readers_lose_nothing() {
     while let Some(seen) = readers.join_next().await {
         let seen = seen.expect("reader");
         let mut count: BTreeMap<&str, usize> = BTreeMap::new();
-        for c in seen.iter().filter(|c| c.kind == change::REVOCATION) {
-            *count.entry(c.key.as_str()).or_default() += 1;
+        for c in seen
+            .iter()
+            .filter(|c| c.kind.name() == change::names::REVOCATION)
+        {
+            *count.entry(c.key()).or_default() += 1;
         }
         assert_eq!(
             count.len(),
@@ -550,6 +556,7 @@ async fn concurrent_identical_revocations_create_one() {
                 .insert_revocation(&r, &rev_audit(&r))
                 .await
                 .expect("revoke")
+                .value
         });
     }
     let mut outcomes = Vec::new();

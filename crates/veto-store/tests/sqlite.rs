@@ -93,7 +93,8 @@ async fn store_with_acme(db: &TempSqlite) -> Box<dyn Store> {
             &AuditEvent::new("acme", "test", "tenant.create", "acme"),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     store
 }
 
@@ -106,7 +107,7 @@ async fn batch_timing() {
     for round in 0..3 {
         let items = batch(round, 10_000);
         let started = Instant::now();
-        let (created, existing, _) = store.insert_revocations(&items).await.unwrap();
+        let (created, existing, _) = store.insert_revocations(&items).await.unwrap().value;
         let elapsed = started.elapsed();
         assert_eq!((created, existing), (10_000, 0));
         eprintln!("round {round}: 10,000 revocations in one batch: {elapsed:?}");
@@ -125,7 +126,8 @@ async fn load_state_timing() {
             store
                 .insert_revocations(&batch(round, 10_000))
                 .await
-                .unwrap();
+                .unwrap()
+                .value;
         }
     }
     // A fresh store, as at start-up: nothing cached in this process's connections.
@@ -152,7 +154,7 @@ async fn single_insert_timing() {
     let items = batch(0, 2_000);
     let started = Instant::now();
     for (r, a) in &items {
-        assert!(store.insert_revocation(r, a).await.unwrap().created);
+        assert!(store.insert_revocation(r, a).await.unwrap().value.created);
     }
     let elapsed = started.elapsed();
     eprintln!(
@@ -178,7 +180,7 @@ async fn concurrent_insert_timing() {
             let (store, items) = (store.clone(), items.clone());
             tasks.spawn(async move {
                 for (r, a) in items.iter().skip(c).step_by(callers) {
-                    assert!(store.insert_revocation(r, a).await.unwrap().created);
+                    assert!(store.insert_revocation(r, a).await.unwrap().value.created);
                 }
             });
         }
