@@ -24,20 +24,20 @@
 //! could make it fresh while missing a revocation. Such a node never becomes fresh again: it
 //! stays failed closed, `/readyz` says why, and a restart (which loads the whole state) mends it.
 //!
-//! Applying is idempotent: the changes a node wrote itself come back through the feed and are
-//! applied a second time, and the first read after start-up may repeat changes already in the
-//! snapshot. Within one read, only the last change per entity is applied, so that a replayed
-//! "revoke, lift, revoke again" never shows the lifted state in between.
-use std::collections::HashMap;
+//! Applying is the mirror's (`mirror.rs`): the changes a node wrote itself come back through the
+//! feed and are skipped there (the entity already reflects them), the first read after start-up
+//! may repeat changes already in the snapshot, and a change older than what an entity reflects
+//! is never applied, so memory never moves backwards.
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use veto_core::timeutil;
-use veto_store::{Change, FeedCursor, change};
+use veto_store::FeedCursor;
 
 use crate::metrics;
+use crate::mirror::Origin;
 use crate::state::AppState;
 
 /// How long a node may go without being fresh before it can no longer trust the change log to
@@ -181,8 +181,19 @@ impl AppState {
             let n = changes.len();
             if let Some(last) = changes.last() {
                 let last = last.cursor;
-                self.apply_changes(&changes).await?;
+                let now = now_ms();
+                for c in &changes {
+                    // Propagation delay, measured on changes written by other nodes as well as
+                    // ours (ours come back after a poll interval at most, theirs after a
+                    // notification). `at` has whole seconds: this histogram shows seconds of
+                    // lag, not milliseconds; scripts/bench/propagation.py measures the latter.
+                    metrics::feed_delay(
+                        now.saturating_sub(c.at.saturating_mul(1000)) as f64 / 1000.0,
+                    );
+                }
+                self.apply(&changes, Origin::Feed).await?;
                 self.feed.set_cursor(last);
+                self.forget_applied_before(last).await;
                 metrics::feed_position(last.position);
                 applied += n;
             }
@@ -201,78 +212,6 @@ impl AppState {
             metrics::feed_lag(lag);
         }
         Ok(applied)
-    }
-
-    /// Applies one read's changes. Only the last change per entity counts: each carries (or
-    /// leads us to read) the entity's state after it, so earlier ones are superseded.
-    async fn apply_changes(&self, changes: &[Change]) -> Result<(), veto_store::StoreError> {
-        let now = now_ms();
-        let mut last: HashMap<(&str, &str, &str), &Change> = HashMap::with_capacity(changes.len());
-        for c in changes {
-            last.insert((c.tenant.as_str(), entity(&c.kind), c.key.as_str()), c);
-            // Propagation delay, measured on changes written by other nodes as well as ours
-            // (ours come back after a poll interval at most, theirs after a notification).
-            // `at` has whole seconds: this histogram shows seconds of lag, not milliseconds;
-            // scripts/bench/propagation.py measures the latter.
-            metrics::feed_delay(now.saturating_sub(c.at.saturating_mul(1000)) as f64 / 1000.0);
-        }
-        let mut keys_of: Vec<&str> = Vec::new();
-        for c in changes {
-            // Iterate in log order, applying each entity once, at its last change.
-            let k = (c.tenant.as_str(), entity(&c.kind), c.key.as_str());
-            if !last.get(&k).is_some_and(|l| std::ptr::eq(*l, c)) {
-                continue;
-            }
-            match c.kind.as_str() {
-                change::REVOCATION => self.index.insert_jti(&c.tenant, &c.key, c.value),
-                change::REVOCATION_LIFT | change::REVOCATION_PURGE => {
-                    self.index.remove_jti(&c.tenant, &c.key)
-                }
-                change::TENANT_CUTOFF => {
-                    if let Some(v) = c.value {
-                        self.index.raise_tenant_cutoff(&c.tenant, v);
-                    }
-                }
-                change::SUBJECT_CUTOFF => {
-                    if let Some(v) = c.value {
-                        self.index.raise_subject_cutoff(&c.tenant, &c.key, v);
-                    }
-                }
-                change::TENANT_CREATE | change::TENANT_SUSPEND | change::TENANT_RESUME => {
-                    if let Some(t) = self.store.get_tenant(&c.tenant).await? {
-                        self.remember_tenant(t);
-                    }
-                }
-                change::KEY_INSERT | change::KEY_RETIRE | change::KEY_REVOKE => {
-                    if !keys_of.contains(&c.tenant.as_str()) {
-                        keys_of.push(&c.tenant);
-                    }
-                }
-                change::API_KEY_INSERT => {
-                    if let Some(k) = self.store.get_api_key(&c.key).await? {
-                        self.remember_api_key(k);
-                    }
-                }
-                change::API_KEY_DELETE => self.forget_api_key(&c.key),
-                // Sessions, session keys and refresh families (`service::sessions`).
-                _ if self.apply_session_change(c).await? => {}
-                // Written by a newer veto: say so loudly; a restart loads the state it describes.
-                other => {
-                    tracing::warn!(kind = other, tenant = %c.tenant, "unknown change kind in the feed; restart to load it")
-                }
-            }
-        }
-        for tenant in keys_of {
-            for rec in self.store.list_signing_keys(tenant).await? {
-                if let Err(e) = self.load_key(&rec) {
-                    // A key this node cannot decrypt (a different master key on this node) is
-                    // left out: tokens it signed fail here with `unknown_key`, closed.
-                    tracing::error!(tenant, kid = %rec.kid, error = %e, "cannot load a signing key from the change feed");
-                }
-            }
-        }
-        metrics::set_index_size(self.index.len());
-        Ok(())
     }
 
     /// The follower: catches up on every notification and at least every poll interval, for
@@ -300,18 +239,6 @@ impl AppState {
                 Err(_) => {}
             }
         }
-    }
-}
-
-/// Which entity a change is about, so that the last change per entity wins: a revocation and
-/// its lift or purge are one entity (the jti); the tenant-level kinds are one entity per tenant.
-fn entity(kind: &str) -> &str {
-    match kind {
-        change::REVOCATION | change::REVOCATION_LIFT | change::REVOCATION_PURGE => "jti",
-        change::TENANT_CREATE | change::TENANT_SUSPEND | change::TENANT_RESUME => "tenant",
-        change::API_KEY_INSERT | change::API_KEY_DELETE => "api_key",
-        change::KEY_INSERT | change::KEY_RETIRE | change::KEY_REVOKE => "key",
-        other => other,
     }
 }
 

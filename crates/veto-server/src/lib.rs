@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod feed;
 pub mod metrics;
+pub mod mirror;
 pub mod openapi;
 pub mod ratelimit;
 pub mod redis;

@@ -105,6 +105,13 @@ pub fn feed_lag(lag: std::time::Duration) {
 }
 
 /// Time from a change's commit to its application on this node.
+/// A change not applied because its entity already reflected a newer one: a feed read that
+/// raced this node's own write (mirror.rs). Normal in small numbers; each one is a state that
+/// would otherwise have moved backwards for a moment.
+pub fn change_skipped(kind: &str) {
+    metrics::counter!("veto_changes_skipped_total", "kind" => kind.to_owned()).increment(1);
+}
+
 pub fn feed_delay(seconds: f64) {
     metrics::histogram!("veto_feed_propagation_delay_seconds").record(seconds.max(0.0));
 }

@@ -14,8 +14,8 @@ use veto_core::apikey::ApiKeyRecord;
 use veto_core::index::RevocationIndex;
 use veto_core::keyring::KeyRing;
 use veto_core::keys::{LoadedKey, MasterKey, SigningKeyRecord};
-use veto_core::tenant::{Tenant, TenantState};
-use veto_store::{SessionStore, StateSnapshot, Store};
+use veto_core::tenant::Tenant;
+use veto_store::{SessionStore, Store};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -46,6 +46,8 @@ pub struct Inner {
     pub limiter: Option<crate::ratelimit::RateLimiter>,
     /// Where this node is in the change log, and how fresh its state is.
     pub feed: crate::feed::Feed,
+    /// The newest change applied per recently changed entity (`mirror.rs`).
+    pub(crate) mirror: crate::mirror::Mirror,
     /// Optional Redis (notifications, mirror); set once at start-up, after the state is built.
     redis: std::sync::OnceLock<crate::redis::RedisBus>,
 }
@@ -106,9 +108,9 @@ impl AppState {
             metrics,
             limiter,
             feed,
+            mirror: Default::default(),
             redis: std::sync::OnceLock::new(),
         }));
-        state.apply_snapshot(snapshot)?;
         // After the main snapshot: the feed is followed from its cursor, and replaying a
         // session change this snapshot already holds is harmless.
         let sessions = state
@@ -116,59 +118,13 @@ impl AppState {
             .load_sessions()
             .await
             .map_err(|e| format!("could not read the session store: {e}"))?;
-        state.apply_session_snapshot(sessions)?;
+        state.apply_snapshot(snapshot, sessions)?;
         Ok(state)
     }
 
-    fn apply_snapshot(&self, s: StateSnapshot) -> Result<(), String> {
-        self.feed.set_cursor(s.cursor);
-        for (tenant, cutoff) in s.tenants {
-            self.index.set_tenant(
-                &tenant.id,
-                TenantState {
-                    suspended: tenant.suspended,
-                    cutoff,
-                },
-            );
-            write(&self.tenants).insert(tenant.id.clone(), tenant);
-        }
-        for c in &s.subject_cutoffs {
-            if let Some(sub) = &c.sub {
-                self.index
-                    .raise_subject_cutoff(&c.tenant, sub, c.not_before_iat);
-            }
-        }
-        self.index.insert_many(
-            s.revocations
-                .iter()
-                .map(|r| (r.tenant.as_str(), r.jti.as_str(), r.until)),
-        );
-        for rec in &s.signing_keys {
-            self.load_key(rec).map_err(|e| {
-                format!(
-                    "signing key {} of tenant {} cannot be decrypted ({e}); is VETO_MASTER_KEY the one this data was written with?",
-                    rec.kid, rec.tenant
-                )
-            })?;
-        }
-        for k in s.api_keys {
-            self.remember_api_key(k);
-        }
-        crate::metrics::set_index_size(self.index.len());
-        Ok(())
-    }
-
-    pub fn load_key(&self, rec: &SigningKeyRecord) -> Result<(), String> {
+    pub(crate) fn load_key(&self, rec: &SigningKeyRecord) -> Result<(), String> {
         let loaded = LoadedKey::load(rec, &self.master).map_err(|e| e.to_string())?;
         self.keyring.upsert(loaded);
-        Ok(())
-    }
-
-    /// Reflects a key record whose status changed (rotation, revocation) in the key ring.
-    pub fn refresh_keys(&self, recs: &[SigningKeyRecord]) -> Result<(), ApiError> {
-        for rec in recs {
-            self.load_key(rec).map_err(ApiError::Internal)?;
-        }
         Ok(())
     }
 
@@ -183,7 +139,8 @@ impl AppState {
 
     /// After a committed write to the change log: tells the other nodes through Redis, when
     /// configured (PostgreSQL's NOTIFY, sent by the store at commit, needs nothing from us).
-    pub fn announce(&self) {
+    /// Called by the mirror after applying a local write; nowhere else.
+    pub(crate) fn announce(&self) {
         if let Some(r) = self.redis() {
             r.announce();
         }
@@ -203,20 +160,31 @@ impl AppState {
         read(&self.tenants).keys().cloned().collect()
     }
 
-    pub fn remember_tenant(&self, t: Tenant) {
+    pub(crate) fn remember_tenant(&self, t: Tenant) {
         self.index.set_tenant_suspended(&t.id, t.suspended);
         write(&self.tenants).insert(t.id.clone(), t);
+    }
+
+    /// Sets the suspended flag of a tenant this node knows; `false` for one it does not.
+    pub(crate) fn set_tenant_suspended_in_memory(&self, id: &str, suspended: bool) -> bool {
+        let mut tenants = write(&self.tenants);
+        let Some(t) = tenants.get_mut(id) else {
+            return false;
+        };
+        t.suspended = suspended;
+        self.index.set_tenant_suspended(id, suspended);
+        true
     }
 
     pub fn api_key_by_hash(&self, hash: &[u8; 32]) -> Option<Arc<ApiKeyRecord>> {
         read(&self.api_keys).get(hash).cloned()
     }
 
-    pub fn remember_api_key(&self, k: ApiKeyRecord) {
+    pub(crate) fn remember_api_key(&self, k: ApiKeyRecord) {
         write(&self.api_keys).insert(k.key_hash, Arc::new(k));
     }
 
-    pub fn forget_api_key(&self, id: &str) {
+    pub(crate) fn forget_api_key(&self, id: &str) {
         write(&self.api_keys).retain(|_, k| k.id != id);
     }
 }

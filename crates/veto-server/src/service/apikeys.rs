@@ -84,10 +84,9 @@ impl AppState {
         };
         let audit = AuditEvent::new(tenant, actor, "api_key.create", &id)
             .with_metadata(serde_json::json!({"name": name, "scopes": scopes}));
-        self.store.insert_api_key(&rec, &audit).await?;
-        self.announce();
+        self.applied(self.store.insert_api_key(&rec, &audit).await?)
+            .await?;
         let view = ApiKeyView::from(&rec);
-        self.remember_api_key(rec);
         Ok(CreatedApiKey {
             id: view.id,
             name: view.name,
@@ -113,9 +112,7 @@ impl AppState {
     pub async fn delete_api_key(&self, actor: &str, tenant: &str, id: &str) -> ApiResult<()> {
         self.require_tenant(tenant)?;
         let audit = AuditEvent::new(tenant, actor, "api_key.delete", id);
-        self.store.delete_api_key(tenant, id, &audit).await?;
-        self.announce();
-        self.forget_api_key(id);
-        Ok(())
+        self.applied(self.store.delete_api_key(tenant, id, &audit).await?)
+            .await
     }
 }

@@ -52,8 +52,8 @@ impl AppState {
         };
         let audit = AuditEvent::new(DEFAULT_TENANT, "system", "api_key.create", &id)
             .with_metadata(serde_json::json!({"name": "bootstrap admin", "admin": true}));
-        self.store.insert_api_key(&rec, &audit).await?;
-        self.remember_api_key(rec);
+        self.applied(self.store.insert_api_key(&rec, &audit).await?)
+            .await?;
         Ok(if from_env.is_some() {
             AdminKey::FromEnv
         } else {

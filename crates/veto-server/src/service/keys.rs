@@ -82,13 +82,11 @@ impl AppState {
             .with_metadata(serde_json::json!({"alg": alg.as_str(), "audience": audience}));
         let retire_until =
             rotate.then(|| timeutil::now() + time::Duration::seconds(self.config.key_retention));
-        let changed = self
+        let written = self
             .store
             .insert_signing_key(&rec, retire_until, &audit)
             .await?;
-        self.announce();
-        self.load_key(&rec).map_err(ApiError::Internal)?;
-        self.refresh_keys(&changed)?;
+        self.applied(written).await?;
         Ok(KeyView::from(&rec))
     }
 
@@ -103,13 +101,12 @@ impl AppState {
         check_opt_text("reason", reason, 500)?;
         self.require_tenant(tenant)?;
         let audit = AuditEvent::new(tenant, actor, "key.revoke", kid).with_reason(reason);
-        let rec = self
+        let written = self
             .store
             .revoke_signing_key(tenant, kid, reason, &audit)
             .await?;
-        self.announce();
+        let rec = self.applied(written).await?;
         debug_assert_eq!(rec.status, KeyStatus::Revoked);
-        self.load_key(&rec).map_err(ApiError::Internal)?;
         Ok(KeyView::from(&rec))
     }
 

@@ -1,25 +1,32 @@
 //! Purge: drop ledger rows that can no longer matter, in bounded batches.
 use time::OffsetDateTime;
 use veto_store::sessions::SessionPurge;
-use veto_store::{PurgeCounts, SessionStore, Store};
+use veto_store::{Change, PurgeCounts, SessionStore, Store, Written};
 
 use crate::metrics;
+use crate::mirror::Origin;
 use crate::state::AppState;
 
 /// Deletes, batch after batch, every row whose token expired before `before`. Each batch is its
-/// own short transaction, so checks and writes are never held up for long; `on_batch` reports
-/// progress (the CLI draws a progress bar with it). Returns the totals and the purged
-/// (tenant, jti) pairs' count.
-pub async fn purge_all(
+/// own short transaction, so checks and writes are never held up for long; `on_batch` gets each
+/// batch's counts and changes (the server applies them to memory, the CLI draws a progress
+/// bar). Returns the totals.
+pub async fn purge_all<F>(
     store: &dyn Store,
     before: OffsetDateTime,
     batch: u32,
-    mut on_batch: impl FnMut(&PurgeCounts, &[(String, String)]),
-) -> veto_store::Result<PurgeCounts> {
+    mut on_batch: impl FnMut(PurgeCounts, Vec<Change>) -> F,
+) -> veto_store::Result<PurgeCounts>
+where
+    F: Future<Output = veto_store::Result<()>>,
+{
     let mut total = PurgeCounts::default();
     loop {
-        let (counts, jtis) = store.purge_batch(before, batch).await?;
-        on_batch(&counts, &jtis);
+        let Written {
+            value: (counts, _),
+            changes,
+        } = store.purge_batch(before, batch).await?;
+        on_batch(counts.clone(), changes).await?;
         total.revocations += counts.revocations;
         total.cutoffs += counts.cutoffs;
         total.signing_keys += counts.signing_keys;
@@ -44,17 +51,21 @@ pub struct SessionPurgeCounts {
 /// records and retired session keys past retention; sessions and refresh families once
 /// `linger` (the longest token lifetime) has passed since they ended, so that tokens carrying
 /// their `sid` or `fam` have expired first.
-pub async fn purge_sessions_all(
+pub async fn purge_sessions_all<F>(
     sessions: &dyn SessionStore,
     before: OffsetDateTime,
     linger: time::Duration,
     batch: u32,
-    mut on_batch: impl FnMut(&SessionPurge),
-) -> veto_store::Result<SessionPurgeCounts> {
+    mut on_batch: impl FnMut(SessionPurge, Vec<Change>) -> F,
+) -> veto_store::Result<SessionPurgeCounts>
+where
+    F: Future<Output = veto_store::Result<()>>,
+{
     let mut total = SessionPurgeCounts::default();
     loop {
-        let p = sessions.purge_sessions_batch(before, linger, batch).await?;
-        on_batch(&p);
+        let Written { value: p, changes } =
+            sessions.purge_sessions_batch(before, linger, batch).await?;
+        on_batch(p.clone(), changes).await?;
         if p.is_empty() {
             return Ok(total);
         }
@@ -83,18 +94,13 @@ impl AppState {
             self.store.as_ref(),
             before,
             self.config.purge_batch,
-            |_, jtis| {
-                for (t, j) in jtis {
-                    self.index.remove_jti(t, j);
-                }
-            },
+            |_, changes| async move { self.apply(&changes, Origin::Local).await },
         )
         .await?;
         metrics::purge_run();
         metrics::purged("revocations", total.revocations);
         metrics::purged("cutoffs", total.cutoffs);
         metrics::purged("signing_keys", total.signing_keys);
-        metrics::set_index_size(self.index.len());
         if total.signing_keys > 0 {
             // Retired keys past retention stop verifying by their own `retain_until` already;
             // dropping them from the ring just frees memory.
@@ -108,16 +114,14 @@ impl AppState {
             before,
             linger,
             self.config.purge_batch,
-            |p| {
-                for (t, id) in &p.sessions {
-                    self.index.forget_session(t, id);
-                }
-                for (t, fam) in &p.refresh_families {
-                    self.index.forget_family(t, fam);
-                }
+            |p, changes| async move {
+                self.apply(&changes, Origin::Local).await?;
+                // Retired session keys past retention verify nothing any more; no change row
+                // tells other nodes, whose rings drop them when they restart (harmless till then).
                 for (t, kid) in &p.session_keys {
                     self.session_keys.remove(t, kid);
                 }
+                Ok(())
             },
         )
         .await?;

@@ -218,16 +218,17 @@ impl AppState {
         reason: &str,
     ) -> ApiResult<bool> {
         let audit = AuditEvent::new(tenant, actor, action, fam).with_reason(Some(reason));
-        let Some(out) = self
+        let written = self
             .sessions
             .revoke_refresh_family(tenant, fam, &audit)
-            .await?
-        else {
+            .await?;
+        let Some(out) = self.applied(written).await? else {
             return Ok(false);
         };
-        self.index.revoke_family(tenant, fam);
-        if out.newly {
-            self.announce();
+        if !out.newly {
+            // Revoked before, perhaps on another node whose change this node has not read
+            // yet: a revocation is final, so what the store shows can be taken at once.
+            self.index.revoke_family(tenant, fam);
         }
         Ok(true)
     }

@@ -135,11 +135,6 @@ impl AppState {
             .with_metadata(rec.metadata.clone())
     }
 
-    fn index_revocation(&self, rec: &Revocation) {
-        self.index
-            .insert_jti(&rec.tenant, &rec.jti, rec.until.map(|u| u.unix_timestamp()));
-    }
-
     pub async fn revoke(
         &self,
         tenant: &str,
@@ -148,17 +143,15 @@ impl AppState {
     ) -> ApiResult<RevokeOutcome> {
         self.require_tenant(tenant)?;
         let rec = self.revocation_record(tenant, actor, req, timeutil::now())?;
-        let out = self
+        let written = self
             .store
             .insert_revocation(&rec, &Self::audit_for(&rec))
             .await?;
+        let out = self.applied(written).await?;
         if out.created {
-            self.index_revocation(&out.record);
             metrics::revoked(out.record.reason.as_deref(), 1);
-            metrics::set_index_size(self.index.len());
             if let Some(r) = self.redis() {
                 r.mirror_revocations(vec![out.record.clone()]);
-                r.announce();
             }
         }
         Ok(out)
@@ -188,21 +181,13 @@ impl AppState {
             let audit = Self::audit_for(&rec);
             recs.push((rec, audit));
         }
-        let (created, existing, new) = self.store.insert_revocations(&recs).await?;
-        self.index.insert_many(new.iter().map(|r| {
-            (
-                r.tenant.as_str(),
-                r.jti.as_str(),
-                r.until.map(|u| u.unix_timestamp()),
-            )
-        }));
+        let written = self.store.insert_revocations(&recs).await?;
+        let (created, existing, new) = self.applied(written).await?;
         for r in &new {
             metrics::revoked(r.reason.as_deref(), 1);
         }
-        metrics::set_index_size(self.index.len());
         if let Some(r) = self.redis() {
             r.mirror_revocations(new);
-            r.announce();
         }
         Ok(BatchRevokeResult { created, existing })
     }
@@ -236,13 +221,11 @@ impl AppState {
     pub async fn lift(&self, tenant: &str, actor: &str, jti: &str) -> ApiResult<()> {
         self.require_tenant(tenant)?;
         let audit = AuditEvent::new(tenant, actor, "revocation.lift", jti);
-        match self.store.lift_suspension(tenant, jti, &audit).await? {
+        let written = self.store.lift_suspension(tenant, jti, &audit).await?;
+        match self.applied(written).await? {
             LiftOutcome::Lifted(_) => {
-                self.index.remove_jti(tenant, jti);
-                metrics::set_index_size(self.index.len());
                 if let Some(r) = self.redis() {
                     r.unmirror_revocation(tenant, jti);
-                    r.announce();
                 }
                 Ok(())
             }

@@ -29,11 +29,12 @@ use veto_core::session::{
     InputError, NewSession, SessionPolicy, SessionReason, SessionRecord, is_session_id,
 };
 use veto_core::timeutil;
-use veto_store::sessions::{SessionKeyInsert, SessionSnapshot, StoredSession};
-use veto_store::{Change, Page, PageRequest, StoreError, change};
+use veto_store::sessions::{SessionKeyInsert, StoredSession};
+use veto_store::{Page, PageRequest};
 
 use super::check_opt_text;
 use crate::error::{ApiError, ApiResult};
+use crate::mirror::Origin;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -197,88 +198,10 @@ fn policy_of(s: &StoredSession) -> ApiResult<SessionPolicy> {
 impl AppState {
     // ---- in-memory state ------------------------------------------------------------------
 
-    /// Builds the session part of the in-memory state at start-up. Fails (refusing to start)
-    /// when a session key cannot be decrypted: a wrong master key, as for signing keys.
-    pub(crate) fn apply_session_snapshot(&self, s: SessionSnapshot) -> Result<(), String> {
-        for (tenant, id) in &s.revoked_sessions {
-            self.index.revoke_session(tenant, id);
-        }
-        for (tenant, id, last_seen, expires) in &s.sessions {
-            let times = SessionTimes {
-                last_seen: *last_seen,
-                expires: *expires,
-            };
-            self.index.note_session(tenant, id, times);
-        }
-        for (tenant, fam) in &s.revoked_families {
-            self.index.revoke_family(tenant, fam);
-        }
-        for rec in &s.session_keys {
-            self.load_session_key(rec).map_err(|e| {
-                format!(
-                    "session key {} of tenant {} cannot be decrypted ({e}); is VETO_MASTER_KEY the one this data was written with?",
-                    rec.kid, rec.tenant
-                )
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Applies a change of one of the session kinds from the feed (written by this node or
-    /// another). Returns `false` for any other kind. Idempotent, like every feed apply.
-    pub async fn apply_session_change(&self, c: &Change) -> Result<bool, StoreError> {
-        let (tenant, key) = (c.tenant.as_str(), c.key.as_str());
-        match c.kind.as_str() {
-            change::SESSION_CREATE | change::SESSION_TOUCH => {
-                if let Some(expires) = c.value {
-                    // The change carries the expiry only; the store has the last activity,
-                    // which validation reads anyway.
-                    let times = SessionTimes {
-                        last_seen: 0,
-                        expires,
-                    };
-                    self.index.note_session(tenant, key, times);
-                    self.session_cache
-                        .persisted_touch(tenant, key, None, from_unix(expires));
-                }
-            }
-            change::SESSION_REVOKE => {
-                self.index.revoke_session(tenant, key);
-                self.session_cache.remove(tenant, key);
-            }
-            change::SESSION_PURGE => {
-                self.index.forget_session(tenant, key);
-                self.session_cache.remove(tenant, key);
-            }
-            change::REFRESH_REVOKE => self.index.revoke_family(tenant, key),
-            change::REFRESH_PURGE => self.index.forget_family(tenant, key),
-            change::SESSION_KEY_INSERT => {
-                for rec in self.sessions.list_session_keys(tenant).await? {
-                    if let Err(e) = self.load_session_key(&rec) {
-                        // As for signing keys: cookies under a key this node cannot open fail
-                        // here with `unknown_key`, closed.
-                        tracing::error!(tenant, kid = %rec.kid, error = %e, "cannot load a session key from the change feed");
-                    }
-                }
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-
-    fn load_session_key(&self, rec: &SessionKeyRecord) -> Result<(), String> {
+    pub(crate) fn load_session_key(&self, rec: &SessionKeyRecord) -> Result<(), String> {
         let key = SessionKey::load(rec, &self.master).map_err(|e| e.to_string())?;
         self.session_keys.upsert(key);
         Ok(())
-    }
-
-    /// Re-reads the tenant's session keys into the ring (after an insert or rotation).
-    async fn reload_session_keys(&self, tenant: &str) -> ApiResult<Vec<SessionKeyRecord>> {
-        let recs = self.sessions.list_session_keys(tenant).await?;
-        for rec in &recs {
-            self.load_session_key(rec).map_err(ApiError::Internal)?;
-        }
-        Ok(recs)
     }
 
     // ---- session keys ---------------------------------------------------------------------
@@ -319,10 +242,13 @@ impl AppState {
         let rec = SessionKeyRecord::generate(tenant, &self.master, timeutil::now())
             .map_err(|e| ApiError::Internal(format!("cannot create a session key: {e}")))?;
         let audit = AuditEvent::new(tenant, actor, action, &rec.kid);
-        if self.sessions.insert_session_key(&rec, mode, &audit).await? {
-            self.announce();
+        let written = self.sessions.insert_session_key(&rec, mode, &audit).await?;
+        if !self.applied(written).await? {
+            // Another node's first key won the race: load it (the feed would, a little later).
+            for rec in self.sessions.list_session_keys(tenant).await? {
+                self.load_session_key(&rec).map_err(ApiError::Internal)?;
+            }
         }
-        self.reload_session_keys(tenant).await?;
         Ok(rec)
     }
 
@@ -367,9 +293,10 @@ impl AppState {
             record,
             idle_timeout_seconds: policy.idle().whole_seconds(),
         };
-        self.sessions.create_session(&stored).await?;
-        self.announce();
-        // Opened here, most likely validated here next.
+        self.applied(self.sessions.create_session(&stored).await?)
+            .await?;
+        // Opened here, most likely validated here next; and this node knows the activity time
+        // the change does not carry.
         self.session_cache.insert(Arc::new(stored.clone()));
         let session = stored.record;
         self.index
@@ -447,19 +374,22 @@ impl AppState {
             if rec.needs_write_back(persisted_seen, now) {
                 // The answer stands without it: this node holds the touch, and a failed
                 // write-back costs at most the coalescing window if the node then dies.
-                match self
+                let written = self
                     .sessions
                     .touch_session(tenant, &id, rec.last_seen_at, rec.idle_expires_at)
-                    .await
-                {
-                    Ok(_) => {
+                    .await;
+                match written {
+                    Ok(w) => {
+                        if let Err(e) = self.apply(&w.changes, Origin::Local).await {
+                            tracing::warn!(error = %e, "applying a session touch failed");
+                        }
+                        // The activity time, which the change does not carry.
                         self.session_cache.persisted_touch(
                             tenant,
                             &id,
                             Some(rec.last_seen_at),
                             rec.idle_expires_at,
                         );
-                        self.announce();
                     }
                     Err(e) => tracing::warn!(error = %e, "session touch write-back failed"),
                 }
@@ -521,16 +451,16 @@ impl AppState {
         check_opt_text("reason", reason, 256)?;
         self.require_tenant(tenant)?;
         let audit = Self::revoke_audit(actor, tenant, id, reason);
+        let written = self.sessions.revoke_session(tenant, id, &audit).await?;
         let out = self
-            .sessions
-            .revoke_session(tenant, id, &audit)
+            .applied(written)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no session {id:?} in tenant {tenant:?}")))?;
-        // Also on a repeat: this node may not have heard of the first one yet.
-        self.index.revoke_session(tenant, id);
-        self.session_cache.remove(tenant, id);
-        if out.newly {
-            self.announce();
+        if !out.newly {
+            // Revoked before, perhaps on another node whose change this node has not read yet:
+            // a revocation is final, so what the store shows can be taken at once.
+            self.index.revoke_session(tenant, id);
+            self.session_cache.remove(tenant, id);
         }
         Ok(out.record)
     }
@@ -550,17 +480,11 @@ impl AppState {
         let audit = Self::revoke_audit(actor, tenant, &target, reason).with_metadata(
             serde_json::json!({"actor_type": actor_type, "actor_id": actor_id, "revoke_all": true}),
         );
-        let ids = self
+        let written = self
             .sessions
             .revoke_actor_sessions(tenant, actor_type, actor_id, &audit)
             .await?;
-        for id in &ids {
-            self.index.revoke_session(tenant, id);
-            self.session_cache.remove(tenant, id);
-        }
-        if !ids.is_empty() {
-            self.announce();
-        }
+        let ids = self.applied(written).await?;
         Ok(ActorRevokeResult {
             tenant: tenant.to_owned(),
             actor_type: actor_type.to_owned(),

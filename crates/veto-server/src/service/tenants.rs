@@ -40,9 +40,8 @@ impl AppState {
             created_at: timeutil::now(),
         };
         let audit = AuditEvent::new(id, actor, "tenant.create", id);
-        self.store.create_tenant(&tenant, &audit).await?;
-        self.announce();
-        self.remember_tenant(tenant.clone());
+        self.applied(self.store.create_tenant(&tenant, &audit).await?)
+            .await?;
         // Contract: "A new tenant starts with one active ES256 key."
         self.create_signing_key(actor, id, Alg::ES256, None, false)
             .await?;
@@ -64,13 +63,11 @@ impl AppState {
             "tenant.resume"
         };
         let audit = AuditEvent::new(id, actor, action, id).with_reason(reason);
-        let tenant = self
+        let written = self
             .store
             .set_tenant_suspended(id, suspended, &audit)
             .await?;
-        self.announce();
-        self.remember_tenant(tenant.clone());
-        Ok(tenant)
+        self.applied(written).await
     }
 
     /// The cutoff value for a revoke-all made now (see `veto_core::revocation::Cutoff`).
@@ -99,12 +96,11 @@ impl AppState {
         self.require_tenant(id)?;
         let (cutoff, revoked_before) = self.cutoff_now(id, None);
         let audit = AuditEvent::new(id, actor, "tenant.revoke_all", id).with_reason(reason);
-        self.store.set_cutoff(&cutoff, &audit).await?;
+        self.applied(self.store.set_cutoff(&cutoff, &audit).await?)
+            .await?;
         if let Some(r) = self.redis() {
             r.mirror_cutoff(&cutoff);
-            r.announce();
         }
-        self.index.raise_tenant_cutoff(id, cutoff.not_before_iat);
         Ok(CutoffResult {
             tenant: id.to_owned(),
             sub: None,
@@ -125,13 +121,11 @@ impl AppState {
         self.require_tenant(tenant)?;
         let (cutoff, revoked_before) = self.cutoff_now(tenant, Some(sub));
         let audit = AuditEvent::new(tenant, actor, "subject.revoke_all", sub).with_reason(reason);
-        self.store.set_cutoff(&cutoff, &audit).await?;
+        self.applied(self.store.set_cutoff(&cutoff, &audit).await?)
+            .await?;
         if let Some(r) = self.redis() {
             r.mirror_cutoff(&cutoff);
-            r.announce();
         }
-        self.index
-            .raise_subject_cutoff(tenant, sub, cutoff.not_before_iat);
         Ok(CutoffResult {
             tenant: tenant.to_owned(),
             sub: Some(sub.to_owned()),

@@ -20,6 +20,7 @@ pub async fn run(args: PurgeArgs) -> Result<(), String> {
     let total =
         veto_server::service::purge::purge_all(store.as_ref(), before, args.batch, |c, _| {
             bar.inc(c.revocations + c.cutoffs + c.signing_keys);
+            std::future::ready(Ok(()))
         })
         .await
         .map_err(|e| format!("purge failed: {e}"))?;
@@ -30,9 +31,10 @@ pub async fn run(args: PurgeArgs) -> Result<(), String> {
         before,
         linger,
         args.batch,
-        |p| {
+        |p, _| {
             let n = p.sessions.len() + p.refresh_families.len() + p.session_keys.len();
             bar.inc(n as u64 + p.prelogin);
+            std::future::ready(Ok(()))
         },
     )
     .await

@@ -1,0 +1,280 @@
+//! The one place where memory follows the store (docs/architecture.md, "The mirror").
+//!
+//! A node holds in memory what every check needs: the revocation index, the key rings, tenants,
+//! API keys, session rows. That state changes in exactly two ways, both here:
+//! - [`AppState::apply_snapshot`]: at start-up, from `Store::load_state` and
+//!   `SessionStore::load_sessions`;
+//! - [`AppState::apply`]: one [`Change`] at a time, whether the node wrote it itself (the store
+//!   hands the changes of a write back in [`Written`], and the node applies them before it
+//!   answers: read-your-writes) or read it from the change feed (`feed.rs`).
+//!
+//! # Memory never moves backwards
+//!
+//! The node's own writes and the feed race: a feed read that began before a local write
+//! committed can return an older change of the same entity *after* the newer one was applied
+//! (lift a suspension, then watch a replayed "suspend" bring it back until the next read; revoke
+//! a retired key, then a replayed "retire" re-admits it). So every entity remembers the cursor
+//! of the newest change applied to it, and a change that is not newer is skipped. This is sound
+//! because per entity, cursor order is commit order in both backends (`veto_store::change`), and
+//! every write's cursor is known: the store reads back what it appended in the write's own
+//! transaction.
+//!
+//! Kinds whose state does not fit in a change row (a tenant, key material, an API key) are
+//! re-read from the store while the entity is locked against other applies, so that a read
+//! that saw an older state can never be applied after one that saw a newer state.
+//!
+//! The cursors are kept only for entities changed after the feed's own cursor: once the feed
+//! has read past an entity's newest change, every change of it still to come is newer, so the
+//! entry is dropped (`forget_applied_before`). The table holds the writes of the last poll
+//! interval or so, not one entry per revoked jti.
+use std::collections::HashMap;
+
+use veto_core::index::SessionTimes;
+use veto_core::tenant::TenantState;
+use veto_store::sessions::SessionSnapshot;
+use veto_store::{Change, ChangeKind, Entity, FeedCursor, StateSnapshot, StoreError, Written};
+
+use crate::error::ApiResult;
+use crate::metrics;
+use crate::state::AppState;
+
+/// Who wrote the changes being applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// This node, just now: the client is waiting for the answer, and other nodes are told.
+    Local,
+    /// Any node (this one included), read from the change feed.
+    Feed,
+}
+
+/// An entity, owned: (tenant, which kind of entity, its key).
+type EntityKey = (String, &'static str, String);
+
+fn entity_key(c: &Change) -> EntityKey {
+    let (family, key) = match c.entity() {
+        Entity::Tenant => ("tenant", ""),
+        Entity::Cutoff(sub) => ("cutoff", sub.unwrap_or("")),
+        Entity::Jti(jti) => ("jti", jti),
+        Entity::SigningKeys => ("signing_keys", ""),
+        Entity::ApiKey(id) => ("api_key", id),
+        Entity::Session(id) => ("session", id),
+        Entity::SessionKeys => ("session_keys", ""),
+        Entity::RefreshFamily(id) => ("refresh_family", id),
+        Entity::Unreadable(name) => ("unreadable", name),
+    };
+    (c.tenant.clone(), family, key.to_owned())
+}
+
+/// The newest change applied per entity, for the entities changed after the feed's cursor.
+#[derive(Default)]
+pub struct Mirror {
+    /// A tokio Mutex, held across the store reads of the kinds that need one (see the module
+    /// comment): applies are serialised. Each apply without a read is a few map operations.
+    applied: tokio::sync::Mutex<HashMap<EntityKey, FeedCursor>>,
+}
+
+impl AppState {
+    /// Applies the changes of one of this node's own writes, tells the other nodes (Redis,
+    /// when configured; PostgreSQL's NOTIFY went out with the commit), and returns the write's
+    /// result. Call it before answering the client.
+    pub(crate) async fn applied<T>(&self, w: Written<T>) -> ApiResult<T> {
+        self.apply(&w.changes, Origin::Local).await?;
+        Ok(w.value)
+    }
+
+    /// Applies changes in order, skipping each one that is not newer than what its entity
+    /// already reflects. From the feed, only the last change per entity within `changes` is
+    /// applied: a replayed "revoke, lift, revoke again" never shows the lifted state between.
+    pub async fn apply(&self, changes: &[Change], origin: Origin) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut applied = self.mirror.applied.lock().await;
+        let keys: Vec<EntityKey> = changes.iter().map(entity_key).collect();
+        let last_of: HashMap<&EntityKey, usize> =
+            keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+        for (i, (c, key)) in changes.iter().zip(&keys).enumerate() {
+            if origin == Origin::Feed && last_of.get(key) != Some(&i) {
+                continue;
+            }
+            if applied.get(key).is_some_and(|newest| *newest >= c.cursor) {
+                metrics::change_skipped(c.kind.name());
+                continue;
+            }
+            self.apply_one(c).await?;
+            applied.insert(key.clone(), c.cursor);
+        }
+        drop(applied);
+        metrics::set_index_size(self.index.len());
+        if origin == Origin::Local {
+            self.announce();
+        }
+        Ok(())
+    }
+
+    /// The feed has read everything up to `cursor`: later feed changes are all newer than
+    /// what is remembered at or before it (module comment).
+    pub(crate) async fn forget_applied_before(&self, cursor: FeedCursor) {
+        self.mirror
+            .applied
+            .lock()
+            .await
+            .retain(|_, newest| *newest > cursor);
+    }
+
+    /// What one change does to memory. The only `match` over change kinds in the server.
+    async fn apply_one(&self, c: &Change) -> Result<(), StoreError> {
+        use ChangeKind::*;
+        let tenant = c.tenant.as_str();
+        match &c.kind {
+            TenantCreated => {
+                if let Some(t) = self.store.get_tenant(tenant).await? {
+                    self.remember_tenant(t);
+                }
+            }
+            TenantSuspended | TenantResumed => {
+                let suspended = matches!(c.kind, TenantSuspended);
+                // The change carries the state; only a tenant this node has not heard of needs
+                // a read (its creation is on the way through the feed).
+                if !self.set_tenant_suspended_in_memory(tenant, suspended)
+                    && let Some(t) = self.store.get_tenant(tenant).await?
+                {
+                    self.remember_tenant(t);
+                }
+            }
+            TenantCutoff { not_before_iat } => {
+                self.index.raise_tenant_cutoff(tenant, *not_before_iat);
+            }
+            SubjectCutoff {
+                sub,
+                not_before_iat,
+            } => self
+                .index
+                .raise_subject_cutoff(tenant, sub, *not_before_iat),
+            Revoked { jti, until } => self.index.insert_jti(tenant, jti, *until),
+            Lifted { jti } | RevocationPurged { jti } => self.index.remove_jti(tenant, jti),
+            SigningKeyInserted { .. } | SigningKeyRetired { .. } | SigningKeyRevoked { .. } => {
+                for rec in self.store.list_signing_keys(tenant).await? {
+                    if let Err(e) = self.load_key(&rec) {
+                        // A key this node cannot decrypt (a different master key on this node)
+                        // is left out: tokens it signed fail here with `unknown_key`, closed.
+                        tracing::error!(tenant, kid = %rec.kid, error = %e, "cannot load a signing key");
+                    }
+                }
+            }
+            ApiKeyInserted { id } => match self.store.get_api_key(id).await? {
+                Some(k) => self.remember_api_key(k),
+                // Deleted since: its deletion is the next change of this entity.
+                None => self.forget_api_key(id),
+            },
+            ApiKeyDeleted { id } => self.forget_api_key(id),
+            SessionCreated {
+                id,
+                idle_expires_at,
+            }
+            | SessionTouched {
+                id,
+                idle_expires_at,
+            } => {
+                // The change carries the expiry only; the store has the last activity, which
+                // validation reads anyway.
+                let times = SessionTimes {
+                    last_seen: 0,
+                    expires: *idle_expires_at,
+                };
+                self.index.note_session(tenant, id, times);
+                let expires = veto_core::timeutil::from_unix(*idle_expires_at)
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                self.session_cache
+                    .persisted_touch(tenant, id, None, expires);
+            }
+            SessionRevoked { id } => {
+                self.index.revoke_session(tenant, id);
+                self.session_cache.remove(tenant, id);
+            }
+            SessionPurged { id } => {
+                self.index.forget_session(tenant, id);
+                self.session_cache.remove(tenant, id);
+            }
+            SessionKeyInserted { .. } => {
+                for rec in self.sessions.list_session_keys(tenant).await? {
+                    if let Err(e) = self.load_session_key(&rec) {
+                        // As for signing keys: cookies under a key this node cannot open fail
+                        // here with `unknown_key`, closed.
+                        tracing::error!(tenant, kid = %rec.kid, error = %e, "cannot load a session key");
+                    }
+                }
+            }
+            RefreshFamilyRevoked { family } => self.index.revoke_family(tenant, family),
+            RefreshFamilyPurged { family } => self.index.forget_family(tenant, family),
+            // Written by a newer veto: say so loudly; a restart loads the state it describes.
+            Unreadable { name, key, .. } => {
+                tracing::warn!(kind = %name, key = %key, tenant, "a change this version cannot read; restart to load the state it describes");
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds memory from the start-up snapshots. Fails (refusing to start) when a stored
+    /// signing or session key cannot be decrypted: that means a wrong master key, and serving
+    /// without those keys would silently reject or mis-sign tokens.
+    pub(crate) fn apply_snapshot(
+        &self,
+        s: StateSnapshot,
+        sessions: SessionSnapshot,
+    ) -> Result<(), String> {
+        self.feed.set_cursor(s.cursor);
+        for (tenant, cutoff) in s.tenants {
+            let state = TenantState {
+                suspended: tenant.suspended,
+                cutoff,
+            };
+            self.index.set_tenant(&tenant.id, state);
+            self.remember_tenant(tenant);
+        }
+        for c in &s.subject_cutoffs {
+            if let Some(sub) = &c.sub {
+                self.index
+                    .raise_subject_cutoff(&c.tenant, sub, c.not_before_iat);
+            }
+        }
+        self.index.insert_many(
+            s.revocations
+                .iter()
+                .map(|r| (r.tenant.as_str(), r.jti.as_str(), r.until)),
+        );
+        let wrong_master_key = |what: &str, kid: &str, tenant: &str, e: String| {
+            format!(
+                "{what} {kid} of tenant {tenant} cannot be decrypted ({e}); is VETO_MASTER_KEY the one this data was written with?"
+            )
+        };
+        for rec in &s.signing_keys {
+            self.load_key(rec)
+                .map_err(|e| wrong_master_key("signing key", &rec.kid, &rec.tenant, e))?;
+        }
+        for k in s.api_keys {
+            self.remember_api_key(k);
+        }
+        // Read after the main snapshot: the feed is followed from the main snapshot's cursor,
+        // and replaying a session change this snapshot already holds is harmless.
+        for (tenant, id) in &sessions.revoked_sessions {
+            self.index.revoke_session(tenant, id);
+        }
+        for (tenant, id, last_seen, expires) in &sessions.sessions {
+            let times = SessionTimes {
+                last_seen: *last_seen,
+                expires: *expires,
+            };
+            self.index.note_session(tenant, id, times);
+        }
+        for (tenant, fam) in &sessions.revoked_families {
+            self.index.revoke_family(tenant, fam);
+        }
+        for rec in &sessions.session_keys {
+            self.load_session_key(rec)
+                .map_err(|e| wrong_master_key("session key", &rec.kid, &rec.tenant, e))?;
+        }
+        metrics::set_index_size(self.index.len());
+        Ok(())
+    }
+}
