@@ -1,0 +1,196 @@
+//! The mirror's ordering rule, deterministically: changes applied out of order (a feed read that
+//! raced this node's own later write) never move memory back to an older state. Real SQLite
+//! store, real writes; only the order in which their changes reach memory is chosen here.
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+use veto_core::audit::AuditEvent;
+use veto_core::keys::MasterKey;
+use veto_core::reason::Reason;
+use veto_core::revocation::{Revocation, RevocationStatus};
+use veto_core::tenant::Tenant;
+use veto_core::timeutil;
+use veto_server::mirror::Origin;
+use veto_server::{AppState, Config};
+use veto_store::{Change, SqliteStore, Store};
+
+struct Node {
+    state: AppState,
+    store: Arc<SqliteStore>,
+    _dir: tempfile::TempDir,
+}
+
+async fn node() -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("veto.db"))
+            .await
+            .expect("open"),
+    );
+    store.migrate().await.expect("migrate");
+    let t = Tenant {
+        id: "acme".into(),
+        display_name: "Acme".into(),
+        suspended: false,
+        created_at: timeutil::now(),
+    };
+    let audit = AuditEvent::new("acme", "test", "tenant.create", "acme");
+    store.create_tenant(&t, &audit).await.expect("tenant");
+    let state = AppState::load(
+        Config::new("http://127.0.0.1:1"),
+        store.clone(),
+        store.clone(),
+        MasterKey::generate(),
+        veto_server::metrics::install(),
+    )
+    .await
+    .expect("load");
+    Node {
+        state,
+        store,
+        _dir: dir,
+    }
+}
+
+fn suspension(jti: &str, until: OffsetDateTime) -> Revocation {
+    let now = timeutil::now();
+    Revocation {
+        jti: jti.into(),
+        tenant: "acme".into(),
+        sub: None,
+        expires_at: now + Duration::hours(1),
+        revoked_at: now,
+        reason: None,
+        revoked_by: "test".into(),
+        metadata: serde_json::json!({}),
+        until: Some(until),
+        status: RevocationStatus::of(Some(until)),
+    }
+}
+
+fn audit(action: &str) -> AuditEvent {
+    AuditEvent::new("acme", "test", action, "x")
+}
+
+fn jti_state(n: &Node, jti: &str) -> Option<Reason> {
+    n.state
+        .index
+        .jti_state("acme", jti, timeutil::now().unix_timestamp())
+}
+
+#[tokio::test]
+async fn a_lift_applied_first_is_not_undone_by_the_older_suspension_from_the_feed() {
+    let n = node().await;
+    let until = timeutil::now() + Duration::hours(1);
+    let suspend = n
+        .store
+        .insert_revocation(&suspension("j1", until), &audit("revocation.suspend"))
+        .await
+        .expect("suspend")
+        .changes;
+    let lift = n
+        .store
+        .lift_suspension("acme", "j1", &audit("revocation.lift"))
+        .await
+        .expect("lift")
+        .changes;
+    assert_eq!((suspend.len(), lift.len()), (1, 1));
+    assert!(
+        suspend[0].cursor < lift[0].cursor,
+        "each write knows its position"
+    );
+
+    // The node applies its own writes, the lift last; then a feed read that began before the
+    // lift committed delivers the suspension.
+    n.state.apply(&suspend, Origin::Local).await.expect("apply");
+    n.state.apply(&lift, Origin::Local).await.expect("apply");
+    assert_eq!(jti_state(&n, "j1"), None);
+    n.state.apply(&suspend, Origin::Feed).await.expect("apply");
+    assert_eq!(jti_state(&n, "j1"), None, "the older suspension came back");
+
+    // The lift itself, read from the feed later, changes nothing either.
+    let both: Vec<Change> = suspend.iter().chain(&lift).cloned().collect();
+    n.state.apply(&both, Origin::Feed).await.expect("apply");
+    assert_eq!(jti_state(&n, "j1"), None);
+}
+
+#[tokio::test]
+async fn a_replayed_resume_does_not_bring_a_suspended_tenant_back() {
+    let n = node().await;
+    let mut changes = Vec::new();
+    for (suspended, action) in [
+        (true, "tenant.suspend"),
+        (false, "tenant.resume"),
+        (true, "tenant.suspend"),
+    ] {
+        let w = n
+            .store
+            .set_tenant_suspended("acme", suspended, &audit(action))
+            .await
+            .expect("write");
+        changes.push(w.changes);
+    }
+    let [first, resume, second] = [&changes[0], &changes[1], &changes[2]];
+    // Local writes applied in commit order, then the feed replays the middle one alone (a
+    // read that saw the resume committed but not yet the second suspension).
+    for c in [first, resume, second] {
+        n.state.apply(c, Origin::Local).await.expect("apply");
+    }
+    assert!(n.state.index.tenant("acme").suspended);
+    n.state.apply(resume, Origin::Feed).await.expect("apply");
+    assert!(
+        n.state.index.tenant("acme").suspended,
+        "a replayed resume re-admitted a suspended tenant's tokens"
+    );
+    assert_eq!(n.state.tenant("acme").map(|t| t.suspended), Some(true));
+
+    // Two local writes whose applies overtake each other: the older one is skipped.
+    let resume_again = n
+        .store
+        .set_tenant_suspended("acme", false, &audit("tenant.resume"))
+        .await
+        .expect("resume")
+        .changes;
+    let suspend_again = n
+        .store
+        .set_tenant_suspended("acme", true, &audit("tenant.suspend"))
+        .await
+        .expect("suspend")
+        .changes;
+    n.state
+        .apply(&suspend_again, Origin::Local)
+        .await
+        .expect("apply");
+    n.state
+        .apply(&resume_again, Origin::Local)
+        .await
+        .expect("apply");
+    assert!(n.state.index.tenant("acme").suspended);
+}
+
+#[tokio::test]
+async fn once_the_feed_has_read_past_a_write_newer_changes_still_apply() {
+    let n = node().await;
+    let until = timeutil::now() + Duration::hours(1);
+    let suspend = n
+        .store
+        .insert_revocation(&suspension("j2", until), &audit("revocation.suspend"))
+        .await
+        .expect("suspend")
+        .changes;
+    n.state.apply(&suspend, Origin::Local).await.expect("apply");
+    assert_eq!(jti_state(&n, "j2"), Some(Reason::Suspended));
+    // The feed follower reads the log and forgets what it has read past.
+    n.state.catch_up().await.expect("catch up");
+    let lift = n
+        .store
+        .lift_suspension("acme", "j2", &audit("revocation.lift"))
+        .await
+        .expect("lift")
+        .changes;
+    n.state.apply(&lift, Origin::Feed).await.expect("apply");
+    assert_eq!(jti_state(&n, "j2"), None);
+    // And a second catch-up (reading the lift) leaves it lifted.
+    n.state.catch_up().await.expect("catch up");
+    assert_eq!(jti_state(&n, "j2"), None);
+}
