@@ -2,7 +2,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::keys::{KeyError, LoadedKey, b64url};
+use crate::encoding::b64url;
+use crate::keys::LoadedKey;
+use crate::seal::KeyError;
 
 /// `aud`: one audience or several, as the caller gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
