@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use crate::encoding::b64url;
 use crate::random;
-use crate::secret::hashes_match;
+use crate::secret::{debug_fields, hashes_match};
 
 // Defined in `secret`, shared with CSRF tokens and pre-login state; this is the path the server
 // imports.
@@ -63,7 +63,7 @@ impl Scope {
 }
 
 /// A stored API key. `tenant` is `None` for admin keys (every scope, every tenant).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {
     pub id: String,
     pub tenant: Option<String>,
@@ -72,6 +72,16 @@ pub struct ApiKeyRecord {
     pub key_hash: [u8; 32],
     pub created_at: OffsetDateTime,
 }
+
+// Allow-listed like a session's CSRF hash: the hash is derived from the secret, and nothing
+// derived from a secret goes to logs.
+debug_fields!(ApiKeyRecord {
+    id,
+    tenant,
+    name,
+    scopes,
+    created_at,
+});
 
 impl ApiKeyRecord {
     pub fn is_admin(&self) -> bool {
