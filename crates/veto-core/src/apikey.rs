@@ -1,10 +1,16 @@
 //! API keys: how management callers authenticate. Only a SHA-256 of the secret is stored; the
 //! secret is random (256 bits) so a fast hash is sufficient, and a lookup by hash followed by a
 //! constant-time comparison never reveals the secret through timing.
-use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
+
+use crate::encoding::b64url;
+use crate::random;
+use crate::secret::{debug_fields, hashes_match};
+
+// Defined in `secret`, shared with CSRF tokens and pre-login state; this is the path the server
+// imports.
+pub use crate::secret::hash_secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Scope {
@@ -57,7 +63,7 @@ impl Scope {
 }
 
 /// A stored API key. `tenant` is `None` for admin keys (every scope, every tenant).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {
     pub id: String,
     pub tenant: Option<String>,
@@ -66,6 +72,16 @@ pub struct ApiKeyRecord {
     pub key_hash: [u8; 32],
     pub created_at: OffsetDateTime,
 }
+
+// Allow-listed like a session's CSRF hash: the hash is derived from the secret, and nothing
+// derived from a secret goes to logs.
+debug_fields!(ApiKeyRecord {
+    id,
+    tenant,
+    name,
+    scopes,
+    created_at,
+});
 
 impl ApiKeyRecord {
     pub fn is_admin(&self) -> bool {
@@ -85,24 +101,13 @@ impl ApiKeyRecord {
     }
 
     pub fn secret_matches(&self, presented_hash: &[u8; 32]) -> bool {
-        self.key_hash.ct_eq(presented_hash).into()
+        hashes_match(&self.key_hash, presented_hash)
     }
-}
-
-pub fn hash_secret(secret: &str) -> [u8; 32] {
-    let d = digest::digest(&digest::SHA256, secret.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 /// A new API key id (`ak_…`, public) and secret (`vk_…`, 256 random bits, shown once).
 pub fn generate_api_key() -> (String, String) {
     let id = format!("ak_{}", uuid::Uuid::new_v4().simple());
-    let mut secret = [0u8; 32];
-    // A failing system RNG leaves us unable to mint any secret: refusing is the only safe answer,
-    // and there is no caller input involved, so this is an invariant, not input handling.
-    aws_lc_rs::rand::fill(&mut secret).expect("system random number generator failed");
-    let b64 = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, secret);
-    (id, format!("vk_{b64}"))
+    let secret = random::bytes::<32>();
+    (id, format!("vk_{}", b64url(secret.as_ref())))
 }

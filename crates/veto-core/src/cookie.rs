@@ -24,17 +24,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::hmac;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
-use zeroize::Zeroizing;
 
-use crate::keys::{KeyError, MasterKey, b64url, new_kid};
+use crate::encoding::{b64url, b64url_decode, is_b64url_byte};
 use crate::prelogin::PRELOGIN_ID_PREFIX;
-use crate::session::{
-    SESSION_ID_PREFIX, SessionReason, debug_fields, fill_random, is_b64url_byte, is_random_id,
-};
+use crate::random::{self, is_random_id, new_kid};
+use crate::seal::{KeyError, MasterKey, SealedKind};
+use crate::secret::debug_fields;
+use crate::session::{SESSION_ID_PREFIX, SessionReason};
 
 /// Longer cookies are refused before any parsing. Ours are about 110 bytes; the bound is there to
 /// keep an attacker from making us split or hash large inputs, and to leave room for longer kids.
@@ -103,17 +101,6 @@ debug_fields!(SessionKeyRecord {
     retain_until
 });
 
-/// Associated data binding a sealed secret to its purpose, tenant and name. Unambiguous as long
-/// as the tenant has no NUL (the first NUL after the label then ends it), which tenant ids never
-/// have; refusing one here means no caller has to have validated.
-pub(crate) fn bound_context(label: &str, tenant: &str, name: &str) -> Option<String> {
-    (!tenant.contains('\0')).then(|| format!("{label}\0{tenant}\0{name}"))
-}
-
-pub(crate) fn key_context(tenant: &str, kid: &str) -> Option<String> {
-    bound_context("veto-session-key-v1", tenant, kid)
-}
-
 impl SessionKeyRecord {
     /// A new active key for `tenant`: 256 random bits, sealed under the master key. The plaintext
     /// exists only in a buffer wiped on drop.
@@ -123,11 +110,14 @@ impl SessionKeyRecord {
         now: OffsetDateTime,
     ) -> Result<SessionKeyRecord, KeyError> {
         let kid = new_kid();
-        let mut secret = Zeroizing::new([0u8; SECRET_BYTES]);
-        fill_random(secret.as_mut());
-        let context = key_context(tenant, &kid).ok_or(KeyError::Encrypt)?;
+        let secret = random::bytes::<SECRET_BYTES>();
         Ok(SessionKeyRecord {
-            encrypted_secret: master.seal_with_context(&context, secret.as_ref())?,
+            encrypted_secret: master.seal_for(
+                SealedKind::SessionKey,
+                tenant,
+                &kid,
+                secret.as_ref(),
+            )?,
             tenant: tenant.to_owned(),
             kid,
             status: SessionKeyStatus::Active,
@@ -190,8 +180,12 @@ impl SessionKey {
         if !is_kid(&rec.kid) {
             return Err(KeyError::BadMaterial(crate::Alg::HS256));
         }
-        let context = key_context(&rec.tenant, &rec.kid).ok_or(KeyError::Decrypt)?;
-        let secret = master.open_with_context(&context, &rec.encrypted_secret)?;
+        let secret = master.open_for(
+            SealedKind::SessionKey,
+            &rec.tenant,
+            &rec.kid,
+            &rec.encrypted_secret,
+        )?;
         if secret.len() != SECRET_BYTES {
             return Err(KeyError::BadMaterial(crate::Alg::HS256));
         }
@@ -276,13 +270,7 @@ pub struct SessionKeyRing {
     tenants: RwLock<HashMap<String, Vec<Arc<SessionKey>>>>,
 }
 
-impl std::fmt::Debug for SessionKeyRing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionKeyRing")
-            .field("keys", &self.len())
-            .finish_non_exhaustive()
-    }
-}
+debug_fields!(SessionKeyRing { keys: len() });
 
 impl SessionKeyRing {
     pub fn new() -> Self {
@@ -436,11 +424,9 @@ impl SessionKeyRing {
         let key = self
             .verifying_key(tenant, kid, now)
             .ok_or(SessionReason::UnknownKey)?;
-        // Strict decoding (no padding, no stray trailing bits): every tag has exactly one
-        // encoding, so no second spelling of a valid cookie exists.
-        let tag = URL_SAFE_NO_PAD
-            .decode(sig)
-            .map_err(|_| SessionReason::BadSignature)?;
+        // Strict decoding: every tag has exactly one encoding, so no second spelling of a valid
+        // cookie exists.
+        let tag = b64url_decode(sig).ok_or(SessionReason::BadSignature)?;
         // Constant time in aws-lc-rs.
         hmac::verify(&key.key, &mac_input(domain, kid, id, tenant), &tag)
             .map_err(|_| SessionReason::BadSignature)?;

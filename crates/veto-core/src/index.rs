@@ -18,7 +18,9 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::RwLock;
 
+use crate::random;
 use crate::reason::Reason;
+use crate::secret::debug_fields;
 use crate::tenant::TenantState;
 
 /// What the index needs to know about a token whose signature and claims already checked out.
@@ -106,20 +108,13 @@ impl Default for RevocationIndex {
     }
 }
 
-impl std::fmt::Debug for RevocationIndex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RevocationIndex")
-            .field("jtis", &self.len())
-            .finish_non_exhaustive()
-    }
-}
+// The seed stays out: knowing it is what would let someone craft colliding keys.
+debug_fields!(RevocationIndex { jtis: len() });
 
 impl RevocationIndex {
     pub fn new() -> Self {
         let mut seed = [0u8; 8];
-        // The seed only protects against crafted collisions; if the RNG failed we could not mint
-        // keys or tokens either, so this is an invariant of a working system, not input handling.
-        aws_lc_rs::rand::fill(&mut seed).expect("system random number generator failed");
+        random::fill(&mut seed);
         RevocationIndex {
             seed: u64::from_le_bytes(seed),
             state: RwLock::new(State::default()),

@@ -1,9 +1,23 @@
 //! Signing keys: their lifecycle (active → retired → gone, or revoked at any time), their stored
 //! form (private material encrypted under the master key) and their loaded, ready-to-use form.
+//! The master key and its sealing are in `seal`, shared with session keys and pre-login state.
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::{
+    self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair, ParsedPublicKey, RsaKeyPair,
+};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
 use crate::Alg;
+use crate::random;
+use crate::secret::debug_fields;
+
+// Defined in the shared modules underneath, so that session keys and pre-login state need not
+// import this module; this is the path the store, the server, the CLI and the fuzz targets use.
+pub use crate::encoding::b64url;
+pub use crate::random::new_kid;
+pub use crate::seal::{KeyError, MasterKey, SealedKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,279 +71,14 @@ pub struct SigningKeyRecord {
     pub public_jwk: Option<serde_json::Value>,
 }
 
-// Hand-written so that a `{:?}` anywhere can never print key material, even encrypted.
-impl std::fmt::Debug for SigningKeyRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKeyRecord")
-            .field("kid", &self.kid)
-            .field("tenant", &self.tenant)
-            .field("alg", &self.alg)
-            .field("status", &self.status)
-            .field("audience", &self.audience)
-            .finish_non_exhaustive()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Master key: encryption of private key material at rest.
-// ---------------------------------------------------------------------------------------------
-
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::SecureRandom;
-use aws_lc_rs::signature::{
-    self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair, ParsedPublicKey, RsaKeyPair,
-};
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use zeroize::Zeroizing;
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("VETO_MASTER_KEY must be 32 random bytes in base64 (e.g. from `veto gen-master-key`)")]
-    BadMasterKey,
-    #[error("key material cannot be decrypted: wrong master key, or the row was altered or moved")]
-    Decrypt,
-    #[error("encryption failed")]
-    Encrypt,
-    #[error("key generation failed for {0}")]
-    Generate(Alg),
-    #[error("stored key material for {0} is not a valid key")]
-    BadMaterial(Alg),
-    #[error("signing failed")]
-    Sign,
-}
-
-/// The key that encrypts every private key at rest. 32 bytes, wiped on drop, never printed.
-///
-/// During a master key rotation it also holds the previous key: it seals under the current key
-/// only, and opens what either sealed (current first), so a node serves rows sealed before and
-/// after `veto master-key rotate` rewrote them.
-#[derive(Clone)]
-pub struct MasterKey {
-    key: Zeroizing<[u8; 32]>,
-    previous: Option<Zeroizing<[u8; 32]>>,
-}
-
-impl std::fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey(..)")
-    }
-}
-
-fn random<const N: usize>() -> Zeroizing<[u8; N]> {
-    let mut b = Zeroizing::new([0u8; N]);
-    // Without a working system RNG no key, nonce or secret can be made safely: stopping is the
-    // only correct answer, and no caller input can cause it.
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(b.as_mut())
-        .expect("system random number generator failed");
-    b
-}
-
-impl MasterKey {
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        MasterKey {
-            key: Zeroizing::new(bytes),
-            previous: None,
-        }
-    }
-
-    /// This key, also opening what `previous` sealed.
-    pub fn with_previous(mut self, previous: &MasterKey) -> Self {
-        self.previous = Some(previous.key.clone());
-        self
-    }
-
-    /// This key alone, without any previous one.
-    pub fn current(&self) -> MasterKey {
-        MasterKey {
-            key: self.key.clone(),
-            previous: None,
-        }
-    }
-
-    /// Re-seals a blob of `kind` for (`tenant`, `id`) under this key: `Ok(None)` when it
-    /// already opens under it (so re-running a rotation changes nothing), the new blob when it
-    /// opens under `previous`, and an error when it opens under neither.
-    pub fn reseal(
-        &self,
-        previous: &MasterKey,
-        kind: SealedKind,
-        tenant: &str,
-        id: &str,
-        blob: &[u8],
-    ) -> Result<Option<Vec<u8>>, KeyError> {
-        let context = kind.context(tenant, id).ok_or(KeyError::Decrypt)?;
-        let current = self.current();
-        if current.open_with_context(&context, blob).is_ok() {
-            return Ok(None);
-        }
-        let plain = previous.current().open_with_context(&context, blob)?;
-        current.seal_with_context(&context, &plain).map(Some)
-    }
-
-    pub fn from_base64(b64: &str) -> Result<Self, KeyError> {
-        let raw = Zeroizing::new(
-            STANDARD
-                .decode(b64.trim())
-                .map_err(|_| KeyError::BadMasterKey)?,
-        );
-        let arr: [u8; 32] = raw
-            .as_slice()
-            .try_into()
-            .map_err(|_| KeyError::BadMasterKey)?;
-        Ok(MasterKey::from_bytes(arr))
-    }
-
-    pub fn generate() -> Self {
-        MasterKey {
-            key: random::<32>(),
-            previous: None,
-        }
-    }
-
-    pub fn to_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(STANDARD.encode(self.key.as_ref()))
-    }
-
-    fn aead(&self) -> Result<LessSafeKey, KeyError> {
-        Self::aead_of(&self.key)
-    }
-
-    fn aead_of(key: &[u8; 32]) -> Result<LessSafeKey, KeyError> {
-        UnboundKey::new(&AES_256_GCM, key)
-            .map(LessSafeKey::new)
-            .map_err(|_| KeyError::Encrypt)
-    }
-
-    /// AES-256-GCM with a random 96-bit nonce; output is nonce || ciphertext || tag. `context`
-    /// is bound as associated data: a blob only opens under the exact context it was sealed with.
-    pub fn seal_with_context(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let nonce_bytes = random::<NONCE_LEN>();
-        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
-        out.extend_from_slice(nonce_bytes.as_ref());
-        // Zeroizing: on the error path this buffer still holds the plaintext.
-        let mut body = Zeroizing::new(plaintext.to_vec());
-        self.aead()?
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(*nonce_bytes),
-                Aad::from(context.as_bytes()),
-                &mut *body,
-            )
-            .map_err(|_| KeyError::Encrypt)?;
-        out.extend_from_slice(&body);
-        Ok(out)
-    }
-
-    pub fn open_with_context(
-        &self,
-        context: &str,
-        blob: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        if blob.len() < NONCE_LEN + 16 {
-            return Err(KeyError::Decrypt);
-        }
-        let (nonce, body) = blob.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| KeyError::Decrypt)?;
-        let mut result = Self::open_under(&self.key, nonce, context, body);
-        if let (Err(_), Some(previous)) = (&result, &self.previous) {
-            result = Self::open_under(previous, nonce, context, body);
-        }
-        result
-    }
-
-    fn open_under(
-        key: &[u8; 32],
-        nonce: [u8; NONCE_LEN],
-        context: &str,
-        body: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let mut buf = Zeroizing::new(body.to_vec());
-        let len = Self::aead_of(key)?
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(context.as_bytes()),
-                &mut buf,
-            )
-            .map_err(|_| KeyError::Decrypt)?
-            .len();
-        buf.truncate(len);
-        Ok(buf)
-    }
-
-    /// Seals a signing key's private material, bound to its tenant and kid.
-    pub fn seal(&self, tenant: &str, kid: &str, plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let context = key_context(tenant, kid).ok_or(KeyError::Encrypt)?;
-        self.seal_with_context(&context, plaintext)
-    }
-
-    pub fn open(
-        &self,
-        tenant: &str,
-        kid: &str,
-        blob: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let context = key_context(tenant, kid).ok_or(KeyError::Decrypt)?;
-        self.open_with_context(&context, blob)
-    }
-}
-
-/// The associated data of a signing key: `veto-signing-key-v1 NUL tenant NUL kid`. It must map
-/// distinct (tenant, kid) pairs to distinct strings, or a row could be moved between them and
-/// still open. That holds as long as the tenant has no NUL (the first NUL after the prefix then
-/// ends it): tenant ids never do (`validate_tenant_id`), and this refuses one that would, rather
-/// than trusting every caller to have validated.
-fn key_context(tenant: &str, kid: &str) -> Option<String> {
-    (!tenant.contains('\0')).then(|| format!("veto-signing-key-v1\0{tenant}\0{kid}"))
-}
-
-/// The kinds of blob sealed under the master key, each in its own table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SealedKind {
-    /// `signing_keys.encrypted_private`, by (tenant, kid).
-    SigningKey,
-    /// `session_keys.encrypted_secret`, by (tenant, kid).
-    SessionKey,
-    /// `prelogin.encrypted_pkce_verifier`, by (tenant, id).
-    PreloginVerifier,
-}
-
-impl SealedKind {
-    pub const ALL: [SealedKind; 3] = [
-        SealedKind::SigningKey,
-        SealedKind::SessionKey,
-        SealedKind::PreloginVerifier,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SealedKind::SigningKey => "signing keys",
-            SealedKind::SessionKey => "session keys",
-            SealedKind::PreloginVerifier => "pre-login verifiers",
-        }
-    }
-
-    fn context(self, tenant: &str, id: &str) -> Option<String> {
-        match self {
-            SealedKind::SigningKey => key_context(tenant, id),
-            SealedKind::SessionKey => crate::cookie::key_context(tenant, id),
-            SealedKind::PreloginVerifier => crate::prelogin::context(tenant, id),
-        }
-    }
-}
-
-pub fn b64url(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// A new key id: a UUID v7 in hex, unique without coordination, and ordered by creation time (to the
-/// millisecond, monotonic within a process), so that "the newest key" has an answer even for
-/// keys created in the same second, whose `created_at` (stored in whole seconds) ties. Hex rather
-/// than base64url because hex strings sort like the bytes they encode.
-pub fn new_kid() -> String {
-    format!("k_{}", uuid::Uuid::now_v7().simple())
-}
+// Allow-listed, so that a `{:?}` anywhere can never print key material, even encrypted.
+debug_fields!(SigningKeyRecord {
+    kid,
+    tenant,
+    alg,
+    status,
+    audience,
+});
 
 // ---------------------------------------------------------------------------------------------
 // Key generation and loading.
@@ -367,7 +116,7 @@ fn rsa_params(alg: Alg) -> Option<(&'static dyn sig::RsaEncoding, &'static sig::
 pub fn generate_private(alg: Alg) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let fail = |_| KeyError::Generate(alg);
     if let Some((_, len)) = hmac_alg(alg) {
-        return Ok(Zeroizing::new(random::<64>()[..len].to_vec()));
+        return Ok(Zeroizing::new(random::bytes::<64>()[..len].to_vec()));
     }
     if let Some(ec) = ec_signing(alg) {
         let rng = aws_lc_rs::rand::SystemRandom::new();
@@ -409,16 +158,12 @@ enum Material {
     Rsa(RsaKeyPair, &'static dyn sig::RsaEncoding, ParsedPublicKey),
 }
 
-impl std::fmt::Debug for LoadedKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedKey")
-            .field("kid", &self.kid)
-            .field("tenant", &self.tenant)
-            .field("alg", &self.alg)
-            .field("status", &self.status)
-            .finish_non_exhaustive()
-    }
-}
+debug_fields!(LoadedKey {
+    kid,
+    tenant,
+    alg,
+    status
+});
 
 fn parse_material(
     alg: Alg,

@@ -9,10 +9,10 @@
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
-use crate::apikey::hash_secret;
-use crate::cookie::bound_context;
-use crate::keys::{KeyError, MasterKey};
-use crate::session::{InputError, check_bytes, debug_fields, random_id, secret_matches};
+use crate::input::{InputError, check_bytes};
+use crate::random::random_id;
+use crate::seal::{KeyError, MasterKey, SealedKind};
+use crate::secret::{debug_fields, hash_secret, secret_matches};
 
 /// Every pre-login id starts with this; the cookie layer refuses any other id in a pre-login
 /// cookie.
@@ -101,10 +101,6 @@ pub enum ConsumeError {
     WrongState,
     #[error(transparent)]
     Sealed(#[from] KeyError),
-}
-
-pub(crate) fn context(tenant: &str, id: &str) -> Option<String> {
-    bound_context("veto-prelogin-pkce-v1", tenant, id)
 }
 
 fn printable_ascii(c: char) -> bool {
@@ -196,10 +192,13 @@ impl PreLoginRecord {
             check_redirect_uri(uri)?;
         }
         let id = new_prelogin_id();
-        let ctx = context(tenant, &id).ok_or(KeyError::Encrypt)?;
         Ok(PreLoginRecord {
-            encrypted_pkce_verifier: master
-                .seal_with_context(&ctx, input.pkce_verifier.as_bytes())?,
+            encrypted_pkce_verifier: master.seal_for(
+                SealedKind::PreloginVerifier,
+                tenant,
+                &id,
+                input.pkce_verifier.as_bytes(),
+            )?,
             id,
             tenant: tenant.to_owned(),
             state: input.state.to_owned(),
@@ -240,8 +239,12 @@ impl PreLoginRecord {
     }
 
     fn open_verifier(&self, master: &MasterKey) -> Result<Zeroizing<String>, KeyError> {
-        let ctx = context(&self.tenant, &self.id).ok_or(KeyError::Decrypt)?;
-        let bytes = master.open_with_context(&ctx, &self.encrypted_pkce_verifier)?;
+        let bytes = master.open_for(
+            SealedKind::PreloginVerifier,
+            &self.tenant,
+            &self.id,
+            &self.encrypted_pkce_verifier,
+        )?;
         // The verifier went in as ASCII; anything else means the row is not what we sealed.
         let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::Decrypt)?;
         Ok(Zeroizing::new(text.to_owned()))

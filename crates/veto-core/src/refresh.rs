@@ -25,7 +25,7 @@
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::session::{is_random_id, random_id};
+use crate::random::{is_random_id, random_id};
 
 /// Every family id starts with this.
 pub const REFRESH_FAMILY_PREFIX: &str = "rf-";

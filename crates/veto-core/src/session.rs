@@ -7,11 +7,15 @@
 //! Everything here is pure: the store persists what these functions return and the HTTP layer
 //! maps [`SessionReason`] to a 401 problem. What the cookie looks like lives in `cookie`.
 use serde::{Serialize, Serializer};
-use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
-use crate::apikey::hash_secret;
-use crate::keys::b64url;
+use crate::encoding::b64url;
+use crate::input::check_bytes;
+use crate::random::{self, is_random_id, random_id};
+use crate::secret::{debug_fields, hash_secret, secret_matches};
+
+// Defined in `input`, shared with pre-login state; this is the path the server imports.
+pub use crate::input::InputError;
 
 /// Every session id starts with this, so an id is recognisable in logs and cannot be confused with
 /// a pre-login id (`pl-`) or a refresh family (`rf-`).
@@ -42,20 +46,6 @@ pub const MAX_ABSOLUTE: Duration = Duration::days(30);
 /// a minute *early*, never late.
 pub const TOUCH_COALESCE: Duration = Duration::seconds(60);
 
-/// A random identifier: `prefix` followed by 128 random bits in base64url. 128 bits make ids
-/// unguessable and collision-free without coordination between nodes.
-pub(crate) fn random_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 16];
-    fill_random(&mut bytes);
-    format!("{prefix}{}", b64url(&bytes))
-}
-
-pub(crate) fn fill_random(buf: &mut [u8]) {
-    // A failing system RNG leaves us unable to mint any id or secret safely: stopping is the only
-    // correct answer, and no caller input can cause it.
-    aws_lc_rs::rand::fill(buf).expect("system random number generator failed");
-}
-
 /// A fresh session id: `ses-` + 128 random bits, base64url without padding (26 characters).
 pub fn new_session_id() -> String {
     random_id(SESSION_ID_PREFIX)
@@ -68,77 +58,9 @@ pub fn is_session_id(id: &str) -> bool {
     is_random_id(id, SESSION_ID_PREFIX)
 }
 
-/// Whether `id` is shaped like an id made by [`random_id`] with `prefix`: the prefix, then 22
-/// base64url characters. Cookies carry ids, so their verification relies on this to keep ids
-/// free of the separators (`.`, NUL) that structure the signed message.
-pub(crate) fn is_random_id(id: &str, prefix: &str) -> bool {
-    id.strip_prefix(prefix)
-        .is_some_and(|rest| rest.len() == 22 && rest.bytes().all(is_b64url_byte))
-}
-
-pub(crate) fn is_b64url_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
-}
-
-/// `Debug` printing only the listed fields, the rest shown as `..`. For every type here that holds
-/// a secret or personal data: what may reach a log is an explicit allow-list, so a field added
-/// later stays out of logs until someone decides otherwise.
-macro_rules! debug_fields {
-    ($ty:ident $(<$lt:lifetime>)? { $($field:ident),* $(,)? }) => {
-        impl std::fmt::Debug for $ty $(<$lt>)? {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    $(.field(stringify!($field), &self.$field))*
-                    .finish_non_exhaustive()
-            }
-        }
-    };
-}
-pub(crate) use debug_fields;
-
 // ---------------------------------------------------------------------------------------------
 // Caller input.
 // ---------------------------------------------------------------------------------------------
-
-/// Caller input that was refused, naming the field as the contract's JSON names it, so the HTTP
-/// layer can put `field` into its problem response without a mapping table.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct InputError {
-    pub field: &'static str,
-    pub problem: String,
-}
-
-impl InputError {
-    pub(crate) fn new(field: &'static str, problem: impl Into<String>) -> Self {
-        InputError {
-            field,
-            problem: problem.into(),
-        }
-    }
-}
-
-/// Checks that `value` is `min..=max` bytes, each byte accepted by `allowed`. Bytes rather than
-/// chars, so the limit is the storage cost whatever the script.
-pub(crate) fn check_bytes(
-    field: &'static str,
-    value: &str,
-    min: usize,
-    max: usize,
-    allowed: fn(char) -> bool,
-    what: &str,
-) -> Result<(), InputError> {
-    if value.len() < min || value.len() > max {
-        return Err(InputError::new(
-            field,
-            format!("must be {min} to {max} bytes long, got {}", value.len()),
-        ));
-    }
-    if !value.chars().all(allowed) {
-        return Err(InputError::new(field, format!("may contain only {what}")));
-    }
-    Ok(())
-}
 
 /// Names that show up in admin screens and logs: anything but control characters, which could
 /// forge log lines or hide text in a terminal.
@@ -485,15 +407,10 @@ impl Serialize for SessionReason {
 // CSRF.
 // ---------------------------------------------------------------------------------------------
 
-/// Longer presented tokens are refused before hashing: ours are 43 characters, and there is no
-/// reason to hash megabytes a client chose to send.
-const MAX_PRESENTED_SECRET_BYTES: usize = 512;
-
 /// A fresh CSRF token: the secret for the client (256 random bits, base64url) and the SHA-256 to
 /// store. The secret is random, so a fast unsalted hash is enough (as for API keys).
 pub fn new_csrf_token() -> (String, [u8; 32]) {
-    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-    fill_random(bytes.as_mut());
+    let bytes = random::bytes::<32>();
     let secret = b64url(bytes.as_ref());
     let hash = hash_secret(&secret);
     (secret, hash)
@@ -503,12 +420,4 @@ pub fn new_csrf_token() -> (String, [u8; 32]) {
 /// time, so neither the content nor the length of the stored token leaks through timing.
 pub fn csrf_matches(presented: &str, stored: &[u8; 32]) -> bool {
     secret_matches(presented, stored)
-}
-
-/// Constant-time comparison of a presented secret against a stored SHA-256 of the expected one.
-pub(crate) fn secret_matches(presented: &str, stored: &[u8; 32]) -> bool {
-    if presented.len() > MAX_PRESENTED_SECRET_BYTES {
-        return false;
-    }
-    hash_secret(presented).ct_eq(stored).into()
 }

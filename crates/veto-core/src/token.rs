@@ -2,7 +2,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::keys::{KeyError, LoadedKey, b64url};
+use crate::encoding::b64url;
+use crate::keys::LoadedKey;
+use crate::seal::KeyError;
+use crate::secret::debug_fields;
 
 /// `aud`: one audience or several, as the caller gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,13 +83,16 @@ pub struct IssueInput<'a> {
     pub typ: &'a str,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Issued {
     pub token: String,
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
 }
+
+// The token is a bearer credential: whoever reads it in a log can use it until `exp`.
+debug_fields!(Issued { jti, iat, exp });
 
 /// Builds and signs a compact JWS. The header carries only `alg`, `typ` and `kid`.
 pub fn issue(key: &LoadedKey, input: &IssueInput<'_>) -> Result<Issued, KeyError> {

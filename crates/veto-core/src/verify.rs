@@ -22,6 +22,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::Alg;
+use crate::encoding::{b64url_decode, is_b64url_byte};
 use crate::keys::{KeyStatus, LoadedKey};
 use crate::reason::Reason;
 use crate::token::Audience;
@@ -243,12 +244,6 @@ impl<'de> Deserialize<'de> for Header<'de> {
     }
 }
 
-fn b64_decode(segment: &str) -> Option<Vec<u8>> {
-    // URL_SAFE_NO_PAD is strict: `=` padding, `+`/`/`, whitespace and non-canonical trailing
-    // bits are all errors, so one token has exactly one encoding.
-    URL_SAFE_NO_PAD.decode(segment).ok()
-}
-
 /// A JSON object with distinct member names, as a map (a plain map would keep the last of two
 /// equal names silently, so the names are checked first).
 fn strict_object(json: &[u8]) -> Option<Map<String, Value>> {
@@ -366,10 +361,7 @@ fn typ_matches(got: &str, want: &str) -> bool {
 
 /// Unpadded base64url: only its alphabet, and no length that leaves a lone 6-bit group.
 fn is_b64url_shape(segment: &str) -> bool {
-    segment.len() % 4 != 1
-        && segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    segment.len() % 4 != 1 && segment.bytes().all(is_b64url_byte)
 }
 
 /// Longest signature any key veto accepts can produce: RSA-8192 (`RSA_*_2048_8192_*`).
@@ -386,10 +378,10 @@ pub fn verify(
         return Err(Reason::Malformed);
     }
     let (h64, p64, s64) = segments(token).ok_or(Reason::Malformed)?;
-    let header_json = b64_decode(h64).ok_or(Reason::Malformed)?;
+    let header_json = b64url_decode(h64).ok_or(Reason::Malformed)?;
     // Only base64 here, so that a payload that is not strict base64url is `malformed` whatever
     // its signature; its JSON is read only once the signature holds (step 3).
-    let payload_json = b64_decode(p64).ok_or(Reason::Malformed)?;
+    let payload_json = b64url_decode(p64).ok_or(Reason::Malformed)?;
     // The signature is decoded only once a key is found, but its shape is checked here: a third
     // segment outside the base64url alphabet is not a JWS at all (RFC 7515 §7.1), just like such
     // a header or payload, so it is `malformed` rather than a signature that happens not to match.
@@ -540,7 +532,7 @@ pub fn decode_unverified_claims(token: &str) -> Option<Map<String, Value>> {
         return None;
     }
     let (_, p64, _) = segments(token)?;
-    strict_object(&b64_decode(p64)?)
+    strict_object(&b64url_decode(p64)?)
 }
 
 #[cfg(test)]

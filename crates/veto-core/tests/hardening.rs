@@ -1198,6 +1198,36 @@ fn stored_keys_cannot_be_moved_or_relabelled() {
     }
 }
 
+/// An issued token is a bearer credential and an API key's hash is derived from its secret:
+/// neither reaches a `{:?}`.
+#[test]
+fn issued_tokens_and_api_key_hashes_stay_out_of_debug() {
+    let t = TestKey::new(Alg::ES256);
+    let issued = issue_with(&t.key, None, None, None, &Map::new());
+    let text = format!("{issued:?}");
+    assert!(text.contains(&issued.jti), "{text}");
+    assert!(
+        !text.contains(&issued.token) && !text.contains("token"),
+        "{text}"
+    );
+
+    let (id, secret) = veto_core::apikey::generate_api_key();
+    let record = veto_core::apikey::ApiKeyRecord {
+        id: id.clone(),
+        tenant: None,
+        name: "ci".into(),
+        scopes: vec![],
+        key_hash: veto_core::apikey::hash_secret(&secret),
+        created_at: at(NOW),
+    };
+    let text = format!("{record:?}");
+    assert!(text.contains(&id), "{text}");
+    assert!(
+        !text.contains("key_hash") && !text.contains(&secret),
+        "{text}"
+    );
+}
+
 #[test]
 fn kids_are_unique_url_safe_and_sort_by_creation() {
     let kids: Vec<String> = (0..1000).map(|_| new_kid()).collect();
