@@ -44,3 +44,26 @@ pub(crate) fn check_bytes(
     }
     Ok(())
 }
+
+/// A free-text field (a reason, a name): at most `max` bytes, no control characters. Empty is
+/// allowed (an empty reason says as much as none).
+pub fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), InputError> {
+    if value.len() > max {
+        return Err(InputError::new(field, format!("at most {max} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(InputError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// An identifier (see [`crate::limits::IDENTIFIER`]): like [`check_text`], and not empty.
+pub fn check_ident(field: &'static str, value: &str, max: usize) -> Result<(), InputError> {
+    if value.is_empty() {
+        return Err(InputError::new(field, "must not be empty"));
+    }
+    check_text(field, value, max)
+}

@@ -22,8 +22,10 @@ pub mod apikey;
 pub mod audit;
 pub mod cookie;
 pub mod index;
+pub mod input;
 pub mod keyring;
 pub mod keys;
+pub mod limits;
 pub mod prelogin;
 pub mod reason;
 pub mod refresh;
@@ -35,7 +37,6 @@ pub mod token;
 pub mod verify;
 
 mod encoding;
-mod input;
 mod random;
 mod seal;
 mod secret;

@@ -10,7 +10,8 @@ use serde::{Serialize, Serializer};
 use time::{Duration, OffsetDateTime};
 
 use crate::encoding::b64url;
-use crate::input::check_bytes;
+use crate::input::{check_bytes, check_text};
+use crate::limits;
 use crate::random::{self, is_random_id, random_id};
 use crate::secret::{debug_fields, hash_secret, secret_matches};
 
@@ -22,11 +23,11 @@ pub use crate::input::InputError;
 pub const SESSION_ID_PREFIX: &str = "ses-";
 
 /// Caller-given identifiers and texts (actor id and type, revoke reasons) are at most this long.
-pub const MAX_ACTOR_BYTES: usize = 256;
+pub const MAX_ACTOR_BYTES: usize = limits::IDENTIFIER;
 
 /// `user_agent` is informational: it is cut to this length rather than refused (see
 /// [`NewSession::user_agent`]).
-pub const MAX_USER_AGENT_BYTES: usize = 512;
+pub const MAX_USER_AGENT_BYTES: usize = limits::USER_AGENT;
 
 /// The shortest idle timeout accepted. Below a minute, [`TOUCH_COALESCE`] would make the idle
 /// expiry meaningless: a session in constant use could still expire between two write-backs.
@@ -334,7 +335,7 @@ impl SessionRecord {
         reason: Option<&str>,
     ) -> Result<bool, InputError> {
         if let Some(r) = reason {
-            check_name("reason", r)?;
+            check_text("reason", r, limits::REASON)?;
         }
         if self.revoked_at.is_some() {
             return Ok(false);

@@ -34,6 +34,7 @@ pub struct Tenant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TenantState {
     pub suspended: bool,
-    /// Tokens with `iat` at or before this (unix seconds) are rejected (`tenant_revoked`).
+    /// Tokens with `iat` before this (unix seconds) are rejected (`tenant_revoked`): a revoke-all
+    /// made at second `t` stores `t + 1`, so every token issued up to and including `t` goes.
     pub cutoff: Option<i64>,
 }

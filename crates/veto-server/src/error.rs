@@ -171,6 +171,13 @@ pub struct Problem {
     pub reason: Option<String>,
 }
 
+/// Input the domain refused: the contract's 400 naming the field.
+impl From<veto_core::input::InputError> for ApiError {
+    fn from(e: veto_core::input::InputError) -> Self {
+        ApiError::field(e.field, e.problem)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

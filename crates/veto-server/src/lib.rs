@@ -3,6 +3,12 @@
 //! performs the operation against the store and the in-memory state, and `error` maps every
 //! failure to RFC 9457 problem details in one place.
 #![forbid(unsafe_code)]
+// A panic on a request path is a 500 and a dropped connection: outside tests, failures are
+// values. Where a panic is the right answer, an `#[allow]` says why.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod auth;
 pub mod config;

@@ -145,12 +145,13 @@ impl RedisBus {
         });
     }
 
-    /// Wakes `feed` on every announcement of another node, for as long as the process runs:
-    /// subscribes, and after a lost connection subscribes again (a second later). Announcements
-    /// lost meanwhile only delay changes until the follower's next timed read.
-    pub fn spawn_wakeups(&self, state: crate::AppState) {
+    /// Wakes `feed` on every announcement of another node, for as long as the returned future
+    /// runs (the caller owns it, so it stops with the server): subscribes, and after a lost
+    /// connection subscribes again (a second later). Announcements lost meanwhile only delay
+    /// changes until the follower's next timed read.
+    pub fn wakeups(&self, state: crate::AppState) -> impl Future<Output = ()> + use<> {
         let client = self.client.clone();
-        tokio::spawn(async move {
+        async move {
             loop {
                 match client.get_async_pubsub().await {
                     Ok(mut pubsub) => match pubsub.subscribe(CHANNEL).await {
@@ -169,6 +170,6 @@ impl RedisBus {
                 crate::metrics::redis_error("subscribe");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-        });
+        }
     }
 }

@@ -10,6 +10,12 @@
 //! transaction, and returns only once that transaction is durable: callers acknowledge a write to
 //! their client only after this returns `Ok`.
 #![forbid(unsafe_code)]
+// A panic on a request path is a 500 and a dropped connection: outside tests, failures are
+// values. Where a panic is the right answer, an `#[allow]` says why.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -20,10 +26,13 @@ use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStat
 use veto_core::tenant::Tenant;
 
 pub mod change;
+// Test suites: a failed expectation is a panic by design.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub mod conformance;
 mod cursor;
 pub mod postgres;
 mod rows;
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub mod session_conformance;
 pub mod sessions;
 mod sql;

@@ -1,5 +1,10 @@
 //! `veto`: the token authority's server and command line.
 #![forbid(unsafe_code)]
+// Errors reach the operator as messages naming the fix, never as a panic's backtrace.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod cli;
 mod cmd;

@@ -2,7 +2,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use base64::Engine;
 use veto_core::keys::MasterKey;
 use veto_store::{PgStore, SessionStore, SqliteStore, Store};
 
@@ -161,8 +160,6 @@ pub fn previous_master_key(args: &MasterKeyArgs) -> Result<Option<MasterKey>, St
 }
 
 pub fn new_master_key_b64() -> String {
-    let mut bytes = [0u8; 32];
-    // Failing to read the system RNG leaves no way to make a key; this is not input handling.
-    aws_lc_rs::rand::fill(&mut bytes).expect("system random number generator failed");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    // veto-core's one RNG helper, which says why a failing system RNG is fatal.
+    MasterKey::generate().to_base64().to_string()
 }

@@ -53,22 +53,25 @@ async fn a_suspended_tenant_stays_suspended() {
     let srv = Server::start_with(BUSY_FEED).await;
     srv.create_tenant("acme").await;
     let token = srv.token("acme", "u").await;
-    let set = |on: bool| {
-        let path = if on { "suspend" } else { "resume" };
-        srv.post(&format!("/v1/tenants/acme/{path}"), json!({}))
-    };
     for round in 0..ROUNDS {
         for on in [true, false, true] {
-            set(on).await.expect(StatusCode::OK);
+            set_suspended(&srv, on).await;
         }
         assert_eq!(
             srv.reason("acme", &token).await.as_deref(),
             Some("tenant_suspended"),
             "round {round}: suspend, resume, suspend, and the token is accepted"
         );
-        set(false).await.expect(StatusCode::OK);
+        set_suspended(&srv, false).await;
         assert_eq!(srv.reason("acme", &token).await, None, "round {round}");
     }
+}
+
+async fn set_suspended(srv: &Server, on: bool) {
+    let path = if on { "suspend" } else { "resume" };
+    srv.post(&format!("/v1/tenants/acme/{path}"), json!({}))
+        .await
+        .expect(StatusCode::OK);
 }
 
 #[tokio::test]

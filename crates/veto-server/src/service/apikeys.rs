@@ -1,6 +1,9 @@
+//! Tenant API keys: created with scopes, shown once, stored as a SHA-256 of the secret (so that
+//! authentication is a hash and a map probe), listed without secret or hash, deleted.
 use time::OffsetDateTime;
 use veto_core::apikey::{ApiKeyRecord, Scope, generate_api_key, hash_secret};
 use veto_core::audit::AuditEvent;
+use veto_core::limits;
 use veto_core::timeutil;
 use veto_store::{Page, PageRequest};
 
@@ -48,7 +51,7 @@ impl AppState {
         name: &str,
         scopes: &[String],
     ) -> ApiResult<CreatedApiKey> {
-        check_ident("name", name, 200)?;
+        check_ident("name", name, limits::NAME)?;
         self.require_tenant(tenant)?;
         let mut parsed = Vec::with_capacity(scopes.len());
         for s in scopes {

@@ -1,7 +1,10 @@
+//! Signing keys: generated per tenant (off the async workers: RSA takes a while), sealed under
+//! the master key, rotated with a retention window for the retired ones, revoked after a leak.
 use time::OffsetDateTime;
 use veto_core::Alg;
 use veto_core::audit::AuditEvent;
 use veto_core::keys::{KeyStatus, SigningKeyRecord, generate_signing_key};
+use veto_core::limits;
 use veto_core::timeutil;
 
 use super::{check_ident, check_opt_text};
@@ -65,7 +68,7 @@ impl AppState {
         rotate: bool,
     ) -> ApiResult<KeyView> {
         if let Some(a) = audience {
-            check_ident("audience", a, 256)?;
+            check_ident("audience", a, limits::IDENTIFIER)?;
         }
         self.require_tenant(tenant)?;
         // RSA generation takes a noticeable fraction of a second: keep it off the async workers.
@@ -97,8 +100,8 @@ impl AppState {
         kid: &str,
         reason: Option<&str>,
     ) -> ApiResult<KeyView> {
-        check_ident("kid", kid, 256)?;
-        check_opt_text("reason", reason, 500)?;
+        check_ident("kid", kid, limits::IDENTIFIER)?;
+        check_opt_text("reason", reason, limits::REASON)?;
         self.require_tenant(tenant)?;
         let audit = AuditEvent::new(tenant, actor, "key.revoke", kid).with_reason(reason);
         let written = self

@@ -1,7 +1,11 @@
+//! Revoking tokens by jti: one, a batch of up to 10,000 in one transaction, temporary
+//! suspensions and their early lift. Every item is validated before anything is written, and a
+//! repeat of a jti changes nothing (the first revocation stands).
 use serde::Deserialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 use veto_core::audit::AuditEvent;
+use veto_core::limits;
 use veto_core::revocation::{Revocation, RevocationFilter, RevocationStats, RevocationStatus};
 use veto_core::timeutil;
 use veto_store::{LiftOutcome, Page, PageRequest, RevokeOutcome};
@@ -48,7 +52,7 @@ impl AppState {
         req: &RevokeRequest,
         now: OffsetDateTime,
     ) -> ApiResult<Revocation> {
-        check_opt_text("reason", req.reason.as_deref(), 500)?;
+        check_opt_text("reason", req.reason.as_deref(), limits::REASON)?;
         let metadata = match &req.metadata {
             None | Some(Value::Null) => Value::Object(Default::default()),
             Some(v @ Value::Object(_)) => {
@@ -80,9 +84,9 @@ impl AppState {
                 ));
             }
             (Some(jti), None) => {
-                check_ident("jti", jti, 256)?;
+                check_ident("jti", jti, limits::IDENTIFIER)?;
                 if let Some(s) = &req.sub {
-                    check_ident("sub", s, 256)?;
+                    check_ident("sub", s, limits::IDENTIFIER)?;
                 }
                 let default_expiry = now + time::Duration::seconds(self.config.max_token_ttl);
                 (

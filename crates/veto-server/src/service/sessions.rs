@@ -24,6 +24,7 @@ use time::{Duration, OffsetDateTime};
 use veto_core::audit::AuditEvent;
 use veto_core::cookie::{DEFAULT_KEY_RETENTION, SessionKey, SessionKeyRecord, SessionKeyStatus};
 use veto_core::index::SessionTimes;
+use veto_core::limits;
 use veto_core::prelogin::{ConsumeError, NewPreLogin, PreLoginError, PreLoginRecord};
 use veto_core::session::{
     InputError, NewSession, SessionPolicy, SessionReason, SessionRecord, is_session_id,
@@ -145,7 +146,7 @@ pub struct ConsumedPreLogin {
 }
 
 fn input(e: InputError) -> ApiError {
-    ApiError::field(e.field, e.problem)
+    ApiError::from(e)
 }
 
 /// The contract's 401 for a session cookie that does not validate.
@@ -448,7 +449,7 @@ impl AppState {
         id: &str,
         reason: Option<&str>,
     ) -> ApiResult<SessionRecord> {
-        check_opt_text("reason", reason, 256)?;
+        check_opt_text("reason", reason, limits::REASON)?;
         self.require_tenant(tenant)?;
         let audit = Self::revoke_audit(actor, tenant, id, reason);
         let written = self.sessions.revoke_session(tenant, id, &audit).await?;
@@ -474,7 +475,7 @@ impl AppState {
         actor_id: &str,
         reason: Option<&str>,
     ) -> ApiResult<ActorRevokeResult> {
-        check_opt_text("reason", reason, 256)?;
+        check_opt_text("reason", reason, limits::REASON)?;
         self.require_tenant(tenant)?;
         let target = format!("{actor_type}/{actor_id}");
         let audit = Self::revoke_audit(actor, tenant, &target, reason).with_metadata(

@@ -1,6 +1,9 @@
+//! Tenants and their kill switches: creation (with a first ES256 key), suspension and resumption,
+//! and the cutoffs that revoke every earlier token of a whole tenant or of one subject.
 use time::OffsetDateTime;
 use veto_core::Alg;
 use veto_core::audit::AuditEvent;
+use veto_core::limits;
 use veto_core::revocation::Cutoff;
 use veto_core::tenant::{Tenant, validate_tenant_id};
 use veto_core::timeutil;
@@ -29,7 +32,7 @@ impl AppState {
         display_name: &str,
     ) -> ApiResult<Tenant> {
         validate_tenant_id(id).map_err(|m| ApiError::field("id", m))?;
-        check_text("display_name", display_name, 200)?;
+        check_text("display_name", display_name, limits::NAME)?;
         if self.tenant(id).is_some() {
             return Err(ApiError::Conflict(format!("tenant {id:?} already exists")));
         }
@@ -55,7 +58,7 @@ impl AppState {
         suspended: bool,
         reason: Option<&str>,
     ) -> ApiResult<Tenant> {
-        check_opt_text("reason", reason, 500)?;
+        check_opt_text("reason", reason, limits::REASON)?;
         self.require_tenant(id)?;
         let action = if suspended {
             "tenant.suspend"
@@ -92,7 +95,7 @@ impl AppState {
         id: &str,
         reason: Option<&str>,
     ) -> ApiResult<CutoffResult> {
-        check_opt_text("reason", reason, 500)?;
+        check_opt_text("reason", reason, limits::REASON)?;
         self.require_tenant(id)?;
         let (cutoff, revoked_before) = self.cutoff_now(id, None);
         let audit = AuditEvent::new(id, actor, "tenant.revoke_all", id).with_reason(reason);
@@ -116,8 +119,8 @@ impl AppState {
         sub: &str,
         reason: Option<&str>,
     ) -> ApiResult<CutoffResult> {
-        super::check_ident("sub", sub, 256)?;
-        check_opt_text("reason", reason, 500)?;
+        super::check_ident("sub", sub, limits::IDENTIFIER)?;
+        check_opt_text("reason", reason, limits::REASON)?;
         self.require_tenant(tenant)?;
         let (cutoff, revoked_before) = self.cutoff_now(tenant, Some(sub));
         let audit = AuditEvent::new(tenant, actor, "subject.revoke_all", sub).with_reason(reason);

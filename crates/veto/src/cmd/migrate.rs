@@ -1,3 +1,4 @@
+//! `veto migrate`: applies pending migrations to the configured store and exits.
 use crate::cli::StoreArgs;
 
 pub async fn run(args: StoreArgs) -> Result<(), String> {

@@ -49,7 +49,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     let started = std::time::Instant::now();
     let metrics = veto_server::metrics::install();
-    spawn_metrics_upkeep(metrics.clone());
+    // Owned here and dropped (aborted) when serving ends: see `Background`.
+    let mut background = Background::default();
+    spawn_metrics_upkeep(&mut background, metrics.clone());
     let state = AppState::load(
         config,
         opened.store.clone(),
@@ -63,12 +65,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Err(e) = state.catch_up().await {
         tracing::warn!(error = %e, "cannot read the change feed yet; not ready until it can");
     }
-    tokio::spawn(state.clone().follow_changes());
+    background.0.spawn(state.clone().follow_changes());
     if let Some(pg) = &opened.postgres {
-        spawn_pg_wakeups(pg.clone(), state.clone());
+        spawn_pg_wakeups(&mut background, pg.clone(), state.clone());
     }
     if let Some(url) = args.redis_url.clone() {
-        spawn_redis(url, state.clone());
+        spawn_redis(&mut background, url, state.clone());
     }
     tracing::info!(
         revocations = state.index.len(),
@@ -102,7 +104,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         }
     }
 
-    spawn_purge(state.clone());
+    spawn_purge(&mut background, state.clone());
 
     let app = veto_server::routes::router(state);
     tracing::info!(%addr, %public_url, "veto listening");
@@ -118,14 +120,32 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     )
     .with_graceful_shutdown(shutdown())
     .await
-    .map_err(|e| format!("server error: {e}"))
+    .map_err(|e| format!("server error: {e}"))?;
+    background.stop().await;
+    Ok(())
+}
+
+/// The node's background tasks (feed follower, notification listeners, purge, metrics upkeep),
+/// owned by `run` for as long as it serves, like mini-redis's `DbDropGuard`: when serving ends,
+/// or `run` returns early with an error, they stop with it instead of outliving the server
+/// inside the runtime. Stopping aborts them at their next await point; that is safe because
+/// each of them writes only in whole transactions (a purge batch cut short is rolled back).
+#[derive(Default)]
+struct Background(tokio::task::JoinSet<()>);
+
+impl Background {
+    async fn stop(mut self) {
+        self.0.abort_all();
+        while self.0.join_next().await.is_some() {}
+        tracing::info!("background tasks stopped");
+    }
 }
 
 /// Wakes the change-feed follower on every PostgreSQL notification. After a lost connection it
 /// listens again; notifications sent meanwhile are lost, which only delays those changes until
 /// the follower's next timed read.
-fn spawn_pg_wakeups(pg: Arc<PgStore>, state: AppState) {
-    tokio::spawn(async move {
+fn spawn_pg_wakeups(tasks: &mut Background, pg: Arc<PgStore>, state: AppState) {
+    tasks.0.spawn(async move {
         loop {
             match pg.listen_changes().await {
                 Ok(mut listener) => loop {
@@ -152,8 +172,11 @@ fn spawn_pg_wakeups(pg: Arc<PgStore>, state: AppState) {
 /// The Prometheus recorder keeps every histogram sample until it is drained, which a scrape or
 /// an upkeep pass does: without this task a node nobody scrapes grows by every request it serves
 /// (found by the soak, scripts/load/soak.sh).
-fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
-    tokio::spawn(async move {
+fn spawn_metrics_upkeep(
+    tasks: &mut Background,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) {
+    tasks.0.spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -165,16 +188,17 @@ fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
 
 /// Connects to Redis in the background: veto starts and serves without it (it is never the
 /// source of truth), and keeps trying until Redis answers.
-fn spawn_redis(url: String, state: AppState) {
-    tokio::spawn(async move {
+fn spawn_redis(tasks: &mut Background, url: String, state: AppState) {
+    tasks.0.spawn(async move {
         let mut warned = false;
         loop {
             match RedisBus::connect(&url).await {
                 Ok(bus) => {
                     tracing::info!("connected to Redis: notifications and revocation mirror on");
-                    bus.spawn_wakeups(state.clone());
+                    let wakeups = bus.wakeups(state.clone());
                     state.set_redis(bus);
-                    return;
+                    // This task follows the subscription from now on.
+                    return wakeups.await;
                 }
                 Err(e) if !warned => {
                     warned = true;
@@ -189,8 +213,8 @@ fn spawn_redis(url: String, state: AppState) {
 
 /// The scheduled purge sweep. The first sweep runs one interval after start, so a restart loop
 /// cannot turn into a purge loop.
-fn spawn_purge(state: AppState) {
-    tokio::spawn(async move {
+fn spawn_purge(tasks: &mut Background, state: AppState) {
+    tasks.0.spawn(async move {
         let period = state.config.purge_interval;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
