@@ -116,7 +116,7 @@ pub struct PurgeCounts {
 /// A place in the change log, ordered by (xid, position). SQLite: xid is always 0.
 ///
 /// PostgreSQL orders by the writing transaction's id first, because positions (a sequence) can
-/// commit out of order; see `postgres.rs`. `FeedCursor::default()` is before every change.
+/// commit out of order; see `postgres/mod.rs`. `FeedCursor::default()` is before every change.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FeedCursor {
     pub xid: i64,

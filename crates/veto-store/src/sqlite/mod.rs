@@ -60,7 +60,6 @@ use std::collections::HashMap;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// `SessionStore` for this store; a child module so that it shares the private pools and helpers.
-#[path = "sqlite_sessions.rs"]
 mod sessions;
 
 pub struct SqliteStore {

@@ -1,6 +1,6 @@
-//! [`SessionStore`] for the shared store. A child module of `postgres` (declared there with
-//! `#[path]`), so that it shares the pool, the key locks and the change-feed helpers without
-//! widening their visibility. The statements themselves are `sql::sessions`, shared with SQLite.
+//! [`SessionStore`] for the shared store. A child module of `postgres`, so that it shares the
+//! pool, the key locks and the change-feed helpers without widening their visibility. The
+//! statements themselves are `sql::sessions`, shared with SQLite.
 //!
 //! # Key locks
 //!

@@ -1,7 +1,7 @@
-//! [`SessionStore`] for the embedded store. A child module of `sqlite` (declared there with
-//! `#[path]`), so that it shares the store's private writer and reader pools and its `BEGIN
-//! IMMEDIATE` write transactions without widening their visibility. The statements themselves
-//! are `sql::sessions`, shared with PostgreSQL.
+//! [`SessionStore`] for the embedded store. A child module of `sqlite`, so that it shares the
+//! store's private writer and reader pools and its `BEGIN IMMEDIATE` write transactions without
+//! widening their visibility. The statements themselves are `sql::sessions`, shared with
+//! PostgreSQL.
 //!
 //! The two atomicity guarantees of `SessionStore` come from SQLite's single writer: every write
 //! transaction holds the write lock from its first statement (`BEGIN IMMEDIATE`), so the

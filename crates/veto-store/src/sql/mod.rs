@@ -106,7 +106,6 @@ conn_for!(sqlx::PgConnection, sqlx::Postgres, pg_query);
 use Arg::{Bytes, Flag, Int, OptInt, OptText, Text};
 
 /// The `SessionStore` statements, written once in the same way.
-#[path = "sql_sessions.rs"]
 pub(crate) mod sessions;
 
 async fn one<C: Conn>(

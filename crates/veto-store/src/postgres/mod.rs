@@ -121,8 +121,8 @@ use crate::{
 /// The `LISTEN`/`NOTIFY` channel every committed change is announced on (empty payload).
 pub const PG_NOTIFY_CHANNEL: &str = "veto_changes";
 
-/// Embedded like the SQLite migrations (see `sqlite.rs`). sqlx's PostgreSQL migrator holds an
-/// advisory lock while it runs, so nodes starting together migrate one at a time.
+/// Embedded like the SQLite migrations (see `sqlite/mod.rs`). sqlx's PostgreSQL migrator holds
+/// an advisory lock while it runs, so nodes starting together migrate one at a time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// How long a request waits for a pooled connection before failing as `Unavailable`.
@@ -146,7 +146,6 @@ type Tx = Transaction<'static, Postgres>;
 
 /// `SessionStore` for this store; a child module so that it shares the pool, the key locks and
 /// the change-feed helpers.
-#[path = "postgres_sessions.rs"]
 mod sessions;
 
 pub struct PgStore {
@@ -757,7 +756,7 @@ impl Store for PgStore {
         .await
         .map_err(unavailable)?;
         let cutoffs = delete_bounded(&mut tx, "cutoffs", "expires_at < $1", before, limit).await?;
-        // Retired keys past retention only; active and revoked keys stay (see sqlite.rs).
+        // Retired keys past retention only; active and revoked keys stay (see `sqlite/mod.rs`).
         let retired = "status = 'retired' AND retain_until < $1";
         let keys = delete_bounded(&mut tx, "signing_keys", retired, before, limit).await?;
         let written = if jtis.is_empty() {
