@@ -9,13 +9,16 @@ use sqlx::{Database, Encode, Pool, QueryBuilder, Row, Type};
 use time::OffsetDateTime;
 use veto_core::apikey::{ApiKeyRecord, Scope};
 use veto_core::audit::AuditEvent;
+use veto_core::cookie::{SessionKeyRecord, SessionKeyStatus};
 use veto_core::keys::{KeyStatus, SigningKeyRecord};
+use veto_core::prelogin::PreLoginRecord;
+use veto_core::refresh::RefreshFamily;
 use veto_core::revocation::{Revocation, RevocationFilter, RevocationStatus};
 use veto_core::session::SessionRecord;
 use veto_core::tenant::Tenant;
 
 use crate::cursor::Cursor;
-use crate::sessions::{SESSION_COLUMNS, session_from_row};
+use crate::sessions::StoredSession;
 use crate::{Page, PageRequest, PurgeCounts, Result, StoreError};
 
 /// Revocations per multi-row statement in SQLite (bound values are limited there); PostgreSQL
@@ -32,6 +35,15 @@ pub(crate) const API_KEY_COLUMNS: &str = "id, tenant, name, scopes, key_hash, cr
 pub(crate) const SIGNING_KEY_COLUMNS: &str = "tenant, kid, alg, status, audience, created_at, \
      retain_until, revoked_at, revoke_reason, encrypted_private, public_jwk";
 pub(crate) const AUDIT_COLUMNS: &str = "id, tenant, at, actor, action, target, reason, metadata";
+pub(crate) const SESSION_COLUMNS: &str = "tenant, id, actor_type, actor_id, created_at, \
+     last_seen_at, idle_expires_at, absolute_expires_at, idle_timeout_seconds, ip_address, \
+     user_agent, revoked_at, revoke_reason, csrf_hash";
+pub(crate) const SESSION_KEY_COLUMNS: &str =
+    "tenant, kid, status, created_at, retain_until, encrypted_secret";
+pub(crate) const PRELOGIN_COLUMNS: &str =
+    "tenant, id, state, nonce, encrypted_pkce_verifier, redirect_uri, created_at, expires_at";
+pub(crate) const FAMILY_COLUMNS: &str =
+    "tenant, id, sub, current_gen, revoked_at, revoke_reason, expires_at";
 
 // ---- errors -----------------------------------------------------------------------------------
 
@@ -309,6 +321,73 @@ pub(crate) fn audit_from_row(r: &impl Cols) -> Result<AuditEvent> {
         target: r.text("target")?,
         reason: r.opt_text("reason")?,
         metadata: json_or_null(&r.text("metadata")?),
+    })
+}
+
+fn broken(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("a stored {what} is malformed"))
+}
+
+pub(crate) fn session_from_row(r: &impl Cols) -> Result<StoredSession> {
+    let csrf = r.bytes("csrf_hash")?;
+    Ok(StoredSession {
+        record: SessionRecord {
+            id: r.text("id")?,
+            tenant: r.text("tenant")?,
+            actor_id: r.text("actor_id")?,
+            actor_type: r.text("actor_type")?,
+            created_at: from_ts(r.int("created_at")?)?,
+            last_seen_at: from_ts(r.int("last_seen_at")?)?,
+            idle_expires_at: from_ts(r.int("idle_expires_at")?)?,
+            absolute_expires_at: from_ts(r.int("absolute_expires_at")?)?,
+            ip_address: r.opt_text("ip_address")?,
+            user_agent: r.opt_text("user_agent")?,
+            revoked_at: opt_from_ts(r.opt_int("revoked_at")?)?,
+            revoke_reason: r.opt_text("revoke_reason")?,
+            csrf_hash: csrf
+                .as_slice()
+                .try_into()
+                .map_err(|_| broken("session CSRF hash"))?,
+        },
+        idle_timeout_seconds: r.int("idle_timeout_seconds")?,
+    })
+}
+
+pub(crate) fn session_key_from_row(r: &impl Cols) -> Result<SessionKeyRecord> {
+    let status = r.text("status")?;
+    Ok(SessionKeyRecord {
+        tenant: r.text("tenant")?,
+        kid: r.text("kid")?,
+        status: SessionKeyStatus::parse(&status).ok_or_else(|| broken("session key status"))?,
+        created_at: from_ts(r.int("created_at")?)?,
+        retain_until: opt_from_ts(r.opt_int("retain_until")?)?,
+        encrypted_secret: r.bytes("encrypted_secret")?,
+    })
+}
+
+pub(crate) fn prelogin_from_row(r: &impl Cols) -> Result<PreLoginRecord> {
+    Ok(PreLoginRecord {
+        id: r.text("id")?,
+        tenant: r.text("tenant")?,
+        state: r.text("state")?,
+        nonce: r.text("nonce")?,
+        encrypted_pkce_verifier: r.bytes("encrypted_pkce_verifier")?,
+        redirect_uri: r.opt_text("redirect_uri")?,
+        created_at: from_ts(r.int("created_at")?)?,
+        expires_at: from_ts(r.int("expires_at")?)?,
+    })
+}
+
+pub(crate) fn family_from_row(r: &impl Cols) -> Result<RefreshFamily> {
+    Ok(RefreshFamily {
+        tenant: r.text("tenant")?,
+        id: r.text("id")?,
+        sub: r.text("sub")?,
+        current_gen: u32::try_from(r.int("current_gen")?)
+            .map_err(|_| broken("refresh family generation"))?,
+        revoked_at: opt_from_ts(r.opt_int("revoked_at")?)?,
+        revoke_reason: r.opt_text("revoke_reason")?,
+        expires_at: from_ts(r.int("expires_at")?)?,
     })
 }
 

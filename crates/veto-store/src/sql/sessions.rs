@@ -14,12 +14,11 @@ use veto_core::refresh::RefreshFamily;
 
 use super::{Arg, Conn, insert_audit, insert_change, one};
 use crate::change::ChangeKind;
-use crate::rows::{Cols, SLOW, missing_tenant_or_unavailable, ts, unavailable};
-use crate::sessions::{
-    FAMILY_COLUMNS, PRELOGIN_COLUMNS, Revoked, SESSION_COLUMNS, SESSION_KEY_COLUMNS,
-    SessionKeyInsert, SessionPurge, SessionSnapshot, StoredSession, audit_for, prelogin_from_row,
-    session_key_from_row,
+use crate::rows::{
+    Cols, FAMILY_COLUMNS, PRELOGIN_COLUMNS, SESSION_COLUMNS, SESSION_KEY_COLUMNS, SLOW,
+    missing_tenant_or_unavailable, prelogin_from_row, session_key_from_row, ts, unavailable,
 };
+use crate::sessions::{Revoked, SessionKeyInsert, SessionPurge, SessionSnapshot, StoredSession};
 use crate::{Result, StoreError};
 
 use Arg::{Bytes, Int, OptInt, OptText, Text};
@@ -210,6 +209,16 @@ pub(crate) async fn unrevoked_session_ids<C: Conn>(
         .await
         .map_err(unavailable)?;
     decode_all(rows, |r| r.text_at(0))
+}
+
+/// The per-session audit event of a bulk revocation, made from the caller's template.
+fn audit_for(template: &AuditEvent, target: &str) -> AuditEvent {
+    AuditEvent {
+        at: template.at,
+        metadata: template.metadata.clone(),
+        ..AuditEvent::new(&template.tenant, &template.actor, &template.action, target)
+            .with_reason(template.reason.as_deref())
+    }
 }
 
 /// Revokes every session of the actor not yet revoked, with one audit event (from `audit`) and

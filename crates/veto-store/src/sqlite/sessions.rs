@@ -20,10 +20,11 @@ use veto_core::refresh::RefreshFamily;
 use veto_core::session::SessionRecord;
 
 use super::SqliteStore;
-use crate::rows::{self, unavailable};
+use crate::rows::{
+    self, FAMILY_COLUMNS, SESSION_COLUMNS, family_from_row, session_from_row, unavailable,
+};
 use crate::sessions::{
-    FAMILY_COLUMNS, Revoked, SESSION_COLUMNS, SessionKeyInsert, SessionPurge, SessionSnapshot,
-    SessionStore, StoredSession, family_from_row, session_from_row,
+    Revoked, SessionKeyInsert, SessionPurge, SessionSnapshot, SessionStore, StoredSession,
 };
 use crate::sql::sessions as sql;
 use crate::{Page, PageRequest, Result, Written};
