@@ -19,7 +19,7 @@ use veto_core::tenant::Tenant;
 
 use crate::cursor::Cursor;
 use crate::sessions::StoredSession;
-use crate::{Page, PageRequest, PurgeCounts, Result, StoreError};
+use crate::{Page, PageRequest, PurgeCounts, Result, StoreError, Unavailable};
 
 /// Revocations per multi-row statement in SQLite (bound values are limited there); PostgreSQL
 /// binds whole arrays instead but uses it too, to bound each statement's work.
@@ -51,7 +51,7 @@ pub(crate) const FAMILY_COLUMNS: &str =
 /// timeouts, PostgreSQL serialization failures and deadlocks. All of them may succeed on retry,
 /// which is what `Unavailable` (503) tells the client.
 pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    Unavailable::caused_by("", e).into()
 }
 
 /// Unique violations become `Conflict(what)`, everything else `Unavailable`.
@@ -109,7 +109,7 @@ pub(crate) fn audit_conflict(e: sqlx::Error) -> StoreError {
 }
 
 pub(crate) fn vanished() -> StoreError {
-    StoreError::Unavailable("a conflicting revocation vanished mid-transaction".into())
+    Unavailable::new("a conflicting revocation vanished mid-transaction").into()
 }
 
 // ---- times and records --------------------------------------------------------------------------
@@ -124,7 +124,7 @@ pub(crate) fn now_ts() -> i64 {
 
 pub(crate) fn from_ts(secs: i64) -> Result<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(secs)
-        .map_err(|_| StoreError::Unavailable(format!("stored time {secs} is out of range")))
+        .map_err(|_| Unavailable::new(format!("stored time {secs} is out of range")).into())
 }
 
 pub(crate) fn opt_from_ts(secs: Option<i64>) -> Result<Option<OffsetDateTime>> {
@@ -275,9 +275,10 @@ pub(crate) fn api_key_from_row(r: &impl Cols) -> Result<ApiKeyRecord> {
         // Unknown scope names (from a newer version) are dropped: a key never gains a scope
         // it was not given.
         scopes: scopes.split(' ').filter_map(Scope::parse).collect(),
-        key_hash: hash.as_slice().try_into().map_err(|_| {
-            StoreError::Unavailable("stored API key hash has the wrong length".into())
-        })?,
+        key_hash: hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| Unavailable::new("stored API key hash has the wrong length"))?,
         created_at: from_ts(r.int("created_at")?)?,
     })
 }
@@ -288,19 +289,19 @@ pub(crate) fn signing_key_from_row(r: &impl Cols) -> Result<SigningKeyRecord> {
     let public_jwk = match r.opt_text("public_jwk")? {
         None => None,
         // A public key that no longer parses would make verification silently fail: refuse.
-        Some(j) => Some(serde_json::from_str(&j).map_err(|_| {
-            StoreError::Unavailable("a stored public JWK is not valid JSON".into())
-        })?),
+        Some(j) => Some(
+            serde_json::from_str(&j)
+                .map_err(|e| Unavailable::caused_by("a stored public JWK is not valid JSON", e))?,
+        ),
     };
     Ok(SigningKeyRecord {
         kid: r.text("kid")?,
         tenant: r.text("tenant")?,
         alg: alg
             .parse()
-            .map_err(|_| StoreError::Unavailable(format!("stored key has unknown alg {alg:?}")))?,
-        status: KeyStatus::parse(&status).ok_or_else(|| {
-            StoreError::Unavailable(format!("stored key has unknown status {status:?}"))
-        })?,
+            .map_err(|_| Unavailable::new(format!("stored key has unknown alg {alg:?}")))?,
+        status: KeyStatus::parse(&status)
+            .ok_or_else(|| Unavailable::new(format!("stored key has unknown status {status:?}")))?,
         audience: r.opt_text("audience")?,
         created_at: from_ts(r.int("created_at")?)?,
         retain_until: opt_from_ts(r.opt_int("retain_until")?)?,
@@ -325,7 +326,7 @@ pub(crate) fn audit_from_row(r: &impl Cols) -> Result<AuditEvent> {
 }
 
 fn broken(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("a stored {what} is malformed"))
+    Unavailable::new(format!("a stored {what} is malformed")).into()
 }
 
 pub(crate) fn session_from_row(r: &impl Cols) -> Result<StoredSession> {

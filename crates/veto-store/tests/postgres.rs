@@ -612,6 +612,10 @@ async fn connect_refuses_a_bad_url_as_unavailable() {
         matches!(err, veto_store::StoreError::Unavailable(_)),
         "{err:?}"
     );
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the URL parser's error is kept"
+    );
 }
 
 #[test]

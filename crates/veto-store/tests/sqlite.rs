@@ -55,6 +55,10 @@ async fn open_fails_cleanly_on_unusable_path() {
         matches!(err, veto_store::StoreError::Unavailable(_)),
         "{err:?}"
     );
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the backend's error is kept"
+    );
 }
 
 fn batch(round: usize, n: usize) -> Vec<(Revocation, AuditEvent)> {

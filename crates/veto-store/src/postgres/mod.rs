@@ -114,7 +114,7 @@ use crate::rows::{
 use crate::sql;
 use crate::{
     CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts,
-    Resealed, Result, RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, StoreError,
+    Resealed, Result, RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, Unavailable,
     Written,
 };
 
@@ -410,7 +410,7 @@ impl PgStore {
     /// before use.
     pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore> {
         let opts = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad PostgreSQL URL: {e}")))?
+            .map_err(|e| Unavailable::caused_by("bad PostgreSQL URL", e))?
             .application_name("veto")
             .options([(
                 "idle_in_transaction_session_timeout",
@@ -492,7 +492,7 @@ impl Store for PgStore {
         MIGRATOR
             .run(&self.pool)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+            .map_err(|e| Unavailable::caused_by("migration failed", e).into())
     }
 
     async fn sealed_page(

@@ -25,7 +25,7 @@ use crate::rows::{
 };
 use crate::{
     IndexedRevocation, LiftOutcome, Resealed, Result, RevokeOutcome, SealedBlob, SealedKind,
-    StateSnapshot, StoreError,
+    StateSnapshot, StoreError, Unavailable,
 };
 
 /// A bound value.
@@ -242,7 +242,7 @@ pub(crate) async fn set_cutoff<C: Conn>(c: &mut C, cut: &Cutoff, audit: &AuditEv
     )
     .await
     .map_err(|e| missing_tenant_or_unavailable(e, &cut.tenant))?
-    .ok_or_else(|| StoreError::Unavailable("an upsert returned no row".into()))?;
+    .ok_or_else(|| Unavailable::new("an upsert returned no row"))?;
     let stored = row.int_at(0)?;
     insert_audit(c, audit).await?;
     let kind = match &cut.sub {
@@ -332,7 +332,7 @@ pub(crate) async fn has_admin_key<C: Conn>(c: &mut C) -> Result<bool> {
     )
     .await
     .map_err(unavailable)?
-    .ok_or_else(|| StoreError::Unavailable("EXISTS returned no row".into()))?;
+    .ok_or_else(|| Unavailable::new("EXISTS returned no row"))?;
     row.flag_at(0)
 }
 
@@ -562,7 +562,7 @@ pub(crate) async fn revocation_stats<C: Conn>(
     )
     .await
     .map_err(unavailable)?
-    .ok_or_else(|| StoreError::Unavailable("an aggregate returned no row".into()))?;
+    .ok_or_else(|| Unavailable::new("an aggregate returned no row"))?;
     let reasons = c
         .rows(
             "SELECT coalesce(reason, 'unspecified'), count(*) FROM revocations \

@@ -19,7 +19,7 @@ use crate::rows::{
     missing_tenant_or_unavailable, prelogin_from_row, session_key_from_row, ts, unavailable,
 };
 use crate::sessions::{Revoked, SessionKeyInsert, SessionPurge, SessionSnapshot, StoredSession};
-use crate::{Result, StoreError};
+use crate::{Result, StoreError, Unavailable};
 
 use Arg::{Bytes, Int, OptInt, OptText, Text};
 
@@ -277,7 +277,7 @@ pub(crate) async fn insert_session_key<C: Conn>(
             )
             .await
             .map_err(unavailable)?
-            .ok_or_else(|| StoreError::Unavailable("EXISTS returned no row".into()))?;
+            .ok_or_else(|| Unavailable::new("EXISTS returned no row"))?;
             if active.flag_at(0)? {
                 return Ok(false);
             }

@@ -49,7 +49,7 @@ use crate::sql;
 use crate::{
     CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts,
     Resealed, Result, RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, StoreError,
-    Written,
+    Unavailable, Written,
 };
 use std::collections::HashMap;
 
@@ -333,9 +333,13 @@ async fn commit_group(writer: &SqlitePool, pending: Vec<PendingRevocation>) {
             }
         }
         Err(e) => {
-            let msg = e.to_string();
+            // Every caller of the group gets the error (the same one, source included).
+            let e = match e {
+                StoreError::Unavailable(d) => d,
+                other => Unavailable::new(other.to_string()),
+            };
             for done in waiters {
-                let _ = done.send(Err(StoreError::Unavailable(msg.clone())));
+                let _ = done.send(Err(e.clone().into()));
             }
         }
     }
@@ -466,7 +470,7 @@ impl Store for SqliteStore {
         MIGRATOR
             .run(&self.writer)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+            .map_err(|e| Unavailable::caused_by("migration failed", e).into())
     }
 
     async fn sealed_page(
@@ -605,9 +609,7 @@ impl Store for SqliteStore {
                 biased;
                 answer = &mut outcome => {
                     return answer.map_err(|_| {
-                        StoreError::Unavailable(
-                            "the revocation write was abandoned; retry it".into(),
-                        )
+                        Unavailable::new("the revocation write was abandoned; retry it")
                     })?;
                 }
                 _turn = self.group.turn.lock() => {
