@@ -214,8 +214,7 @@ pub async fn add_tenants(store: &dyn Store, ids: &[&str]) {
         store
             .create_tenant(&tenant(id), &audit_at(id, "tenant.create", id, -10_000))
             .await
-            .expect("create fixture tenant")
-            .value;
+            .expect("create fixture tenant");
     }
 }
 
@@ -224,8 +223,7 @@ async fn put_api_keys(store: &dyn Store, keys: &[&ApiKeyRecord]) {
         store
             .insert_api_key(k, &audit("acme", "api_key.create", &k.id))
             .await
-            .expect("insert API key")
-            .value;
+            .expect("insert API key");
     }
 }
 
@@ -348,8 +346,7 @@ pub(crate) async fn marker_feed(store: &dyn Store, after: FeedCursor) -> (Vec<Ch
     store
         .create_tenant(&tenant(&id), &audit(&id, "tenant.create", &id))
         .await
-        .expect("marker tenant")
-        .value;
+        .expect("marker tenant");
     let mut got: Vec<Change> = Vec::new();
     for _ in 0..3_000 {
         let from = got.last().map_or(after, |c| c.cursor);
@@ -422,11 +419,7 @@ pub async fn tenant_roundtrip(db: &dyn TestDatabase) {
     let mut t = tenant("acme");
     t.display_name = "Acme, Inc. — ünïcode".to_owned();
     let create = audit("acme", "tenant.create", "acme");
-    store
-        .create_tenant(&t, &create)
-        .await
-        .expect("create")
-        .value;
+    store.create_tenant(&t, &create).await.expect("create");
     assert_eq!(
         store.get_tenant("acme").await.expect("get"),
         Some(t.clone())
@@ -627,15 +620,13 @@ pub async fn api_keys_find_list_delete(db: &dyn TestDatabase) {
         store
             .insert_api_key(k, &audit(&t, "api_key.create", &k.id))
             .await
-            .expect("insert")
-            .value;
+            .expect("insert");
     }
     assert!(!store.has_admin_key().await.expect("has_admin_key"));
     store
         .insert_api_key(&admin, &audit("default", "api_key.create", &admin.id))
         .await
-        .expect("admin")
-        .value;
+        .expect("admin");
     assert!(store.has_admin_key().await.expect("has_admin_key"));
 
     for k in [&a1, &a2, &g1, &admin] {
@@ -702,8 +693,7 @@ pub async fn api_keys_find_list_delete(db: &dyn TestDatabase) {
     store
         .delete_api_key("acme", &a1.id, &audit("acme", "api_key.delete", &a1.id))
         .await
-        .expect("delete own key")
-        .value;
+        .expect("delete own key");
     assert_eq!(
         store
             .find_api_key_by_hash(&a1.key_hash)
@@ -741,8 +731,7 @@ pub async fn api_keys_pagination(db: &dyn TestDatabase) {
         store
             .insert_api_key(k, &audit("acme", "api_key.create", &k.id))
             .await
-            .expect("insert")
-            .value;
+            .expect("insert");
     }
     let mut expected = keys.clone();
     expected.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
@@ -1096,8 +1085,7 @@ pub async fn revocation_batch_counts_and_leaves_existing_alone(db: &dyn TestData
     store
         .insert_revocation(&a, &rev_audit(&a))
         .await
-        .expect("a")
-        .value;
+        .expect("a");
     let changed_a = Revocation {
         reason: Some("changed".into()),
         ..a.clone()
@@ -1215,8 +1203,7 @@ pub async fn revocation_batch_of_ten_thousand(db: &dyn TestDatabase) {
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("pre")
-            .value;
+            .expect("pre");
     }
     let mut batch: Vec<(Revocation, AuditEvent)> = (0..9_999)
         .map(|i| {
@@ -1281,8 +1268,7 @@ async fn listing_fixture(store: &dyn Store) -> Vec<Revocation> {
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("insert")
-            .value;
+            .expect("insert");
         acme.push(r);
     }
     for jti in ["g1", "g2"] {
@@ -1290,8 +1276,7 @@ async fn listing_fixture(store: &dyn Store) -> Vec<Revocation> {
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("insert")
-            .value;
+            .expect("insert");
     }
     acme.sort_by(|a, b| (b.revoked_at, &b.jti).cmp(&(a.revoked_at, &a.jti)));
     acme
@@ -1450,8 +1435,7 @@ pub async fn revocation_stats_counts(db: &dyn TestDatabase) {
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("insert")
-            .value;
+            .expect("insert");
     }
     let stats = store.revocation_stats("acme", now).await.expect("stats");
     assert_eq!(stats.revoked, 3);
@@ -1483,8 +1467,7 @@ pub async fn lift_suspension_outcomes(db: &dyn TestDatabase) {
         store
             .insert_revocation(r, &rev_audit(r))
             .await
-            .expect("insert")
-            .value;
+            .expect("insert");
     }
     let lift = |t: &str, jti: &str| audit(t, "revocation.lift", jti);
 
@@ -1559,15 +1542,14 @@ pub async fn audit_list_filter_and_pagination(db: &dyn TestDatabase) {
         if i == 5 {
             e.reason = Some("because".into());
         }
-        store.insert_revocation(&r, &e).await.expect("insert").value;
+        store.insert_revocation(&r, &e).await.expect("insert");
         expected.push(e);
     }
     let g = rev("globex", "g");
     store
         .insert_revocation(&g, &audit_at("globex", "revocation.create", "g", 1_000))
         .await
-        .expect("globex")
-        .value;
+        .expect("globex");
     expected.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
 
     let (got, pages) = collect_pages(4, |p| {
@@ -1647,8 +1629,7 @@ pub async fn purge_revocations_in_bounded_batches(db: &dyn TestDatabase) {
         store
             .insert_revocation(r, &rev_audit(r))
             .await
-            .expect("insert")
-            .value;
+            .expect("insert");
     }
     assert_eq!(purgeable.len(), 8);
 
@@ -1700,8 +1681,7 @@ pub async fn purge_cutoffs_and_keys(db: &dyn TestDatabase) {
         store
             .set_cutoff(&c, &audit("acme", "cutoff", "x"))
             .await
-            .expect("cutoff")
-            .value;
+            .expect("cutoff");
     }
     let active = signing_key("acme", "k-active", Alg::ES256, None, 1);
     let old_retired = SigningKeyRecord {
@@ -1725,8 +1705,7 @@ pub async fn purge_cutoffs_and_keys(db: &dyn TestDatabase) {
         store
             .insert_signing_key(k, None, &audit("acme", "key.create", &k.kid))
             .await
-            .expect("key")
-            .value;
+            .expect("key");
     }
     let (counts, pairs) = store.purge_batch(at(100), 1).await.expect("purge").value;
     assert!(pairs.is_empty());
@@ -1776,8 +1755,7 @@ pub async fn load_state_reflects_everything(db: &dyn TestDatabase) {
     store
         .set_tenant_suspended("globex", true, &audit("globex", "tenant.suspend", "globex"))
         .await
-        .expect("suspend")
-        .value;
+        .expect("suspend");
     let tenant_cut = Cutoff {
         tenant: "acme".into(),
         sub: None,
@@ -1793,8 +1771,7 @@ pub async fn load_state_reflects_everything(db: &dyn TestDatabase) {
         store
             .set_cutoff(c, &audit("acme", "cutoff", "x"))
             .await
-            .expect("cutoff")
-            .value;
+            .expect("cutoff");
     }
     let now = at(1_000);
     let permanent = rev("acme", "perm");
@@ -1808,8 +1785,7 @@ pub async fn load_state_reflects_everything(db: &dyn TestDatabase) {
         store
             .insert_revocation(r, &rev_audit(r))
             .await
-            .expect("insert")
-            .value;
+            .expect("insert");
     }
     let k1 = signing_key("acme", "k1", Alg::EdDSA, None, 1);
     let k2 = signing_key("globex", "k2", Alg::HS512, Some("api"), 2);
@@ -1817,8 +1793,7 @@ pub async fn load_state_reflects_everything(db: &dyn TestDatabase) {
         store
             .insert_signing_key(k, None, &audit(&k.tenant, "key.create", &k.kid))
             .await
-            .expect("key")
-            .value;
+            .expect("key");
     }
     let k1_revoked = store
         .revoke_signing_key(
@@ -2045,14 +2020,13 @@ pub async fn change_feed_pages_without_gaps_or_repeats(db: &dyn TestDatabase) {
             (r, a)
         })
         .collect();
-    store.insert_revocations(&batch).await.expect("batch").value;
+    store.insert_revocations(&batch).await.expect("batch");
     for i in 0..20 {
         let r = rev("acme", &format!("s{i:02}"));
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("single")
-            .value;
+            .expect("single");
     }
     let before = changes_before_marker(store.as_ref(), FeedCursor::default()).await;
     let expected: Vec<String> = ["", ""]
@@ -2108,8 +2082,7 @@ pub async fn load_state_cursor_then_feed_is_everything_after(db: &dyn TestDataba
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("before")
-            .value;
+            .expect("before");
     }
     let snapshot = store.load_state(at(0)).await.expect("state");
     assert_eq!(snapshot.revocations.len(), 2);
@@ -2118,27 +2091,23 @@ pub async fn load_state_cursor_then_feed_is_everything_after(db: &dyn TestDataba
     store
         .insert_revocation(&c, &rev_audit(&c))
         .await
-        .expect("after")
-        .value;
+        .expect("after");
     let d = suspension("acme", "d", at(50));
     store
         .insert_revocation(&d, &rev_audit(&d))
         .await
-        .expect("after")
-        .value;
+        .expect("after");
     store
         .lift_suspension("acme", "d", &audit("acme", "revocation.lift", "d"))
         .await
-        .expect("lift")
-        .value;
+        .expect("lift");
     store
         .insert_api_key(
             &api_key("ak_1", Some("acme"), 1),
             &audit("acme", "api_key.create", "ak_1"),
         )
         .await
-        .expect("api key")
-        .value;
+        .expect("api key");
     let written_after = [
         said("acme", change::names::REVOCATION, "c", None),
         said("acme", change::names::REVOCATION, "d", Some(T0 + 50)),
@@ -2188,8 +2157,7 @@ pub async fn purge_appends_purge_changes(db: &dyn TestDatabase) {
         store
             .insert_revocation(r, &rev_audit(r))
             .await
-            .expect("insert")
-            .value;
+            .expect("insert");
     }
     let (_, seen) = marker_feed(store.as_ref(), FeedCursor::default()).await;
 
@@ -2284,8 +2252,7 @@ pub async fn get_api_key_by_id(db: &dyn TestDatabase) {
     store
         .delete_api_key("acme", "ak_1", &audit("acme", "api_key.delete", "ak_1"))
         .await
-        .expect("delete")
-        .value;
+        .expect("delete");
     assert_eq!(store.get_api_key("ak_1").await.expect("get"), None);
 }
 
@@ -2296,14 +2263,12 @@ pub async fn data_survives_reopen(db: &dyn TestDatabase) {
         store
             .insert_revocation(&r, &rev_audit(&r))
             .await
-            .expect("revoke")
-            .value;
+            .expect("revoke");
         let k = signing_key("acme", "k1", Alg::PS256, None, 1);
         store
             .insert_signing_key(&k, None, &audit("acme", "key.create", "k1"))
             .await
-            .expect("key")
-            .value;
+            .expect("key");
         let c = Cutoff {
             tenant: "acme".into(),
             sub: Some("alice".into()),
@@ -2313,19 +2278,16 @@ pub async fn data_survives_reopen(db: &dyn TestDatabase) {
         store
             .set_cutoff(&c, &audit("acme", "cutoff", "alice"))
             .await
-            .expect("cutoff")
-            .value;
+            .expect("cutoff");
         let a = api_key("ak_1", Some("acme"), 1);
         store
             .insert_api_key(&a, &audit("acme", "api_key.create", "ak_1"))
             .await
-            .expect("api key")
-            .value;
+            .expect("api key");
         store
             .set_tenant_suspended("acme", true, &audit("acme", "tenant.suspend", "acme"))
             .await
-            .expect("suspend")
-            .value;
+            .expect("suspend");
         (cursor(store.as_ref()).await, k, r, c, a)
         // `store` is dropped here.
     };
@@ -2389,8 +2351,7 @@ pub async fn sealed_blobs_page_and_reseal_only_what_is_unchanged(db: &dyn TestDa
         store
             .insert_signing_key(k, None, &audit(&k.tenant, "key.create", &k.kid))
             .await
-            .expect("insert")
-            .value;
+            .expect("insert");
     }
     let ids = |page: &[crate::SealedBlob]| -> Vec<(String, String)> {
         page.iter()

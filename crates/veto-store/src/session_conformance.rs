@@ -95,8 +95,7 @@ async fn open_with_tenants(db: &dyn SessionTestDatabase, ids: &[&str]) -> Fixtur
         store
             .create_tenant(&tenant(id), &audit_at(id, "tenant.create", id, -10_000))
             .await
-            .expect("create fixture tenant")
-            .value;
+            .expect("create fixture tenant");
     }
     Fixture { store, sessions }
 }
@@ -119,11 +118,7 @@ fn session(tenant: &str, actor: &str, offset: i64) -> StoredSession {
 }
 
 async fn put_session(f: &Fixture, s: &StoredSession) {
-    f.sessions
-        .create_session(s)
-        .await
-        .expect("create session")
-        .value;
+    f.sessions.create_session(s).await.expect("create session");
 }
 
 fn revoke_audit(tenant: &str, id: &str, offset: i64, reason: &str) -> AuditEvent {
@@ -238,8 +233,7 @@ pub async fn session_roundtrip_and_errors(db: &dyn SessionTestDatabase) {
             &audit("globex", "tenant.create", "globex"),
         )
         .await
-        .unwrap()
-        .value;
+        .unwrap();
     assert_eq!(
         f.sessions
             .get_session("globex", &s.record.id)
@@ -524,8 +518,7 @@ pub async fn session_keys_first_key_and_rotation(db: &dyn SessionTestDatabase) {
             &audit("globex", "session_key.create", "g1"),
         )
         .await
-        .unwrap()
-        .value;
+        .unwrap();
     let k2 = session_key("acme", "k2", 10);
     let rotate = audit("acme", "session_key.rotate", "k2");
     assert!(
@@ -803,8 +796,7 @@ pub async fn session_purge_in_bounded_batches(db: &dyn SessionTestDatabase) {
     f.sessions
         .insert_session_key(&k1, none, &audit("acme", "a", "k1"))
         .await
-        .unwrap()
-        .value;
+        .unwrap();
     let k2 = session_key("acme", "k2", 10);
     let rotate = SessionKeyInsert::Rotate {
         retain_until: at(2_000),
@@ -812,8 +804,7 @@ pub async fn session_purge_in_bounded_batches(db: &dyn SessionTestDatabase) {
     f.sessions
         .insert_session_key(&k2, rotate, &audit("acme", "a", "k2"))
         .await
-        .unwrap()
-        .value;
+        .unwrap();
 
     // With a linger of 1 h, `before` at 33,000 reaches sessions that ended before 29,400 and
     // families that expired before 29,400; pre-login records and keys go by `before` itself.
@@ -912,8 +903,7 @@ pub async fn load_sessions_reflects_everything(db: &dyn SessionTestDatabase) {
     f.sessions
         .touch_session("acme", &live.record.id, at(600), at(4_200))
         .await
-        .unwrap()
-        .value;
+        .unwrap();
     revoke(&f, &revoked.record.id, 10, "x").await;
     let k = first_key(&f, "k1").await;
     let fam_ok = family("acme", 86_400);
@@ -928,8 +918,7 @@ pub async fn load_sessions_reflects_everything(db: &dyn SessionTestDatabase) {
             &reuse_audit("globex", &fam_bad.id, 5),
         )
         .await
-        .unwrap()
-        .value;
+        .unwrap();
     let snap = f.sessions.load_sessions().await.unwrap();
     let mut sessions = snap.sessions.clone();
     sessions.sort();
@@ -972,8 +961,7 @@ pub async fn session_writes_reach_the_change_feed(db: &dyn SessionTestDatabase) 
     f.sessions
         .touch_session("acme", id, at(300), at(3_900))
         .await
-        .unwrap()
-        .value;
+        .unwrap();
     revoke(&f, id, 400, "x").await;
     let k = first_key(&f, "k1").await;
     // Pre-login records and refresh rotations live in the store only: nothing to log.
@@ -989,8 +977,7 @@ pub async fn session_writes_reach_the_change_feed(db: &dyn SessionTestDatabase) 
     f.sessions
         .revoke_refresh_family("acme", &fam.id, &reuse_audit("acme", &fam.id, 1))
         .await
-        .unwrap()
-        .value;
+        .unwrap();
     let idle = s.record.idle_expires_at.unix_timestamp();
     assert_eq!(
         what(&changes_before_marker(f.store.as_ref(), before).await),
@@ -1031,8 +1018,7 @@ pub async fn sessions_survive_reopen(db: &dyn SessionTestDatabase) {
                 &audit("acme", "a", "k1"),
             )
             .await
-            .unwrap()
-            .value;
+            .unwrap();
     }
     let (_store, sessions) = db.open().await;
     let got = sessions

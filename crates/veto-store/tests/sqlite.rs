@@ -97,8 +97,7 @@ async fn store_with_acme(db: &TempSqlite) -> Box<dyn Store> {
             &AuditEvent::new("acme", "test", "tenant.create", "acme"),
         )
         .await
-        .unwrap()
-        .value;
+        .unwrap();
     store
 }
 
@@ -130,8 +129,7 @@ async fn load_state_timing() {
             store
                 .insert_revocations(&batch(round, 10_000))
                 .await
-                .unwrap()
-                .value;
+                .unwrap();
         }
     }
     // A fresh store, as at start-up: nothing cached in this process's connections.
