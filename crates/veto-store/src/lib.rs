@@ -1,5 +1,5 @@
 //! veto's storage: one `Store` trait, two backends (SQLite embedded by default, PostgreSQL for
-//! many nodes), one conformance suite (`conformance`) that every backend passes.
+//! many nodes), one conformance suite (`tests/conformance`) that every backend passes.
 //!
 //! The change feed (`changes_after`) tells every node of every write. Within one key (a jti, a
 //! tenant, a tenant's signing keys, an API key, a cutoff) changes come in commit order, in both
@@ -22,11 +22,9 @@ use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStat
 use veto_core::tenant::Tenant;
 
 pub mod change;
-pub mod conformance;
 mod cursor;
 pub mod postgres;
 mod rows;
-pub mod session_conformance;
 pub mod sessions;
 mod sql;
 pub mod sqlite;
