@@ -21,10 +21,6 @@ use crate::cursor::Cursor;
 use crate::sessions::StoredSession;
 use crate::{Page, PageRequest, PurgeCounts, Result, StoreError, Unavailable};
 
-/// Revocations per multi-row statement in SQLite (bound values are limited there); PostgreSQL
-/// binds whole arrays instead but uses it too, to bound each statement's work.
-pub(crate) const BATCH_CHUNK: usize = 500;
-
 /// How long a write may take before it is worth a log line (slow disk, lock waits).
 pub(crate) const SLOW: Duration = Duration::from_secs(1);
 

@@ -13,16 +13,17 @@
 //!
 //! Every connection runs with `synchronous_commit` at least `on` (a server configured with `off`
 //! is overridden for our sessions; `remote_apply` and the like are kept): veto acknowledges a
-//! write only once it is durable (design.md), and `off` would acknowledge writes a crash can
-//! lose. `idle_in_transaction_session_timeout` bounds how long a transaction left open by a
-//! stuck client can hold the change feed back (see below).
+//! write only once it is durable (`docs/architecture.md`, "Writes"), and `off` would acknowledge
+//! writes a crash can lose. `idle_in_transaction_session_timeout` bounds how long a transaction
+//! left open by a stuck client can hold the change feed back (see below).
 //!
 //! # Isolation
 //!
 //! Writes run in READ COMMITTED (PostgreSQL's default): every statement sees what committed
 //! before it started, and conflicts are resolved by constraints (`ON CONFLICT DO NOTHING …
-//! RETURNING` and a re-read for idempotent revocations, `GREATEST` upserts for max-wins
-//! cutoffs) and by the key locks below, not by retrying serialization failures.
+//! RETURNING` and a re-read for idempotent revocations, upserts that keep the larger value
+//! (`CASE`) for max-wins cutoffs) and by the key locks below, not by retrying serialization
+//! failures.
 //! `load_state` and `revocation_stats` read several tables in one REPEATABLE READ, READ ONLY
 //! transaction, so that what they return is one consistent snapshot. Single reads are single
 //! statements. Serialization failures, deadlocks and lost connections surface as

@@ -2,9 +2,10 @@
 //!
 //! Durability: WAL journal with `synchronous=FULL`. In WAL mode `NORMAL` is the usual choice, but
 //! it only promises that the database stays consistent: the last transactions before a power cut
-//! may be rolled back. veto acknowledges a revocation only once it is durable (design.md), so
-//! every commit fsyncs the WAL (`FULL`), and an acknowledged revocation survives power loss, not
-//! only a process crash. The price (one fsync per commit) is why batches exist.
+//! may be rolled back. veto acknowledges a revocation only once it is durable
+//! (`docs/architecture.md`, "Writes"), so every commit fsyncs the WAL (`FULL`), and an
+//! acknowledged revocation survives power loss, not only a process crash. The price (one fsync
+//! per commit) is why batches exist.
 //!
 //! Connections: two pools over the same file. One connection for writes, several for reads.
 //! SQLite allows one writer at a time anyway; funnelling writes through one connection makes
@@ -20,8 +21,8 @@
 //! The change log: every write that alters what a node holds in memory (revocations, lifts,
 //! cutoffs, tenant and key state, API keys) appends a `changes` row in the same transaction.
 //! With a single writer, `AUTOINCREMENT` positions commit in increasing order, so a reader that
-//! has seen position N has seen every change up to N (the out-of-order commit problem of
-//! design.md exists only for the multi-writer PostgreSQL backend).
+//! has seen position N has seen every change up to N (the out-of-order commit problem of the
+//! change feed, `docs/architecture.md`, exists only for the multi-writer PostgreSQL backend).
 use std::path::Path;
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,8 +43,8 @@ use veto_core::tenant::Tenant;
 
 use crate::change::{ChangeKind, names};
 use crate::rows::{
-    self, AUDIT_COLUMNS, BATCH_CHUNK, REVOCATION_COLUMNS, SLOW, as_stored, audit_conflict,
-    batch_insert_error, now_ts, ts, unavailable, vanished,
+    self, AUDIT_COLUMNS, REVOCATION_COLUMNS, SLOW, as_stored, audit_conflict, batch_insert_error,
+    now_ts, ts, unavailable, vanished,
 };
 use crate::sql;
 use crate::{
@@ -58,6 +59,11 @@ use std::collections::HashMap;
 /// binary therefore carries its schema, and sqlx records a checksum per applied migration, so
 /// an edited migration is refused instead of silently diverging.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// Rows per multi-row statement: SQLite limits how many values one statement binds. (PostgreSQL
+/// binds whole arrays and writes a batch in one statement, however large; the HTTP layer bounds
+/// a batch.)
+const BATCH_CHUNK: usize = 500;
 
 /// `SessionStore` for this store; a child module so that it shares the private pools and helpers.
 mod sessions;
@@ -74,11 +80,12 @@ pub struct SqliteStore {
 ///
 /// With `synchronous=FULL` every commit waits for an fsync (about 0.7 ms on the reference
 /// machine), so one transaction per revocation caps a node at roughly a thousand acknowledged
-/// revocations a second however many clients send them, below design.md's budget. Instead,
-/// each caller queues its revocation and then takes its turn at `turn`; whoever holds the turn
-/// commits everything queued so far in one transaction and hands every waiter its own outcome.
-/// Alone, a caller commits its own revocation at once (no added latency); under load, callers
-/// that arrive during one fsync share the next.
+/// revocations a second however many clients send them, below the budget in
+/// `docs/architecture.md` ("Performance budgets"). Instead, each caller queues its revocation
+/// and then takes its turn at `turn`; whoever holds the turn commits everything queued so far in
+/// one transaction and hands every waiter its own outcome. Alone, a caller commits its own
+/// revocation at once (no added latency); under load, callers that arrive during one fsync share
+/// the next.
 ///
 /// Every item is durable before its caller is answered and each is idempotent on its own; one
 /// failing item (an unknown tenant) fails only itself (see `insert_group`). Measured on the
