@@ -114,9 +114,8 @@ use crate::rows::{
 };
 use crate::sql;
 use crate::{
-    CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts,
-    Resealed, Result, RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, Unavailable,
-    Written,
+    Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Resealed, Result,
+    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, Unavailable, Written,
 };
 
 /// The `LISTEN`/`NOTIFY` channel every committed change is announced on (empty payload).
@@ -373,35 +372,16 @@ async fn insert_revocation_rows(
     Ok(created)
 }
 
-/// `DELETE … WHERE ctid = ANY(ARRAY(SELECT ctid … LIMIT n))`: PostgreSQL has no
-/// `DELETE … LIMIT`; the subselect finds at most `n` victims through the table's indexes, and
-/// the outer delete reaches them by physical address (a TID scan). Safe here because purge runs
-/// under the whole-store lock: no writer moves a row between the two.
+/// `DELETE … WHERE ctid = ANY(ARRAY(SELECT ctid … LIMIT n))`, for both purges
+/// (`sql::BoundedDelete`): PostgreSQL has no `DELETE … LIMIT`; the subselect finds at most `n`
+/// victims through the table's indexes, and the outer delete reaches them by physical address (a
+/// TID scan). Safe here because purges run under the whole-store lock: no writer moves a row
+/// between the two.
 fn bounded_delete_sql(table: &str, condition: &str, returning: &str) -> String {
     format!(
         "DELETE FROM {table} WHERE ctid = ANY(ARRAY(\
            SELECT ctid FROM {table} WHERE {condition} LIMIT $2)) {returning}"
     )
-}
-
-/// Deletes at most `limit` rows of `table` matching `condition` (on `$1` = `value`); returns
-/// how many.
-async fn delete_bounded(
-    conn: &mut PgConnection,
-    table: &str,
-    condition: &str,
-    value: i64,
-    limit: i64,
-) -> Result<u64> {
-    Ok(sqlx::query(sqlx::AssertSqlSafe(bounded_delete_sql(
-        table, condition, "",
-    )))
-    .bind(value)
-    .bind(limit)
-    .execute(conn)
-    .await
-    .map_err(unavailable)?
-    .rows_affected())
 }
 
 // ---- the store -------------------------------------------------------------------------------
@@ -736,30 +716,11 @@ impl Store for PgStore {
         batch: u32,
     ) -> Result<Written<(PurgeCounts, Vec<(String, String)>)>> {
         let started = Instant::now();
-        let before = ts(before);
-        let limit = i64::from(batch.max(1));
         // The victims are only known once found, so no per-key locks: the whole store, for one
         // bounded batch (module comment).
         let mut tx = self.begin_write(Locks::whole()).await?;
-        // Old change rows go first, so that this pass never deletes the `revocation.purge`
-        // rows it appends below.
-        let retention_start = before.saturating_sub(CHANGE_RETENTION_SECS);
-        let changes = delete_bounded(&mut tx, "changes", "at < $1", retention_start, limit).await?;
-        // A suspension whose `until` has passed no longer rejects anything: it goes too.
-        let jtis: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(bounded_delete_sql(
-            "revocations",
-            "expires_at < $1 OR (until IS NOT NULL AND until < $1)",
-            "RETURNING tenant, jti",
-        )))
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let cutoffs = delete_bounded(&mut tx, "cutoffs", "expires_at < $1", before, limit).await?;
-        // Retired keys past retention only; active and revoked keys stay (see `sqlite/mod.rs`).
-        let retired = "status = 'retired' AND retain_until < $1";
-        let keys = delete_bounded(&mut tx, "signing_keys", retired, before, limit).await?;
+        let (counts, jtis) =
+            sql::purge_expired(&mut *tx, bounded_delete_sql, before, batch).await?;
         let written = if jtis.is_empty() {
             tx.commit().await.map_err(unavailable)?;
             Vec::new()
@@ -768,12 +729,6 @@ impl Store for PgStore {
             let rows = jtis.iter().map(|(t, j)| (t.as_str(), j.as_str(), None));
             insert_changes(&mut tx, names::REVOCATION_PURGE, rows).await?;
             commit_changes(tx).await?
-        };
-        let counts = PurgeCounts {
-            revocations: jtis.len() as u64,
-            cutoffs,
-            signing_keys: keys,
-            changes,
         };
         Ok(Written::new(
             rows::purge_done(started, counts, jtis),

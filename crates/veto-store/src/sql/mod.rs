@@ -5,8 +5,8 @@
 //! PostgreSQL's `$1, $2, …`, which sqlx's SQLite driver also binds by number, and the SQL keeps to
 //! what both dialects share (`RETURNING`, `ON CONFLICT`, `IS NOT DISTINCT FROM`, `CASE` rather
 //! than SQLite's two-argument `max` or PostgreSQL's `GREATEST`). What the dialects do
-//! differently (multi-row inserts, bounded deletes, the change feed) stays in the backends, as
-//! do transactions: the backend begins one, calls in here, and commits.
+//! differently (multi-row inserts, how a delete is bounded, the change feed) stays in the
+//! backends, as do transactions: the backend begins one, calls in here, and commits.
 use std::future::Future;
 
 use time::OffsetDateTime;
@@ -24,8 +24,8 @@ use crate::rows::{
     signing_key_from_row, signing_key_insert_error, tenant_from_row, ts, unavailable, vanished,
 };
 use crate::{
-    IndexedRevocation, LiftOutcome, Resealed, Result, RevokeOutcome, SealedBlob, SealedKind,
-    StateSnapshot, StoreError, Unavailable,
+    CHANGE_RETENTION_SECS, IndexedRevocation, LiftOutcome, PurgeCounts, Resealed, Result,
+    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, StoreError, Unavailable,
 };
 
 /// A bound value.
@@ -581,6 +581,77 @@ pub(crate) async fn revocation_stats<C: Conn>(
         by_reason: reasons.into_iter().map(|(r, n)| (r, count(n))).collect(),
         last_24h: count(totals.int_at(2)?),
     })
+}
+
+// ---- purge ------------------------------------------------------------------------------------
+
+/// How a backend writes "delete at most `$2` rows of `table` matching `condition` (on `$1`), then
+/// `returning`": neither dialect has `DELETE … LIMIT`, and each limits through its own row
+/// address (SQLite's rowid, PostgreSQL's ctid).
+pub(crate) type BoundedDelete = fn(table: &str, condition: &str, returning: &str) -> String;
+
+/// Deletes at most `limit` rows of `table` matching `condition` (on `$1` = `value`); returns how
+/// many.
+async fn delete_bounded<C: Conn>(
+    c: &mut C,
+    bounded: BoundedDelete,
+    (table, condition): (&str, &str),
+    value: i64,
+    limit: i64,
+) -> Result<u64> {
+    let sql = bounded(table, condition, "");
+    c.exec(&sql, vec![Int(value), Int(limit)])
+        .await
+        .map_err(unavailable)
+}
+
+/// One bounded pass of `Store::purge_batch` over the rows it deletes, at most `batch` of each
+/// kind, found through the expiry indexes. Returns the counts and the (tenant, jti) of every
+/// revocation deleted: the caller appends their `revocation.purge` changes (in bulk, its own way)
+/// in the same transaction. The caller holds whatever keeps other writers off the victims
+/// (SQLite's write lock, PostgreSQL's whole-store lock).
+pub(crate) async fn purge_expired<C: Conn>(
+    c: &mut C,
+    bounded: BoundedDelete,
+    before: OffsetDateTime,
+    batch: u32,
+) -> Result<(PurgeCounts, Vec<(String, String)>)> {
+    let before = ts(before);
+    let limit = i64::from(batch.max(1));
+    // Old change rows go first, so that this pass never deletes the `revocation.purge` rows the
+    // caller appends afterwards (with a `before` ahead of the clock it otherwise could).
+    let retention_start = before.saturating_sub(CHANGE_RETENTION_SECS);
+    let changes =
+        delete_bounded(c, bounded, ("changes", "at < $1"), retention_start, limit).await?;
+    // A suspension whose `until` has passed no longer rejects anything, whatever its
+    // `expires_at`: it goes too.
+    let sql = bounded(
+        "revocations",
+        "expires_at < $1 OR (until IS NOT NULL AND until < $1)",
+        "RETURNING tenant, jti",
+    );
+    let jtis = c
+        .rows(&sql, vec![Int(before), Int(limit)])
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| Ok((r.text_at(0)?, r.text_at(1)?)))
+        .collect::<Result<Vec<_>>>()?;
+    // Tenant-wide and subject cutoffs alike: past `expires_at` every token they could reject has
+    // expired on its own.
+    let cutoffs = delete_bounded(c, bounded, ("cutoffs", "expires_at < $1"), before, limit).await?;
+    // Retired keys past retention verify nothing any more. Active keys are never purged. Revoked
+    // keys are kept: their row is the record that (and when, and why) the key was revoked, they
+    // are few, and dropping one would turn `key_revoked` into `unknown_key`.
+    let retired = ("signing_keys", "status = 'retired' AND retain_until < $1");
+    let signing_keys = delete_bounded(c, bounded, retired, before, limit).await?;
+    let counts = PurgeCounts {
+        revocations: jtis.len() as u64,
+        cutoffs,
+        signing_keys,
+        changes,
+    };
+    Ok((counts, jtis))
 }
 
 // ---- start-up ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ use veto_core::cookie::SessionKeyRecord;
 use veto_core::prelogin::PreLoginRecord;
 use veto_core::refresh::RefreshFamily;
 
-use super::{Arg, Conn, insert_audit, insert_change, one};
+use super::{Arg, BoundedDelete, Conn, insert_audit, insert_change, one};
 use crate::change::ChangeKind;
 use crate::rows::{
     Cols, FAMILY_COLUMNS, PRELOGIN_COLUMNS, SESSION_COLUMNS, SESSION_KEY_COLUMNS, SLOW,
@@ -409,10 +409,6 @@ pub(crate) async fn rotate_refresh_family<C: Conn>(
 }
 
 // ---- purge and start-up -----------------------------------------------------------------------
-
-/// How a backend writes "delete at most `$2` rows of `table` matching `condition` (on `$1`)":
-/// neither dialect has `DELETE … LIMIT`, and each limits through its own row address.
-pub(crate) type BoundedDelete = fn(table: &str, condition: &str, returning: &str) -> String;
 
 /// Deletes at most `limit` rows of `table` matching `condition` (on `time`), found through the
 /// expiry indexes; returns the tenant and key (id, or kid for keys) of each.

@@ -48,9 +48,8 @@ use crate::rows::{
 };
 use crate::sql;
 use crate::{
-    CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts,
-    Resealed, Result, RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, StoreError,
-    Unavailable, Written,
+    Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Resealed, Result,
+    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, StoreError, Unavailable, Written,
 };
 use std::collections::HashMap;
 
@@ -302,6 +301,17 @@ async fn insert_changes<'a>(
         .await
         .map_err(unavailable)?;
     Ok(())
+}
+
+/// `DELETE … WHERE rowid IN (SELECT rowid … LIMIT n)`, for both purges (`sql::BoundedDelete`):
+/// SQLite has no `DELETE … LIMIT` unless compiled with an option the bundled build lacks, and a
+/// bounded batch keeps each write transaction (during which every other writer, i.e. every
+/// revocation, waits) short. The subselect finds the victims through the expiry indexes.
+fn bounded_delete_sql(table: &str, condition: &str, returning: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE rowid IN \
+           (SELECT rowid FROM {table} WHERE {condition} LIMIT $2) {returning}"
+    )
 }
 
 /// Commits queued single revocations in one transaction and answers each caller (see
@@ -711,76 +721,15 @@ impl Store for SqliteStore {
         batch: u32,
     ) -> Result<Written<(PurgeCounts, Vec<(String, String)>)>> {
         let started = Instant::now();
-        let before = ts(before);
-        let limit = i64::from(batch.max(1));
         let mut tx = self.begin_write().await?;
-        // Bounded, rowid-limited deletes: SQLite has no `DELETE … LIMIT` unless compiled with
-        // an option the bundled build lacks, and a bounded batch keeps each write transaction
-        // (during which every other writer, i.e. every revocation, waits) short. `rowid IN
-        // (SELECT … LIMIT n)` finds the victims through the indexes on `expires_at` and `until`.
-        //
-        // A suspension whose `until` has passed no longer rejects anything, whatever its
-        // `expires_at`: it goes too.
-        let jtis: Vec<(String, String)> = sqlx::query_as(
-            "DELETE FROM revocations WHERE rowid IN (SELECT rowid FROM revocations \
-               WHERE expires_at < ? OR (until IS NOT NULL AND until < ?) LIMIT ?) \
-             RETURNING tenant, jti",
-        )
-        .bind(before)
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        // Old change rows go first, so that this pass never deletes the `revocation.purge`
-        // rows it appends below (with a `before` ahead of the clock it otherwise could).
-        let changes = sqlx::query(
-            "DELETE FROM changes WHERE position IN \
-               (SELECT position FROM changes WHERE at < ? LIMIT ?)",
-        )
-        .bind(before.saturating_sub(CHANGE_RETENTION_SECS))
-        .bind(limit)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected();
+        let (counts, jtis) =
+            sql::purge_expired(&mut *tx, bounded_delete_sql, before, batch).await?;
         // Other nodes learn of the deletions from the feed, in the same transaction.
         for chunk in jtis.chunks(BATCH_CHUNK) {
             let rows = chunk.iter().map(|(t, j)| (t.as_str(), j.as_str(), None));
             insert_changes(&mut tx, names::REVOCATION_PURGE, rows, false).await?;
         }
-        // Tenant-wide and subject cutoffs alike: past `expires_at` every token they could
-        // reject has expired on its own.
-        let cutoffs = sqlx::query(
-            "DELETE FROM cutoffs WHERE rowid IN \
-               (SELECT rowid FROM cutoffs WHERE expires_at < ? LIMIT ?)",
-        )
-        .bind(before)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected();
-        // Retired keys past retention verify nothing any more. Active keys are never purged.
-        // Revoked keys are kept: their row is the record that (and when, and why) the key was
-        // revoked, they are few, and dropping one would turn `key_revoked` into `unknown_key`.
-        let keys = sqlx::query(
-            "DELETE FROM signing_keys WHERE rowid IN (SELECT rowid FROM signing_keys \
-               WHERE status = 'retired' AND retain_until < ? LIMIT ?)",
-        )
-        .bind(before)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected();
         let written = tx.commit().await?;
-        let counts = PurgeCounts {
-            revocations: jtis.len() as u64,
-            cutoffs,
-            signing_keys: keys,
-            changes,
-        };
         Ok(Written::new(
             rows::purge_done(started, counts, jtis),
             written,

@@ -19,7 +19,7 @@ use veto_core::prelogin::PreLoginRecord;
 use veto_core::refresh::RefreshFamily;
 use veto_core::session::SessionRecord;
 
-use super::SqliteStore;
+use super::{SqliteStore, bounded_delete_sql};
 use crate::rows::{
     self, FAMILY_COLUMNS, SESSION_COLUMNS, family_from_row, session_from_row, unavailable,
 };
@@ -28,15 +28,6 @@ use crate::sessions::{
 };
 use crate::sql::sessions as sql;
 use crate::{Page, PageRequest, Result, Written};
-
-/// `DELETE … WHERE rowid IN (SELECT rowid … LIMIT n)`: SQLite has no `DELETE … LIMIT` unless
-/// compiled with it; bounded and rowid-limited like `purge_batch`, for the same reasons.
-fn bounded_delete_sql(table: &str, condition: &str, returning: &str) -> String {
-    format!(
-        "DELETE FROM {table} WHERE rowid IN \
-           (SELECT rowid FROM {table} WHERE {condition} LIMIT $2) {returning}"
-    )
-}
 
 impl SqliteStore {
     /// `sql::sessions::revoke_row` in a write transaction, committed if it revoked anything.
