@@ -94,6 +94,7 @@
 //! commit, outside the transaction, would lift that bound at the price of a lost wake-up on a
 //! crash in between).
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -296,7 +297,7 @@ fn to_change((xid, position, tenant, kind, key, value, at): ChangeRow) -> Change
 /// Reads back the changes this transaction appended (the writer applies exactly these), announces
 /// them, then commits: the notification goes out at commit. The read uses the feed's own index
 /// (`xid` is this transaction's id).
-async fn commit_changes(mut tx: Tx) -> Result<Vec<Change>> {
+async fn commit_changes(mut tx: Transaction<'_, Postgres>) -> Result<Vec<Change>> {
     let rows: Vec<ChangeRow> = sqlx::query_as(
         "SELECT xid, position, tenant, kind, key, value, at FROM changes \
          WHERE xid = pg_current_xact_id_if_assigned()::text::bigint ORDER BY position",
@@ -311,6 +312,12 @@ async fn commit_changes(mut tx: Tx) -> Result<Vec<Change>> {
         .map_err(unavailable)?;
     tx.commit().await.map_err(unavailable)?;
     Ok(rows.into_iter().map(to_change).collect())
+}
+
+impl sql::WriteTx for Transaction<'_, Postgres> {
+    fn commit_changes(self) -> impl Future<Output = Result<Vec<Change>>> + Send {
+        commit_changes(self)
+    }
 }
 
 /// Inserts the revocations of `items` that are new (one statement, arrays), with their audit
@@ -601,13 +608,7 @@ impl Store for PgStore {
         let locks = Locks::default().within(tenant).change(&["k", tenant]);
         let mut tx = self.begin_write(locks).await?;
         let (key, changed) = sql::revoke_signing_key(&mut *tx, tenant, kid, reason, audit).await?;
-        // A repeat wrote nothing: dropping `tx` rolls back a no-op.
-        let changes = if changed {
-            commit_changes(tx).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(key, changes))
+        sql::commit_if(tx, key, |_| changed).await
     }
 
     async fn insert_revocation(
@@ -621,12 +622,7 @@ impl Store for PgStore {
         // A concurrent identical request waits for this one's key lock, then finds the row
         // (ON CONFLICT DO NOTHING) and reads it back: one record, one audit event, one change.
         let outcome = sql::insert_revocation(&mut *tx, rec, audit).await?;
-        let changes = if outcome.created {
-            commit_changes(tx).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(outcome, changes))
+        sql::commit_if(tx, outcome, |o| o.created).await
     }
 
     async fn insert_revocations(
@@ -692,13 +688,7 @@ impl Store for PgStore {
             .begin_write(Locks::default().revocation(tenant, jti))
             .await?;
         let outcome = sql::lift_suspension(&mut *tx, tenant, jti, audit).await?;
-        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        let changes = if matches!(outcome, LiftOutcome::Lifted(_)) {
-            commit_changes(tx).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(outcome, changes))
+        sql::commit_if(tx, outcome, |o| matches!(o, LiftOutcome::Lifted(_))).await
     }
 
     async fn list_audit(

@@ -45,6 +45,7 @@ use crate::rows::{
 use crate::sessions::{
     Revoked, SessionKeyInsert, SessionPurge, SessionSnapshot, SessionStore, StoredSession,
 };
+use crate::sql::commit_if;
 use crate::sql::sessions as sql;
 use crate::{Page, PageRequest, Result, Written};
 
@@ -92,13 +93,7 @@ impl PgStore {
     ) -> Result<Written<Option<Revoked<T>>>> {
         let mut tx = self.begin_write(locks).await?;
         let revoked = sql::revoke_row(&mut *tx, what, tenant, id, audit, from_row).await?;
-        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        let changes = if revoked.as_ref().is_some_and(|r| r.newly) {
-            commit_changes(tx).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(revoked, changes))
+        commit_if(tx, revoked, |r| r.as_ref().is_some_and(|r| r.newly)).await
     }
 }
 
@@ -153,13 +148,7 @@ impl SessionStore for PgStore {
             .await?;
         let touched =
             sql::touch_session(&mut *tx, tenant, id, last_seen_at, idle_expires_at).await?;
-        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        let changes = if touched {
-            commit_changes(tx).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(touched, changes))
+        commit_if(tx, touched, |&touched| touched).await
     }
 
     async fn revoke_session(
@@ -206,12 +195,7 @@ impl SessionStore for PgStore {
             }
             let revoked =
                 sql::revoke_actor_sessions(&mut *tx, tenant, actor_type, actor_id, audit).await?;
-            let changes = if revoked.is_empty() {
-                Vec::new()
-            } else {
-                commit_changes(tx).await?
-            };
-            return Ok(Written::new(revoked, changes));
+            return commit_if(tx, revoked, |ids| !ids.is_empty()).await;
         }
         unreachable!("the last attempt holds the whole-store lock and always returns")
     }
@@ -229,12 +213,7 @@ impl SessionStore for PgStore {
             .change(&["sk", &key.tenant]);
         let mut tx = self.begin_write(locks).await?;
         let inserted = sql::insert_session_key(&mut *tx, key, mode, audit).await?;
-        let changes = if inserted {
-            commit_changes(tx).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(inserted, changes))
+        commit_if(tx, inserted, |&inserted| inserted).await
     }
 
     async fn list_session_keys(&self, tenant: &str) -> Result<Vec<SessionKeyRecord>> {

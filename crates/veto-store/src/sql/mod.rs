@@ -6,7 +6,8 @@
 //! what both dialects share (`RETURNING`, `ON CONFLICT`, `IS NOT DISTINCT FROM`, `CASE` rather
 //! than SQLite's two-argument `max` or PostgreSQL's `GREATEST`). What the dialects do
 //! differently (multi-row inserts, how a delete is bounded, the change feed) stays in the
-//! backends, as do transactions: the backend begins one, calls in here, and commits.
+//! backends, as do transactions: the backend begins one, calls in here, and commits (through
+//! [`commit_if`] where a write may turn out to have changed nothing).
 use std::future::Future;
 
 use time::OffsetDateTime;
@@ -16,7 +17,7 @@ use veto_core::keys::SigningKeyRecord;
 use veto_core::revocation::{Cutoff, Revocation, RevocationStats};
 use veto_core::tenant::Tenant;
 
-use crate::change::ChangeKind;
+use crate::change::{Change, ChangeKind, Written};
 use crate::rows::{
     API_KEY_COLUMNS, Cols, REVOCATION_COLUMNS, SIGNING_KEY_COLUMNS, TENANT_COLUMNS,
     api_key_from_row, api_key_insert_error, as_stored, audit_conflict, conflict_or_unavailable,
@@ -104,6 +105,29 @@ conn_for!(sqlx::SqliteConnection, sqlx::Sqlite, sqlite_query);
 conn_for!(sqlx::PgConnection, sqlx::Postgres, pg_query);
 
 use Arg::{Bytes, Flag, Int, OptInt, OptText, Text};
+
+/// A backend's write transaction, begun the way that backend's writes need (SQLite's write lock,
+/// PostgreSQL's key locks). `commit_changes` commits it and returns the changes it appended, in
+/// feed order (PostgreSQL also announces them).
+pub(crate) trait WriteTx: Send {
+    fn commit_changes(self) -> impl Future<Output = Result<Vec<Change>>> + Send;
+}
+
+/// `value` and the changes `tx` appended, committed only if `wrote(&value)`: a write that turned
+/// out to change nothing (a repeat, an unknown row) is dropped, which rolls back a transaction
+/// that wrote nothing, and returns no changes.
+pub(crate) async fn commit_if<W: WriteTx, T>(
+    tx: W,
+    value: T,
+    wrote: impl FnOnce(&T) -> bool,
+) -> Result<Written<T>> {
+    let changes = if wrote(&value) {
+        tx.commit_changes().await?
+    } else {
+        Vec::new()
+    };
+    Ok(Written::new(value, changes))
+}
 
 /// The `SessionStore` statements, written once in the same way.
 pub(crate) mod sessions;

@@ -23,6 +23,7 @@
 //! With a single writer, `AUTOINCREMENT` positions commit in increasing order, so a reader that
 //! has seen position N has seen every change up to N (the out-of-order commit problem of the
 //! change feed, `docs/architecture.md`, exists only for the multi-writer PostgreSQL backend).
+use std::future::Future;
 use std::path::Path;
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,6 +175,12 @@ impl Writing {
         let changes = select_changes(&mut self.tx, self.since, None).await?;
         self.tx.commit().await.map_err(unavailable)?;
         Ok(changes)
+    }
+}
+
+impl sql::WriteTx for Writing {
+    fn commit_changes(self) -> impl Future<Output = Result<Vec<Change>>> + Send {
+        self.commit()
     }
 }
 
@@ -604,12 +611,7 @@ impl Store for SqliteStore {
     ) -> Result<Written<SigningKeyRecord>> {
         let mut tx = self.begin_write().await?;
         let (key, changed) = sql::revoke_signing_key(&mut *tx, tenant, kid, reason, audit).await?;
-        let changes = if changed {
-            tx.commit().await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(key, changes))
+        sql::commit_if(tx, key, |_| changed).await
     }
 
     async fn insert_revocation(
@@ -697,13 +699,7 @@ impl Store for SqliteStore {
     ) -> Result<Written<LiftOutcome>> {
         let mut tx = self.begin_write().await?;
         let outcome = sql::lift_suspension(&mut *tx, tenant, jti, audit).await?;
-        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        let changes = if matches!(outcome, LiftOutcome::Lifted(_)) {
-            tx.commit().await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(outcome, changes))
+        sql::commit_if(tx, outcome, |o| matches!(o, LiftOutcome::Lifted(_))).await
     }
 
     async fn list_audit(

@@ -26,6 +26,7 @@ use crate::rows::{
 use crate::sessions::{
     Revoked, SessionKeyInsert, SessionPurge, SessionSnapshot, SessionStore, StoredSession,
 };
+use crate::sql::commit_if;
 use crate::sql::sessions as sql;
 use crate::{Page, PageRequest, Result, Written};
 
@@ -40,13 +41,7 @@ impl SqliteStore {
     ) -> Result<Written<Option<Revoked<T>>>> {
         let mut tx = self.begin_write().await?;
         let revoked = sql::revoke_row(&mut *tx, what, tenant, id, audit, from_row).await?;
-        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        let changes = if revoked.as_ref().is_some_and(|r| r.newly) {
-            tx.commit().await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(revoked, changes))
+        commit_if(tx, revoked, |r| r.as_ref().is_some_and(|r| r.newly)).await
     }
 }
 
@@ -92,13 +87,7 @@ impl SessionStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let touched =
             sql::touch_session(&mut *tx, tenant, id, last_seen_at, idle_expires_at).await?;
-        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        let changes = if touched {
-            tx.commit().await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(touched, changes))
+        commit_if(tx, touched, |&touched| touched).await
     }
 
     async fn revoke_session(
@@ -133,12 +122,7 @@ impl SessionStore for SqliteStore {
         // Inside the write transaction: no other writer can add a key in between.
         let mut tx = self.begin_write().await?;
         let inserted = sql::insert_session_key(&mut *tx, key, mode, audit).await?;
-        let changes = if inserted {
-            tx.commit().await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(inserted, changes))
+        commit_if(tx, inserted, |&inserted| inserted).await
     }
 
     async fn list_session_keys(&self, tenant: &str) -> Result<Vec<SessionKeyRecord>> {
