@@ -30,7 +30,6 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
 use time::{Duration, OffsetDateTime};
 use veto_core::audit::AuditEvent;
 use veto_core::cookie::SessionKeyRecord;
@@ -39,9 +38,7 @@ use veto_core::refresh::RefreshFamily;
 use veto_core::session::SessionRecord;
 
 use super::{Locks, MAX_KEY_LOCKS, PgStore, bounded_delete_sql, commit_changes, lock_id};
-use crate::rows::{
-    self, FAMILY_COLUMNS, SESSION_COLUMNS, family_from_row, session_from_row, unavailable,
-};
+use crate::rows::{self, unavailable};
 use crate::sessions::{
     Revoked, SessionKeyInsert, SessionPurge, SessionSnapshot, SessionStore, StoredSession,
 };
@@ -81,22 +78,6 @@ impl Locks {
     }
 }
 
-impl PgStore {
-    /// `sql::sessions::revoke_row` under `locks`, announced if it revoked anything.
-    async fn revoke_row<T>(
-        &self,
-        locks: Locks,
-        what: sql::RevokeWhat,
-        (tenant, id): (&str, &str),
-        audit: &AuditEvent,
-        from_row: impl Fn(&PgRow) -> Result<T> + Send,
-    ) -> Result<Written<Option<Revoked<T>>>> {
-        let mut tx = self.begin_write(locks).await?;
-        let revoked = sql::revoke_row(&mut *tx, what, tenant, id, audit, from_row).await?;
-        commit_if(tx, revoked, |r| r.as_ref().is_some_and(|r| r.newly)).await
-    }
-}
-
 #[async_trait]
 impl SessionStore for PgStore {
     async fn create_session(&self, s: &StoredSession) -> Result<Written<()>> {
@@ -113,15 +94,7 @@ impl SessionStore for PgStore {
     }
 
     async fn get_session(&self, tenant: &str, id: &str) -> Result<Option<StoredSession>> {
-        let table = (SESSION_COLUMNS, "sessions");
-        sql::row_by_id(
-            &mut *self.conn().await?,
-            table,
-            tenant,
-            id,
-            session_from_row,
-        )
-        .await
+        sql::get_session(&mut *self.conn().await?, tenant, id).await
     }
 
     async fn list_active_sessions(
@@ -157,11 +130,11 @@ impl SessionStore for PgStore {
         id: &str,
         audit: &AuditEvent,
     ) -> Result<Written<Option<Revoked<SessionRecord>>>> {
-        let locks = Locks::default().session(tenant, id);
-        let what = sql::REVOKE_SESSION;
-        let from_row = |r: &_| session_from_row(r).map(|s| s.record);
-        self.revoke_row(locks, what, (tenant, id), audit, from_row)
-            .await
+        let mut tx = self
+            .begin_write(Locks::default().session(tenant, id))
+            .await?;
+        let revoked = sql::revoke_session(&mut *tx, tenant, id, audit).await?;
+        commit_if(tx, revoked, sql::newly).await
     }
 
     async fn revoke_actor_sessions(
@@ -241,8 +214,7 @@ impl SessionStore for PgStore {
     }
 
     async fn get_refresh_family(&self, tenant: &str, id: &str) -> Result<Option<RefreshFamily>> {
-        let table = (FAMILY_COLUMNS, "refresh_families");
-        sql::row_by_id(&mut *self.conn().await?, table, tenant, id, family_from_row).await
+        sql::get_refresh_family(&mut *self.conn().await?, tenant, id).await
     }
 
     async fn rotate_refresh_family(
@@ -265,10 +237,11 @@ impl SessionStore for PgStore {
         id: &str,
         audit: &AuditEvent,
     ) -> Result<Written<Option<Revoked<RefreshFamily>>>> {
-        let locks = Locks::default().family(tenant, id);
-        let what = sql::REVOKE_FAMILY;
-        self.revoke_row(locks, what, (tenant, id), audit, family_from_row)
-            .await
+        let mut tx = self
+            .begin_write(Locks::default().family(tenant, id))
+            .await?;
+        let revoked = sql::revoke_refresh_family(&mut *tx, tenant, id, audit).await?;
+        commit_if(tx, revoked, sql::newly).await
     }
 
     async fn purge_sessions_batch(

@@ -11,12 +11,14 @@ use veto_core::audit::AuditEvent;
 use veto_core::cookie::SessionKeyRecord;
 use veto_core::prelogin::PreLoginRecord;
 use veto_core::refresh::RefreshFamily;
+use veto_core::session::SessionRecord;
 
 use super::{Arg, BoundedDelete, Conn, insert_audit, insert_change, one};
 use crate::change::ChangeKind;
 use crate::rows::{
     Cols, FAMILY_COLUMNS, PRELOGIN_COLUMNS, SESSION_COLUMNS, SESSION_KEY_COLUMNS, SLOW,
-    missing_tenant_or_unavailable, prelogin_from_row, session_key_from_row, ts, unavailable,
+    family_from_row, missing_tenant_or_unavailable, prelogin_from_row, session_from_row,
+    session_key_from_row, ts, unavailable,
 };
 use crate::sessions::{Revoked, SessionKeyInsert, SessionPurge, SessionSnapshot, StoredSession};
 use crate::{Result, StoreError, Unavailable};
@@ -90,7 +92,7 @@ async fn by_key<C: Conn, T>(
 }
 
 /// One row by (tenant, id) of `table` (sessions, prelogin or refresh_families).
-pub(crate) async fn row_by_id<C: Conn, T>(
+async fn row_by_id<C: Conn, T>(
     c: &mut C,
     (columns, table): (&str, &str),
     tenant: &str,
@@ -99,6 +101,24 @@ pub(crate) async fn row_by_id<C: Conn, T>(
 ) -> Result<Option<T>> {
     let sql = format!("SELECT {columns} FROM {table} WHERE tenant = $1 AND id = $2");
     by_key(c, &sql, (tenant, id), from_row).await
+}
+
+pub(crate) async fn get_session<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<StoredSession>> {
+    let table = (SESSION_COLUMNS, "sessions");
+    row_by_id(c, table, tenant, id, session_from_row).await
+}
+
+pub(crate) async fn get_refresh_family<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<RefreshFamily>> {
+    let table = (FAMILY_COLUMNS, "refresh_families");
+    row_by_id(c, table, tenant, id, family_from_row).await
 }
 
 /// Writes a touch back: both times rise, never fall, and the idle expiry never passes the
@@ -143,13 +163,13 @@ pub(crate) async fn touch_session<C: Conn>(
 }
 
 /// What `revoke_row` revokes: (columns, table, the change it appends given the row's id).
-pub(crate) type RevokeWhat = (&'static str, &'static str, fn(String) -> ChangeKind);
+type RevokeWhat = (&'static str, &'static str, fn(String) -> ChangeKind);
 
-pub(crate) const REVOKE_SESSION: RevokeWhat = (SESSION_COLUMNS, "sessions", |id| {
+const REVOKE_SESSION: RevokeWhat = (SESSION_COLUMNS, "sessions", |id| {
     ChangeKind::SessionRevoked { id }
 });
 
-pub(crate) const REVOKE_FAMILY: RevokeWhat = (FAMILY_COLUMNS, "refresh_families", |family| {
+const REVOKE_FAMILY: RevokeWhat = (FAMILY_COLUMNS, "refresh_families", |family| {
     ChangeKind::RefreshFamilyRevoked { family }
 });
 
@@ -157,7 +177,7 @@ pub(crate) const REVOKE_FAMILY: RevokeWhat = (FAMILY_COLUMNS, "refresh_families"
 /// unless it is already revoked, writing the audit event and a `kind` change with it. Returns
 /// the row after the call, and whether this call revoked it; when it did not, nothing was
 /// written and the caller need not commit.
-pub(crate) async fn revoke_row<C: Conn, T>(
+async fn revoke_row<C: Conn, T>(
     c: &mut C,
     (columns, table, kind): RevokeWhat,
     tenant: &str,
@@ -191,6 +211,33 @@ pub(crate) async fn revoke_row<C: Conn, T>(
         record,
         newly: false,
     }))
+}
+
+/// Revokes one session (see `SessionStore::revoke_session`); commit only if [`newly`].
+pub(crate) async fn revoke_session<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    id: &str,
+    audit: &AuditEvent,
+) -> Result<Option<Revoked<SessionRecord>>> {
+    let from_row = |r: &C::Row| session_from_row(r).map(|s| s.record);
+    revoke_row(c, REVOKE_SESSION, tenant, id, audit, from_row).await
+}
+
+/// Revokes one refresh family (see `SessionStore::revoke_refresh_family`); commit only if
+/// [`newly`].
+pub(crate) async fn revoke_refresh_family<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    id: &str,
+    audit: &AuditEvent,
+) -> Result<Option<Revoked<RefreshFamily>>> {
+    revoke_row(c, REVOKE_FAMILY, tenant, id, audit, family_from_row).await
+}
+
+/// Whether a revocation wrote anything: only a row not revoked before is.
+pub(crate) fn newly<T>(revoked: &Option<Revoked<T>>) -> bool {
+    revoked.as_ref().is_some_and(|r| r.newly)
 }
 
 /// The ids of the actor's sessions not yet revoked.

@@ -11,7 +11,6 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
 use time::{Duration, OffsetDateTime};
 use veto_core::audit::AuditEvent;
 use veto_core::cookie::SessionKeyRecord;
@@ -20,30 +19,13 @@ use veto_core::refresh::RefreshFamily;
 use veto_core::session::SessionRecord;
 
 use super::{SqliteStore, bounded_delete_sql};
-use crate::rows::{
-    self, FAMILY_COLUMNS, SESSION_COLUMNS, family_from_row, session_from_row, unavailable,
-};
+use crate::rows::{self, unavailable};
 use crate::sessions::{
     Revoked, SessionKeyInsert, SessionPurge, SessionSnapshot, SessionStore, StoredSession,
 };
 use crate::sql::commit_if;
 use crate::sql::sessions as sql;
 use crate::{Page, PageRequest, Result, Written};
-
-impl SqliteStore {
-    /// `sql::sessions::revoke_row` in a write transaction, committed if it revoked anything.
-    async fn revoke_row<T>(
-        &self,
-        what: sql::RevokeWhat,
-        (tenant, id): (&str, &str),
-        audit: &AuditEvent,
-        from_row: impl Fn(&SqliteRow) -> Result<T> + Send,
-    ) -> Result<Written<Option<Revoked<T>>>> {
-        let mut tx = self.begin_write().await?;
-        let revoked = sql::revoke_row(&mut *tx, what, tenant, id, audit, from_row).await?;
-        commit_if(tx, revoked, |r| r.as_ref().is_some_and(|r| r.newly)).await
-    }
-}
 
 #[async_trait]
 impl SessionStore for SqliteStore {
@@ -54,15 +36,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn get_session(&self, tenant: &str, id: &str) -> Result<Option<StoredSession>> {
-        let table = (SESSION_COLUMNS, "sessions");
-        sql::row_by_id(
-            &mut *self.read_conn().await?,
-            table,
-            tenant,
-            id,
-            session_from_row,
-        )
-        .await
+        sql::get_session(&mut *self.read_conn().await?, tenant, id).await
     }
 
     async fn list_active_sessions(
@@ -96,9 +70,9 @@ impl SessionStore for SqliteStore {
         id: &str,
         audit: &AuditEvent,
     ) -> Result<Written<Option<Revoked<SessionRecord>>>> {
-        let what = sql::REVOKE_SESSION;
-        let from_row = |r: &_| session_from_row(r).map(|s| s.record);
-        self.revoke_row(what, (tenant, id), audit, from_row).await
+        let mut tx = self.begin_write().await?;
+        let revoked = sql::revoke_session(&mut *tx, tenant, id, audit).await?;
+        commit_if(tx, revoked, sql::newly).await
     }
 
     async fn revoke_actor_sessions(
@@ -154,15 +128,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn get_refresh_family(&self, tenant: &str, id: &str) -> Result<Option<RefreshFamily>> {
-        let table = (FAMILY_COLUMNS, "refresh_families");
-        sql::row_by_id(
-            &mut *self.read_conn().await?,
-            table,
-            tenant,
-            id,
-            family_from_row,
-        )
-        .await
+        sql::get_refresh_family(&mut *self.read_conn().await?, tenant, id).await
     }
 
     async fn rotate_refresh_family(
@@ -184,9 +150,9 @@ impl SessionStore for SqliteStore {
         id: &str,
         audit: &AuditEvent,
     ) -> Result<Written<Option<Revoked<RefreshFamily>>>> {
-        let what = sql::REVOKE_FAMILY;
-        self.revoke_row(what, (tenant, id), audit, family_from_row)
-            .await
+        let mut tx = self.begin_write().await?;
+        let revoked = sql::revoke_refresh_family(&mut *tx, tenant, id, audit).await?;
+        commit_if(tx, revoked, sql::newly).await
     }
 
     async fn purge_sessions_batch(
