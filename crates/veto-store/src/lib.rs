@@ -1,5 +1,5 @@
 //! veto's storage: one `Store` trait, two backends (SQLite embedded by default, PostgreSQL for
-//! many nodes), one conformance suite (`conformance`) that every backend passes.
+//! many nodes), one conformance suite (`tests/conformance`) that every backend passes.
 //!
 //! The change feed (`changes_after`) tells every node of every write. Within one key (a jti, a
 //! tenant, a tenant's signing keys, an API key, a cutoff) changes come in commit order, in both
@@ -17,6 +17,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use veto_core::apikey::ApiKeyRecord;
@@ -26,14 +28,9 @@ use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStat
 use veto_core::tenant::Tenant;
 
 pub mod change;
-// Test suites: a failed expectation is a panic by design.
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-pub mod conformance;
 mod cursor;
 pub mod postgres;
 mod rows;
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-pub mod session_conformance;
 pub mod sessions;
 mod sql;
 pub mod sqlite;
@@ -62,20 +59,103 @@ pub struct Resealed {
 pub use sessions::SessionStore;
 pub use sqlite::SqliteStore;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum StoreError {
     /// The thing already exists (e.g. a tenant id); carries a description for the client.
-    #[error("conflict: {0}")]
     Conflict(String),
-    #[error("not found: {0}")]
     NotFound(String),
     /// A pagination cursor this store did not issue (or from another list). Maps to 400.
-    #[error("malformed cursor")]
     BadCursor,
     /// The backend failed (I/O, connection, constraint we did not expect). Never caused by input
-    /// that the HTTP layer validated; maps to 503, because retrying later may work.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    /// that the HTTP layer validated; maps to 503, because retrying later may work. The
+    /// [`Unavailable`] says what failed and keeps the backend's own error as its source.
+    Unavailable(Unavailable),
+}
+
+// Display and Error by hand, here and for `Unavailable`: the source is the backend's error itself
+// (so that it can be downcast), not the `Unavailable` or the `Arc` around it, whose text this
+// error's `Display` already shows.
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Conflict(d) => write!(f, "conflict: {d}"),
+            StoreError::NotFound(d) => write!(f, "not found: {d}"),
+            StoreError::BadCursor => f.write_str("malformed cursor"),
+            StoreError::Unavailable(d) => write!(f, "store unavailable: {d}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Unavailable(d) => d.source(),
+            _ => None,
+        }
+    }
+}
+
+impl From<Unavailable> for StoreError {
+    fn from(d: Unavailable) -> Self {
+        StoreError::Unavailable(d)
+    }
+}
+
+/// Why the store was unavailable: what failed, and the error the backend reported for it, if
+/// any, kept as this error's `source`. Displays as the description, then the source's message
+/// (`migration failed: …`); either alone when the other is missing.
+///
+/// Cheap to clone (the source is shared), so that one failed commit can answer every caller
+/// whose write it carried.
+#[derive(Debug, Clone)]
+pub struct Unavailable {
+    context: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            None => f.write_str(&self.context),
+            Some(s) if self.context.is_empty() => write!(f, "{s}"),
+            Some(s) => write!(f, "{}: {s}", self.context),
+        }
+    }
+}
+
+impl std::error::Error for Unavailable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let source: &(dyn std::error::Error + Send + Sync) = self.source.as_deref()?;
+        Some(source)
+    }
+}
+
+impl Unavailable {
+    /// A failure without an underlying error (a stored row that does not decode, a row that
+    /// vanished mid-transaction).
+    pub fn new(context: impl Into<String>) -> Self {
+        Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A failure the backend reported as `source`, while doing `context` (which may be empty
+    /// when the source says it all).
+    pub fn caused_by(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Unavailable {
+            context: context.into(),
+            source: Some(Arc::from(source.into())),
+        }
+    }
+
+    /// What failed, without the source's message (empty when only the source tells).
+    pub fn context(&self) -> &str {
+        &self.context
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -125,7 +205,7 @@ pub struct PurgeCounts {
 /// A place in the change log, ordered by (xid, position). SQLite: xid is always 0.
 ///
 /// PostgreSQL orders by the writing transaction's id first, because positions (a sequence) can
-/// commit out of order; see `postgres.rs`. `FeedCursor::default()` is before every change.
+/// commit out of order; see `postgres/mod.rs`. `FeedCursor::default()` is before every change.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FeedCursor {
     pub xid: i64,
@@ -313,5 +393,43 @@ pub trait Store: Send + Sync + 'static {
     /// revocation. Backends whose positions commit in order (SQLite) never hold anything back.
     async fn feed_pending_since(&self, _after: FeedCursor) -> Result<Option<i64>> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn unavailable_shows_what_failed_and_keeps_the_backend_error_as_source() {
+        let backend = || std::io::Error::other("disk on fire");
+        let cases = [
+            (Unavailable::new("a row vanished"), "a row vanished", false),
+            (Unavailable::caused_by("", backend()), "disk on fire", true),
+            (
+                Unavailable::caused_by("migration failed", backend()),
+                "migration failed: disk on fire",
+                true,
+            ),
+        ];
+        for (detail, text, has_source) in cases {
+            assert_eq!(detail.to_string(), text);
+            let e = StoreError::from(detail.clone());
+            assert_eq!(e.to_string(), format!("store unavailable: {text}"));
+            // The store error's source is the backend's error itself, not the detail around it.
+            let source = e.source().map(|s| s.to_string());
+            assert_eq!(source, has_source.then(|| "disk on fire".to_owned()));
+            assert_eq!(detail.source().map(|s| s.to_string()), source);
+            if has_source {
+                let backend = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+                assert!(
+                    backend.is_some(),
+                    "the backend's error itself, downcastable"
+                );
+            }
+        }
+        assert!(StoreError::NotFound("x".into()).source().is_none());
     }
 }

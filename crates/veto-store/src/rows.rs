@@ -9,18 +9,17 @@ use sqlx::{Database, Encode, Pool, QueryBuilder, Row, Type};
 use time::OffsetDateTime;
 use veto_core::apikey::{ApiKeyRecord, Scope};
 use veto_core::audit::AuditEvent;
+use veto_core::cookie::{SessionKeyRecord, SessionKeyStatus};
 use veto_core::keys::{KeyStatus, SigningKeyRecord};
+use veto_core::prelogin::PreLoginRecord;
+use veto_core::refresh::RefreshFamily;
 use veto_core::revocation::{Revocation, RevocationFilter, RevocationStatus};
 use veto_core::session::SessionRecord;
 use veto_core::tenant::Tenant;
 
 use crate::cursor::Cursor;
-use crate::sessions::{SESSION_COLUMNS, session_from_row};
-use crate::{Page, PageRequest, PurgeCounts, Result, StoreError};
-
-/// Revocations per multi-row statement in SQLite (bound values are limited there); PostgreSQL
-/// binds whole arrays instead but uses it too, to bound each statement's work.
-pub(crate) const BATCH_CHUNK: usize = 500;
+use crate::sessions::StoredSession;
+use crate::{Page, PageRequest, PurgeCounts, Result, StoreError, Unavailable};
 
 /// How long a write may take before it is worth a log line (slow disk, lock waits).
 pub(crate) const SLOW: Duration = Duration::from_secs(1);
@@ -32,6 +31,15 @@ pub(crate) const API_KEY_COLUMNS: &str = "id, tenant, name, scopes, key_hash, cr
 pub(crate) const SIGNING_KEY_COLUMNS: &str = "tenant, kid, alg, status, audience, created_at, \
      retain_until, revoked_at, revoke_reason, encrypted_private, public_jwk";
 pub(crate) const AUDIT_COLUMNS: &str = "id, tenant, at, actor, action, target, reason, metadata";
+pub(crate) const SESSION_COLUMNS: &str = "tenant, id, actor_type, actor_id, created_at, \
+     last_seen_at, idle_expires_at, absolute_expires_at, idle_timeout_seconds, ip_address, \
+     user_agent, revoked_at, revoke_reason, csrf_hash";
+pub(crate) const SESSION_KEY_COLUMNS: &str =
+    "tenant, kid, status, created_at, retain_until, encrypted_secret";
+pub(crate) const PRELOGIN_COLUMNS: &str =
+    "tenant, id, state, nonce, encrypted_pkce_verifier, redirect_uri, created_at, expires_at";
+pub(crate) const FAMILY_COLUMNS: &str =
+    "tenant, id, sub, current_gen, revoked_at, revoke_reason, expires_at";
 
 // ---- errors -----------------------------------------------------------------------------------
 
@@ -39,7 +47,7 @@ pub(crate) const AUDIT_COLUMNS: &str = "id, tenant, at, actor, action, target, r
 /// timeouts, PostgreSQL serialization failures and deadlocks. All of them may succeed on retry,
 /// which is what `Unavailable` (503) tells the client.
 pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    Unavailable::caused_by("", e).into()
 }
 
 /// Unique violations become `Conflict(what)`, everything else `Unavailable`.
@@ -97,7 +105,7 @@ pub(crate) fn audit_conflict(e: sqlx::Error) -> StoreError {
 }
 
 pub(crate) fn vanished() -> StoreError {
-    StoreError::Unavailable("a conflicting revocation vanished mid-transaction".into())
+    Unavailable::new("a conflicting revocation vanished mid-transaction").into()
 }
 
 // ---- times and records --------------------------------------------------------------------------
@@ -112,7 +120,7 @@ pub(crate) fn now_ts() -> i64 {
 
 pub(crate) fn from_ts(secs: i64) -> Result<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(secs)
-        .map_err(|_| StoreError::Unavailable(format!("stored time {secs} is out of range")))
+        .map_err(|_| Unavailable::new(format!("stored time {secs} is out of range")).into())
 }
 
 pub(crate) fn opt_from_ts(secs: Option<i64>) -> Result<Option<OffsetDateTime>> {
@@ -263,9 +271,10 @@ pub(crate) fn api_key_from_row(r: &impl Cols) -> Result<ApiKeyRecord> {
         // Unknown scope names (from a newer version) are dropped: a key never gains a scope
         // it was not given.
         scopes: scopes.split(' ').filter_map(Scope::parse).collect(),
-        key_hash: hash.as_slice().try_into().map_err(|_| {
-            StoreError::Unavailable("stored API key hash has the wrong length".into())
-        })?,
+        key_hash: hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| Unavailable::new("stored API key hash has the wrong length"))?,
         created_at: from_ts(r.int("created_at")?)?,
     })
 }
@@ -276,19 +285,19 @@ pub(crate) fn signing_key_from_row(r: &impl Cols) -> Result<SigningKeyRecord> {
     let public_jwk = match r.opt_text("public_jwk")? {
         None => None,
         // A public key that no longer parses would make verification silently fail: refuse.
-        Some(j) => Some(serde_json::from_str(&j).map_err(|_| {
-            StoreError::Unavailable("a stored public JWK is not valid JSON".into())
-        })?),
+        Some(j) => Some(
+            serde_json::from_str(&j)
+                .map_err(|e| Unavailable::caused_by("a stored public JWK is not valid JSON", e))?,
+        ),
     };
     Ok(SigningKeyRecord {
         kid: r.text("kid")?,
         tenant: r.text("tenant")?,
         alg: alg
             .parse()
-            .map_err(|_| StoreError::Unavailable(format!("stored key has unknown alg {alg:?}")))?,
-        status: KeyStatus::parse(&status).ok_or_else(|| {
-            StoreError::Unavailable(format!("stored key has unknown status {status:?}"))
-        })?,
+            .map_err(|_| Unavailable::new(format!("stored key has unknown alg {alg:?}")))?,
+        status: KeyStatus::parse(&status)
+            .ok_or_else(|| Unavailable::new(format!("stored key has unknown status {status:?}")))?,
         audience: r.opt_text("audience")?,
         created_at: from_ts(r.int("created_at")?)?,
         retain_until: opt_from_ts(r.opt_int("retain_until")?)?,
@@ -309,6 +318,73 @@ pub(crate) fn audit_from_row(r: &impl Cols) -> Result<AuditEvent> {
         target: r.text("target")?,
         reason: r.opt_text("reason")?,
         metadata: json_or_null(&r.text("metadata")?),
+    })
+}
+
+fn broken(what: &str) -> StoreError {
+    Unavailable::new(format!("a stored {what} is malformed")).into()
+}
+
+pub(crate) fn session_from_row(r: &impl Cols) -> Result<StoredSession> {
+    let csrf = r.bytes("csrf_hash")?;
+    Ok(StoredSession {
+        record: SessionRecord {
+            id: r.text("id")?,
+            tenant: r.text("tenant")?,
+            actor_id: r.text("actor_id")?,
+            actor_type: r.text("actor_type")?,
+            created_at: from_ts(r.int("created_at")?)?,
+            last_seen_at: from_ts(r.int("last_seen_at")?)?,
+            idle_expires_at: from_ts(r.int("idle_expires_at")?)?,
+            absolute_expires_at: from_ts(r.int("absolute_expires_at")?)?,
+            ip_address: r.opt_text("ip_address")?,
+            user_agent: r.opt_text("user_agent")?,
+            revoked_at: opt_from_ts(r.opt_int("revoked_at")?)?,
+            revoke_reason: r.opt_text("revoke_reason")?,
+            csrf_hash: csrf
+                .as_slice()
+                .try_into()
+                .map_err(|_| broken("session CSRF hash"))?,
+        },
+        idle_timeout_seconds: r.int("idle_timeout_seconds")?,
+    })
+}
+
+pub(crate) fn session_key_from_row(r: &impl Cols) -> Result<SessionKeyRecord> {
+    let status = r.text("status")?;
+    Ok(SessionKeyRecord {
+        tenant: r.text("tenant")?,
+        kid: r.text("kid")?,
+        status: SessionKeyStatus::parse(&status).ok_or_else(|| broken("session key status"))?,
+        created_at: from_ts(r.int("created_at")?)?,
+        retain_until: opt_from_ts(r.opt_int("retain_until")?)?,
+        encrypted_secret: r.bytes("encrypted_secret")?,
+    })
+}
+
+pub(crate) fn prelogin_from_row(r: &impl Cols) -> Result<PreLoginRecord> {
+    Ok(PreLoginRecord {
+        id: r.text("id")?,
+        tenant: r.text("tenant")?,
+        state: r.text("state")?,
+        nonce: r.text("nonce")?,
+        encrypted_pkce_verifier: r.bytes("encrypted_pkce_verifier")?,
+        redirect_uri: r.opt_text("redirect_uri")?,
+        created_at: from_ts(r.int("created_at")?)?,
+        expires_at: from_ts(r.int("expires_at")?)?,
+    })
+}
+
+pub(crate) fn family_from_row(r: &impl Cols) -> Result<RefreshFamily> {
+    Ok(RefreshFamily {
+        tenant: r.text("tenant")?,
+        id: r.text("id")?,
+        sub: r.text("sub")?,
+        current_gen: u32::try_from(r.int("current_gen")?)
+            .map_err(|_| broken("refresh family generation"))?,
+        revoked_at: opt_from_ts(r.opt_int("revoked_at")?)?,
+        revoke_reason: r.opt_text("revoke_reason")?,
+        expires_at: from_ts(r.int("expires_at")?)?,
     })
 }
 

@@ -22,13 +22,12 @@
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 use veto_core::audit::AuditEvent;
-use veto_core::cookie::{SessionKeyRecord, SessionKeyStatus};
+use veto_core::cookie::SessionKeyRecord;
 use veto_core::prelogin::PreLoginRecord;
 use veto_core::refresh::RefreshFamily;
 use veto_core::session::SessionRecord;
 
-use crate::rows::{Cols, from_ts, opt_from_ts};
-use crate::{Page, PageRequest, Result, StoreError, Written};
+use crate::{Page, PageRequest, Result, Written};
 
 /// A session as stored: the record plus the idle timeout it was opened with, which a touch
 /// slides the idle expiry by (the contract's JSON does not show it, so it is not in the record).
@@ -205,93 +204,4 @@ pub trait SessionStore: Send + Sync + 'static {
     /// `Store::load_state`: the change feed is then followed from that snapshot's cursor, and
     /// replaying a session change already contained here is harmless (every apply is idempotent).
     async fn load_sessions(&self) -> Result<SessionSnapshot>;
-}
-
-// ---- row decoding, shared by the backends -------------------------------------------------
-
-pub(crate) const SESSION_COLUMNS: &str = "tenant, id, actor_type, actor_id, created_at, \
-     last_seen_at, idle_expires_at, absolute_expires_at, idle_timeout_seconds, ip_address, \
-     user_agent, revoked_at, revoke_reason, csrf_hash";
-pub(crate) const SESSION_KEY_COLUMNS: &str =
-    "tenant, kid, status, created_at, retain_until, encrypted_secret";
-pub(crate) const PRELOGIN_COLUMNS: &str =
-    "tenant, id, state, nonce, encrypted_pkce_verifier, redirect_uri, created_at, expires_at";
-pub(crate) const FAMILY_COLUMNS: &str =
-    "tenant, id, sub, current_gen, revoked_at, revoke_reason, expires_at";
-
-fn broken(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("a stored {what} is malformed"))
-}
-
-pub(crate) fn session_from_row(r: &impl Cols) -> Result<StoredSession> {
-    let csrf = r.bytes("csrf_hash")?;
-    Ok(StoredSession {
-        record: SessionRecord {
-            id: r.text("id")?,
-            tenant: r.text("tenant")?,
-            actor_id: r.text("actor_id")?,
-            actor_type: r.text("actor_type")?,
-            created_at: from_ts(r.int("created_at")?)?,
-            last_seen_at: from_ts(r.int("last_seen_at")?)?,
-            idle_expires_at: from_ts(r.int("idle_expires_at")?)?,
-            absolute_expires_at: from_ts(r.int("absolute_expires_at")?)?,
-            ip_address: r.opt_text("ip_address")?,
-            user_agent: r.opt_text("user_agent")?,
-            revoked_at: opt_from_ts(r.opt_int("revoked_at")?)?,
-            revoke_reason: r.opt_text("revoke_reason")?,
-            csrf_hash: csrf
-                .as_slice()
-                .try_into()
-                .map_err(|_| broken("session CSRF hash"))?,
-        },
-        idle_timeout_seconds: r.int("idle_timeout_seconds")?,
-    })
-}
-
-pub(crate) fn session_key_from_row(r: &impl Cols) -> Result<SessionKeyRecord> {
-    let status = r.text("status")?;
-    Ok(SessionKeyRecord {
-        tenant: r.text("tenant")?,
-        kid: r.text("kid")?,
-        status: SessionKeyStatus::parse(&status).ok_or_else(|| broken("session key status"))?,
-        created_at: from_ts(r.int("created_at")?)?,
-        retain_until: opt_from_ts(r.opt_int("retain_until")?)?,
-        encrypted_secret: r.bytes("encrypted_secret")?,
-    })
-}
-
-pub(crate) fn prelogin_from_row(r: &impl Cols) -> Result<PreLoginRecord> {
-    Ok(PreLoginRecord {
-        id: r.text("id")?,
-        tenant: r.text("tenant")?,
-        state: r.text("state")?,
-        nonce: r.text("nonce")?,
-        encrypted_pkce_verifier: r.bytes("encrypted_pkce_verifier")?,
-        redirect_uri: r.opt_text("redirect_uri")?,
-        created_at: from_ts(r.int("created_at")?)?,
-        expires_at: from_ts(r.int("expires_at")?)?,
-    })
-}
-
-pub(crate) fn family_from_row(r: &impl Cols) -> Result<RefreshFamily> {
-    Ok(RefreshFamily {
-        tenant: r.text("tenant")?,
-        id: r.text("id")?,
-        sub: r.text("sub")?,
-        current_gen: u32::try_from(r.int("current_gen")?)
-            .map_err(|_| broken("refresh family generation"))?,
-        revoked_at: opt_from_ts(r.opt_int("revoked_at")?)?,
-        revoke_reason: r.opt_text("revoke_reason")?,
-        expires_at: from_ts(r.int("expires_at")?)?,
-    })
-}
-
-/// The per-session audit event of a bulk revocation, made from the caller's template.
-pub(crate) fn audit_for(template: &AuditEvent, target: &str) -> AuditEvent {
-    AuditEvent {
-        at: template.at,
-        metadata: template.metadata.clone(),
-        ..AuditEvent::new(&template.tenant, &template.actor, &template.action, target)
-            .with_reason(template.reason.as_deref())
-    }
 }

@@ -1,6 +1,6 @@
-//! The storage conformance suite, and what only a shared database has to get right (the change
-//! feed under out-of-order commits and concurrent writers, concurrent identical revocations),
-//! against a real PostgreSQL.
+//! The storage conformance suites (`conformance`), and what only a shared database has to get
+//! right (the change feed under out-of-order commits and concurrent writers, concurrent identical
+//! revocations, row locks deciding session races), against a real PostgreSQL.
 //!
 //! `VETO_TEST_DATABASE_URL` names a database on a server where the user may create databases
 //! (`./scripts/test.sh` starts a throwaway server and sets it). Each case gets its own database,
@@ -18,9 +18,11 @@ use veto_core::audit::AuditEvent;
 use veto_core::prelogin::{PRELOGIN_TTL, PreLoginRecord, new_prelogin_id};
 use veto_core::refresh::RefreshFamily;
 use veto_core::revocation::Revocation;
-use veto_store::conformance::{TestDatabase, add_tenants, at, rev, rev_audit, suspension};
-use veto_store::session_conformance::SessionTestDatabase;
 use veto_store::{Change, FeedCursor, PgStore, SessionStore, Store, change};
+
+use conformance::{TestDatabase, add_tenants, at, rev, rev_audit, suspension};
+
+mod conformance;
 
 /// One database, `veto_t_<uuid>`, dropped (with its connections) when this goes away.
 struct PgTestDb {
@@ -34,11 +36,8 @@ impl TestDatabase for PgTestDb {
     async fn open(&self) -> Box<dyn Store> {
         Box::new(self.store().await)
     }
-}
 
-#[async_trait]
-impl SessionTestDatabase for PgTestDb {
-    async fn open(&self) -> (Arc<dyn Store>, Arc<dyn SessionStore>) {
+    async fn open_sessions(&self) -> (Arc<dyn Store>, Arc<dyn SessionStore>) {
         // As many connections as the suite's races have callers (8): each concurrent consume or
         // rotation runs on a connection of its own, so PostgreSQL decides the winner.
         let store = PgStore::connect(&self.url, 8)
@@ -124,6 +123,7 @@ fn with_database(url: &str, name: &str) -> String {
     format!("{}/{name}{query}", &base[..path])
 }
 
+/// A new database for one case (the conformance suites' too), or `None` when told to skip.
 async fn fresh() -> Option<PgTestDb> {
     let admin_url = admin_url()?;
     // Fail early with the URL's own error rather than a confusing one from the first query.
@@ -142,12 +142,6 @@ async fn fresh() -> Option<PgTestDb> {
         name,
         url,
     })
-}
-
-veto_store::conformance_tests!(optional fresh);
-
-mod sessions {
-    veto_store::session_conformance_tests!(optional super::fresh);
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -610,6 +604,10 @@ async fn connect_refuses_a_bad_url_as_unavailable() {
     assert!(
         matches!(err, veto_store::StoreError::Unavailable(_)),
         "{err:?}"
+    );
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the URL parser's error is kept"
     );
 }
 

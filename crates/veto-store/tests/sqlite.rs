@@ -1,5 +1,7 @@
-//! The storage conformance suite against the embedded SQLite backend: one fresh temp file per case.
+//! The storage conformance suites (`conformance`) against the embedded SQLite backend, one fresh
+//! temp file per case, and what only this backend has (its file, its write batching).
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -7,8 +9,11 @@ use tempfile::TempDir;
 use veto_core::audit::AuditEvent;
 use veto_core::revocation::{Revocation, RevocationStatus};
 use veto_core::tenant::Tenant;
-use veto_store::conformance::{TestDatabase, at};
-use veto_store::{SqliteStore, Store};
+use veto_store::{SessionStore, SqliteStore, Store};
+
+use conformance::{TestDatabase, at};
+
+mod conformance;
 
 struct TempSqlite {
     // Held so the directory (and the database with its -wal and -shm files) lives as long as
@@ -17,26 +22,41 @@ struct TempSqlite {
     path: PathBuf,
 }
 
-#[async_trait]
-impl TestDatabase for TempSqlite {
-    async fn open(&self) -> Box<dyn Store> {
+impl TempSqlite {
+    async fn store(&self) -> SqliteStore {
         let store = SqliteStore::open(&self.path).await.expect("open sqlite");
         store.migrate().await.expect("migrate");
-        Box::new(store)
+        store
     }
 }
 
-async fn fresh() -> TempSqlite {
+#[async_trait]
+impl TestDatabase for TempSqlite {
+    async fn open(&self) -> Box<dyn Store> {
+        Box::new(self.store().await)
+    }
+
+    async fn open_sessions(&self) -> (Arc<dyn Store>, Arc<dyn SessionStore>) {
+        let store = Arc::new(self.store().await);
+        (store.clone(), store)
+    }
+}
+
+/// A new, empty database file in a directory of its own.
+async fn temp_db() -> TempSqlite {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("veto.db");
     TempSqlite { _dir: dir, path }
 }
 
-veto_store::conformance_tests!(fresh);
+/// The database every conformance case runs on: never skipped.
+async fn fresh() -> Option<TempSqlite> {
+    Some(temp_db().await)
+}
 
 #[tokio::test]
 async fn open_creates_missing_file_in_wal_mode() {
-    let db = fresh().await;
+    let db = temp_db().await;
     assert!(!db.path.exists());
     let _store = db.open().await;
     assert!(db.path.exists());
@@ -54,6 +74,10 @@ async fn open_fails_cleanly_on_unusable_path() {
     assert!(
         matches!(err, veto_store::StoreError::Unavailable(_)),
         "{err:?}"
+    );
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the backend's error is kept"
     );
 }
 
@@ -101,7 +125,7 @@ async fn store_with_acme(db: &TempSqlite) -> Box<dyn Store> {
 /// regression is visible in `cargo test -p veto-store --test sqlite batch_timing -- --nocapture`.
 #[tokio::test]
 async fn batch_timing() {
-    let db = fresh().await;
+    let db = temp_db().await;
     let store = store_with_acme(&db).await;
     for round in 0..3 {
         let items = batch(round, 10_000);
@@ -118,7 +142,7 @@ async fn batch_timing() {
 #[tokio::test]
 #[ignore]
 async fn load_state_timing() {
-    let db = fresh().await;
+    let db = temp_db().await;
     {
         let store = store_with_acme(&db).await;
         for round in 0..10 {
@@ -147,7 +171,7 @@ async fn load_state_timing() {
 #[tokio::test]
 #[ignore]
 async fn single_insert_timing() {
-    let db = fresh().await;
+    let db = temp_db().await;
     let store = store_with_acme(&db).await;
     let items = batch(0, 2_000);
     let started = Instant::now();
@@ -168,7 +192,7 @@ async fn single_insert_timing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn concurrent_insert_timing() {
-    let db = fresh().await;
+    let db = temp_db().await;
     let store: std::sync::Arc<dyn Store> = store_with_acme(&db).await.into();
     for callers in [1usize, 8, 32, 128] {
         let items = std::sync::Arc::new(batch(callers, 4_000));

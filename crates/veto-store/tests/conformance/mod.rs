@@ -1,19 +1,23 @@
-//! The storage conformance suite: what every backend must do, written once against `dyn Store`.
+//! The storage conformance suite: what every backend must do, written once against `dyn Store`
+//! (and, in `sessions`, against `dyn SessionStore`).
 //!
-//! A backend's test file provides a [`TestDatabase`] (a fresh, empty database that can be opened,
-//! and opened again to check durability) and expands one `#[tokio::test]` per case:
+//! Each backend's test file (`tests/sqlite.rs`, `tests/postgres.rs`) includes this module with
+//! `mod conformance;` and defines, at its root, the database the suite runs on:
 //!
 //! ```ignore
-//! async fn fresh() -> MyTestDb { /* a new, empty database */ }
-//! veto_store::conformance_tests!(fresh);
+//! /// A new, empty database, or `None` when this backend's tests were told to skip.
+//! async fn fresh() -> Option<MyTestDb> { /* … */ }
+//! impl conformance::TestDatabase for MyTestDb { /* … */ }
 //! ```
 //!
-//! Each case is a public async function here, so a failure names the case. Cases assert on
-//! concrete values (records, orders, counts), not merely on `is_ok()`.
-//!
-//! This module is test support compiled into the library (so that the PostgreSQL backend, or a
-//! third one, can run it from its own tests): it panics on purpose when a check fails.
+//! Every case is a `#[tokio::test]` of its own that takes a fresh database from there, so the
+//! whole suite, and every case added to it, runs once per backend that includes it, with no list
+//! of cases to keep. Deciding to skip (`None`: a backend whose server is not configured and that
+//! was told to skip) and failing loudly otherwise is `fresh`'s job. Cases run on a two-worker
+//! multi-thread runtime (concurrency is part of what they check). They assert on concrete values
+//! (records, orders, counts), not merely on `is_ok()`.
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -26,11 +30,14 @@ use veto_core::audit::AuditEvent;
 use veto_core::keys::{KeyStatus, SigningKeyRecord};
 use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStatus};
 use veto_core::tenant::Tenant;
-
-use crate::{
+use veto_store::{
     CHANGE_RETENTION_SECS, Change, ChangeKind, FeedCursor, LiftOutcome, Page, PageRequest,
-    PurgeCounts, Store, StoreError, Written, change,
+    PurgeCounts, SessionStore, Store, StoreError, Written, change,
 };
+
+use crate::fresh;
+
+mod sessions;
 
 /// One empty database for one case.
 #[async_trait]
@@ -38,67 +45,12 @@ pub trait TestDatabase: Send + Sync {
     /// A migrated store on this database. Called again after the previous store was dropped, it
     /// must show everything that store committed.
     async fn open(&self) -> Box<dyn Store>;
-}
 
-/// Expands one `#[tokio::test]` per conformance case. `$fresh` is an async fn (path) returning a
-/// new, empty [`TestDatabase`]; with `optional`, it returns `Option<_>` and `None` ends each case
-/// at once (for a backend whose server is not configured and that was told to skip; deciding
-/// that, and failing loudly otherwise, is `$fresh`'s job). Cases run on a two-worker
-/// multi-thread runtime (concurrency is part of what they check), so the test crate needs tokio
-/// with `macros` and `rt-multi-thread`.
-#[macro_export]
-macro_rules! conformance_tests {
-    (optional $fresh:path) => {
-        $crate::conformance_tests!(@all $fresh, ::core::convert::identity);
-    };
-    ($fresh:path) => {
-        $crate::conformance_tests!(@all $fresh, ::core::option::Option::Some);
-    };
-    (@all $fresh:path, $wrap:path) => {
-        $crate::conformance_tests!(@cases $fresh, $wrap;
-            migrate_is_idempotent_and_ping_answers,
-            tenant_roundtrip,
-            tenant_duplicate_is_conflict,
-            tenant_suspend_and_resume,
-            cutoff_max_wins,
-            api_keys_find_list_delete,
-            api_keys_pagination,
-            signing_keys_rotation_and_revocation,
-            revocation_insert_is_idempotent,
-            concurrent_revocations_each_get_their_own_outcome,
-            revocation_for_unknown_tenant_is_not_found,
-            revocation_batch_counts_and_leaves_existing_alone,
-            revocation_batch_is_all_or_nothing,
-            revocation_batch_of_ten_thousand,
-            revocation_list_filters_and_pagination,
-            malformed_cursors_are_bad_cursor,
-            revocation_stats_counts,
-            lift_suspension_outcomes,
-            audit_list_filter_and_pagination,
-            purge_revocations_in_bounded_batches,
-            purge_cutoffs_and_keys,
-            load_state_reflects_everything,
-            change_feed_records_every_state_write,
-            change_feed_pages_without_gaps_or_repeats,
-            load_state_cursor_then_feed_is_everything_after,
-            purge_appends_purge_changes,
-            purge_trims_the_change_log_after_retention,
-            get_api_key_by_id,
-            data_survives_reopen,
-            sealed_blobs_page_and_reseal_only_what_is_unchanged,
-        );
-    };
-    (@cases $fresh:path, $wrap:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(db) = $wrap($fresh().await) else {
-                    return;
-                };
-                $crate::conformance::$case(&db).await;
-            }
-        )*
-    };
+    /// The same, seen through both traits (for the `SessionStore` cases): as a `Store` to create
+    /// tenants and read the audit trail and the change feed, and as a `SessionStore`. A store
+    /// with a pool of connections should have enough for the races among those cases (8
+    /// callers), so that each runs on a connection of its own and the database decides.
+    async fn open_sessions(&self) -> (Arc<dyn Store>, Arc<dyn SessionStore>);
 }
 
 // ---- fixtures ---------------------------------------------------------------------------------
@@ -110,7 +62,7 @@ pub fn at(offset_secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(T0 + offset_secs).expect("fixture time in range")
 }
 
-pub(crate) fn tenant(id: &str) -> Tenant {
+fn tenant(id: &str) -> Tenant {
     Tenant {
         id: id.to_owned(),
         display_name: format!("Tenant {id}"),
@@ -119,17 +71,17 @@ pub(crate) fn tenant(id: &str) -> Tenant {
     }
 }
 
-pub(crate) fn audit(tenant: &str, action: &str, target: &str) -> AuditEvent {
+fn audit(tenant: &str, action: &str, target: &str) -> AuditEvent {
     AuditEvent::new(tenant, "ak_test", action, target)
 }
 
-pub(crate) fn audit_at(tenant: &str, action: &str, target: &str, offset: i64) -> AuditEvent {
+fn audit_at(tenant: &str, action: &str, target: &str, offset: i64) -> AuditEvent {
     let mut e = audit(tenant, action, target);
     e.at = at(offset);
     e
 }
 
-/// A permanent revocation fixture (public for backend-specific test files).
+/// A permanent revocation fixture (public for the backends' own tests).
 pub fn rev(tenant: &str, jti: &str) -> Revocation {
     Revocation {
         jti: jti.to_owned(),
@@ -208,7 +160,7 @@ async fn open_with_tenants(db: &dyn TestDatabase, ids: &[&str]) -> Box<dyn Store
     store
 }
 
-/// Creates fixture tenants (public for backend-specific test files).
+/// Creates fixture tenants (public for the backends' own tests).
 pub async fn add_tenants(store: &dyn Store, ids: &[&str]) {
     for id in ids {
         store
@@ -232,10 +184,10 @@ fn req(limit: u32, cursor: Option<String>) -> PageRequest {
 }
 
 /// Follows cursors to the end, checking every page's size, and returns all items in order.
-pub(crate) async fn collect_pages<T, F, Fut>(limit: u32, mut fetch: F) -> (Vec<T>, usize)
+async fn collect_pages<T, F, Fut>(limit: u32, mut fetch: F) -> (Vec<T>, usize)
 where
     F: FnMut(PageRequest) -> Fut,
-    Fut: std::future::Future<Output = crate::Result<Page<T>>>,
+    Fut: std::future::Future<Output = veto_store::Result<Page<T>>>,
 {
     let mut all = Vec::new();
     let mut cursor = None;
@@ -264,11 +216,7 @@ where
     }
 }
 
-pub(crate) async fn all_audit(
-    store: &dyn Store,
-    tenant: &str,
-    action: Option<&str>,
-) -> Vec<AuditEvent> {
+async fn all_audit(store: &dyn Store, tenant: &str, action: Option<&str>) -> Vec<AuditEvent> {
     collect_pages(1000, |p| async move {
         store.list_audit(tenant, action, &p).await
     })
@@ -292,13 +240,13 @@ async fn feed_end(store: &dyn Store) -> FeedCursor {
 }
 
 /// What a change says, without where and when it was logged (backend-assigned).
-pub(crate) type Said = (String, String, String, Option<i64>);
+type Said = (String, String, String, Option<i64>);
 
-pub(crate) fn said(t: &str, kind: &str, key: &str, value: Option<i64>) -> Said {
+fn said(t: &str, kind: &str, key: &str, value: Option<i64>) -> Said {
     (t.to_owned(), kind.to_owned(), key.to_owned(), value)
 }
 
-pub(crate) fn what(changes: &[Change]) -> Vec<Said> {
+fn what(changes: &[Change]) -> Vec<Said> {
     changes
         .iter()
         .map(|c| {
@@ -341,7 +289,7 @@ static MARKERS: AtomicU64 = AtomicU64::new(0);
 /// is not there was never logged. This makes "no change was logged" checkable as well.
 /// The wait is bounded (a feed that never delivers is a failure), but nothing about time is
 /// asserted.
-pub(crate) async fn marker_feed(store: &dyn Store, after: FeedCursor) -> (Vec<Change>, FeedCursor) {
+async fn marker_feed(store: &dyn Store, after: FeedCursor) -> (Vec<Change>, FeedCursor) {
     let id = format!("zz-marker-{}", MARKERS.fetch_add(1, Ordering::Relaxed));
     store
         .create_tenant(&tenant(&id), &audit(&id, "tenant.create", &id))
@@ -353,7 +301,7 @@ pub(crate) async fn marker_feed(store: &dyn Store, after: FeedCursor) -> (Vec<Ch
         got.extend(follow(store, from, 100).await);
         if let Some(i) = got
             .iter()
-            .position(|c| c.tenant == id && c.kind == crate::ChangeKind::TenantCreated)
+            .position(|c| c.tenant == id && c.kind == ChangeKind::TenantCreated)
         {
             assert_eq!(i + 1, got.len(), "nothing is logged after the marker");
             let marker = got[i].cursor;
@@ -366,7 +314,7 @@ pub(crate) async fn marker_feed(store: &dyn Store, after: FeedCursor) -> (Vec<Ch
 }
 
 /// The changes after `after` up to a marker written now (see `marker_feed`).
-pub(crate) async fn changes_before_marker(store: &dyn Store, after: FeedCursor) -> Vec<Change> {
+async fn changes_before_marker(store: &dyn Store, after: FeedCursor) -> Vec<Change> {
     marker_feed(store, after).await.0
 }
 
@@ -401,7 +349,11 @@ fn key_of(t: &str, j: &str) -> (String, String) {
 
 // ---- cases ------------------------------------------------------------------------------------
 
-pub async fn migrate_is_idempotent_and_ping_answers(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_is_idempotent_and_ping_answers() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme"]).await;
     store.migrate().await.expect("second migrate");
     store.migrate().await.expect("third migrate");
@@ -413,7 +365,11 @@ pub async fn migrate_is_idempotent_and_ping_answers(db: &dyn TestDatabase) {
     );
 }
 
-pub async fn tenant_roundtrip(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_roundtrip() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = db.open().await;
     assert_eq!(store.get_tenant("acme").await.expect("get"), None);
     let mut t = tenant("acme");
@@ -436,7 +392,11 @@ pub async fn tenant_roundtrip(db: &dyn TestDatabase) {
     );
 }
 
-pub async fn tenant_duplicate_is_conflict(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_duplicate_is_conflict() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme"]).await;
     let before = feed_end(store.as_ref()).await;
     let mut again = tenant("acme");
@@ -459,7 +419,11 @@ pub async fn tenant_duplicate_is_conflict(db: &dyn TestDatabase) {
     assert_no_change_since(store.as_ref(), before, "a failed create").await;
 }
 
-pub async fn tenant_suspend_and_resume(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_suspend_and_resume() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let t = store
         .set_tenant_suspended("acme", true, &audit("acme", "tenant.suspend", "acme"))
@@ -515,7 +479,11 @@ pub async fn tenant_suspend_and_resume(db: &dyn TestDatabase) {
     assert!(all_audit(store.as_ref(), "nope", None).await.is_empty());
 }
 
-pub async fn cutoff_max_wins(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutoff_max_wins() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let cutoff = |t: &str, sub: Option<&str>, nbf: i64, exp: i64| Cutoff {
         tenant: t.to_owned(),
@@ -602,7 +570,11 @@ pub async fn cutoff_max_wins(db: &dyn TestDatabase) {
     assert_eq!(count_audit(store.as_ref(), "acme", "cutoff").await, 6);
 }
 
-pub async fn api_keys_find_list_delete(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_find_list_delete() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let a1 = api_key("ak_a1", Some("acme"), 1);
     let a2 = ApiKeyRecord {
@@ -721,7 +693,11 @@ pub async fn api_keys_find_list_delete(db: &dyn TestDatabase) {
     );
 }
 
-pub async fn api_keys_pagination(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_pagination() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme"]).await;
     // Ties on created_at: order falls back to id, descending.
     let keys: Vec<ApiKeyRecord> = (0..7)
@@ -744,7 +720,11 @@ pub async fn api_keys_pagination(db: &dyn TestDatabase) {
     assert_eq!(pages, 3);
 }
 
-pub async fn signing_keys_rotation_and_revocation(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_rotation_and_revocation() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let e1 = signing_key("acme", "e1", Alg::ES256, None, 1);
     let e2 = signing_key("acme", "e2", Alg::ES256, Some("api"), 2);
@@ -883,7 +863,11 @@ pub async fn signing_keys_rotation_and_revocation(db: &dyn TestDatabase) {
     assert_eq!(listed[1], revoked);
 }
 
-pub async fn revocation_insert_is_idempotent(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_insert_is_idempotent() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let first = rev("acme", "jti-1");
     let out = store
@@ -1047,7 +1031,11 @@ async fn revoke_concurrently(
     }
 }
 
-pub async fn concurrent_revocations_each_get_their_own_outcome(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_revocations_each_get_their_own_outcome() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store: std::sync::Arc<dyn Store> = open_with_tenants(db, &["acme"]).await.into();
     // Many callers at once, repeats among them: a backend may commit them together, but each
     // caller gets its own answer: one `created`, the others the stored original.
@@ -1062,7 +1050,11 @@ pub async fn concurrent_revocations_each_get_their_own_outcome(db: &dyn TestData
     assert_eq!(jtis_in_state(store.as_ref(), at(0)).await.len(), 80);
 }
 
-pub async fn revocation_for_unknown_tenant_is_not_found(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_for_unknown_tenant_is_not_found() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme"]).await;
     let pos = feed_end(store.as_ref()).await;
     let r = rev("nope", "jti-1");
@@ -1079,7 +1071,11 @@ pub async fn revocation_for_unknown_tenant_is_not_found(db: &dyn TestDatabase) {
     assert_no_change_since(store.as_ref(), pos, "a refused revocation").await;
 }
 
-pub async fn revocation_batch_counts_and_leaves_existing_alone(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_batch_counts_and_leaves_existing_alone() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme"]).await;
     let a = rev("acme", "a");
     store
@@ -1150,7 +1146,11 @@ pub async fn revocation_batch_counts_and_leaves_existing_alone(db: &dyn TestData
     );
 }
 
-pub async fn revocation_batch_is_all_or_nothing(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_batch_is_all_or_nothing() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme"]).await;
     let pos = feed_end(store.as_ref()).await;
     // The failing item comes first, in the middle, or last after thousands of good ones (a
@@ -1186,7 +1186,11 @@ pub async fn revocation_batch_is_all_or_nothing(db: &dyn TestDatabase) {
     assert!(jtis_in_state(store.as_ref(), at(0)).await.is_empty());
 }
 
-pub async fn revocation_batch_of_ten_thousand(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_batch_of_ten_thousand() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme"]).await;
     // Pre-existing rows on both sides of likely chunk boundaries (250, 500, 1000), and a jti
     // repeated far apart in the batch.
@@ -1282,7 +1286,11 @@ async fn listing_fixture(store: &dyn Store) -> Vec<Revocation> {
     acme
 }
 
-pub async fn revocation_list_filters_and_pagination(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_list_filters_and_pagination() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let expected = listing_fixture(store.as_ref()).await;
     let list = |filter: RevocationFilter, limit: u32| {
@@ -1373,7 +1381,11 @@ pub async fn revocation_list_filters_and_pagination(db: &dyn TestDatabase) {
     );
 }
 
-pub async fn malformed_cursors_are_bad_cursor(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_cursors_are_bad_cursor() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme"]).await;
     for bad in ["", "not base64!", "bm9jb2xvbg", "MTIzOg", "%%%", "eA=="] {
         let p = req(10, Some(bad.to_owned()));
@@ -1397,7 +1409,11 @@ pub async fn malformed_cursors_are_bad_cursor(db: &dyn TestDatabase) {
     }
 }
 
-pub async fn revocation_stats_counts(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_stats_counts() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let now = at(100_000);
     let recent = at(100_000 - 3_600);
@@ -1459,7 +1475,11 @@ pub async fn revocation_stats_counts(db: &dyn TestDatabase) {
     assert_eq!(empty, Default::default());
 }
 
-pub async fn lift_suspension_outcomes(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lift_suspension_outcomes() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let s = suspension("acme", "s1", at(500));
     let p = rev("acme", "p1");
@@ -1525,7 +1545,11 @@ pub async fn lift_suspension_outcomes(db: &dyn TestDatabase) {
     );
 }
 
-pub async fn audit_list_filter_and_pagination(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_list_filter_and_pagination() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let mut expected = all_audit(store.as_ref(), "acme", None).await;
     assert_eq!(expected.len(), 1, "the tenant's creation");
@@ -1586,7 +1610,11 @@ pub async fn audit_list_filter_and_pagination(db: &dyn TestDatabase) {
     assert_eq!(all_audit(store.as_ref(), "globex", None).await.len(), 2);
 }
 
-pub async fn purge_revocations_in_bounded_batches(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_revocations_in_bounded_batches() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let before = at(100);
     let mut purgeable = BTreeSet::new();
@@ -1669,7 +1697,11 @@ pub async fn purge_revocations_in_bounded_batches(db: &dyn TestDatabase) {
     );
 }
 
-pub async fn purge_cutoffs_and_keys(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_cutoffs_and_keys() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme"]).await;
     let cut = |sub: Option<&str>, exp: i64| Cutoff {
         tenant: "acme".into(),
@@ -1746,7 +1778,11 @@ pub async fn purge_cutoffs_and_keys(db: &dyn TestDatabase) {
     );
 }
 
-pub async fn load_state_reflects_everything(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_state_reflects_everything() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let empty = store.load_state(at(0)).await.expect("state");
     assert!(empty.revocations.is_empty() && empty.signing_keys.is_empty());
@@ -1849,7 +1885,11 @@ pub async fn load_state_reflects_everything(db: &dyn TestDatabase) {
     assert!(state.cursor > FeedCursor::default());
 }
 
-pub async fn change_feed_records_every_state_write(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_feed_records_every_state_write() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = db.open().await;
     let s = store.as_ref();
     // Every write hands back the changes it appended: the same ones, cursors included, that
@@ -2008,7 +2048,11 @@ pub async fn change_feed_records_every_state_write(db: &dyn TestDatabase) {
     assert!(feed.iter().all(|c| c.at > started), "{feed:?}");
 }
 
-pub async fn change_feed_pages_without_gaps_or_repeats(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_feed_pages_without_gaps_or_repeats() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let batch: Vec<(Revocation, AuditEvent)> = (0..250)
         .map(|i| {
@@ -2075,7 +2119,11 @@ pub async fn change_feed_pages_without_gaps_or_repeats(db: &dyn TestDatabase) {
     assert!(store.changes_after(far, 10).await.expect("far").is_empty());
 }
 
-pub async fn load_state_cursor_then_feed_is_everything_after(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_state_cursor_then_feed_is_everything_after() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme"]).await;
     for j in ["a", "b"] {
         let r = rev("acme", j);
@@ -2138,7 +2186,11 @@ pub async fn load_state_cursor_then_feed_is_everything_after(db: &dyn TestDataba
     );
 }
 
-pub async fn purge_appends_purge_changes(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_appends_purge_changes() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let mut rows = Vec::new();
     for (t, j, exp) in [
@@ -2184,7 +2236,11 @@ pub async fn purge_appends_purge_changes(db: &dyn TestDatabase) {
     );
 }
 
-pub async fn purge_trims_the_change_log_after_retention(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_trims_the_change_log_after_retention() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     // Tenants only: nothing else here is purgeable, so the change log is all a purge touches.
     let store = open_with_tenants(db, &["a", "b", "c"]).await;
     // Change rows carry the wall clock; `before` is placed an hour either side of "written
@@ -2229,7 +2285,11 @@ pub async fn purge_trims_the_change_log_after_retention(db: &dyn TestDatabase) {
     assert_eq!(left[0], kept[2], "what is left is unchanged");
 }
 
-pub async fn get_api_key_by_id(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_api_key_by_id() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let store = open_with_tenants(db, &["acme"]).await;
     let tenant_key = api_key("ak_1", Some("acme"), 1);
     let admin = api_key("ak_admin", None, 2);
@@ -2256,7 +2316,11 @@ pub async fn get_api_key_by_id(db: &dyn TestDatabase) {
     assert_eq!(store.get_api_key("ak_1").await.expect("get"), None);
 }
 
-pub async fn data_survives_reopen(db: &dyn TestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_reopen() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let (pos, key, revocation, cutoff, api) = {
         let store = open_with_tenants(db, &["acme"]).await;
         let r = suspension("acme", "durable", at(5_000));
@@ -2339,8 +2403,12 @@ pub async fn data_survives_reopen(db: &dyn TestDatabase) {
 
 /// Master key rotation's two operations: pages of sealed blobs in (tenant, id) order, and a
 /// re-seal that replaces a blob only where the row still holds the one it was read with.
-pub async fn sealed_blobs_page_and_reseal_only_what_is_unchanged(db: &dyn TestDatabase) {
-    use crate::{Resealed, SealedKind};
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_blobs_page_and_reseal_only_what_is_unchanged() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
+    use veto_store::{Resealed, SealedKind};
     let store = open_with_tenants(db, &["acme", "globex"]).await;
     let keys = [
         signing_key("globex", "g1", Alg::ES256, None, 1),
@@ -2353,7 +2421,7 @@ pub async fn sealed_blobs_page_and_reseal_only_what_is_unchanged(db: &dyn TestDa
             .await
             .expect("insert");
     }
-    let ids = |page: &[crate::SealedBlob]| -> Vec<(String, String)> {
+    let ids = |page: &[veto_store::SealedBlob]| -> Vec<(String, String)> {
         page.iter()
             .map(|b| (b.tenant.clone(), b.id.clone()))
             .collect()

@@ -1,7 +1,7 @@
-//! [`SessionStore`] for the embedded store. A child module of `sqlite` (declared there with
-//! `#[path]`), so that it shares the store's private writer and reader pools and its `BEGIN
-//! IMMEDIATE` write transactions without widening their visibility. The statements themselves
-//! are `sql::sessions`, shared with PostgreSQL.
+//! [`SessionStore`] for the embedded store. A child module of `sqlite`, so that it shares the
+//! store's private writer and reader pools and its `BEGIN IMMEDIATE` write transactions without
+//! widening their visibility. The statements themselves are `sql::sessions`, shared with
+//! PostgreSQL.
 //!
 //! The two atomicity guarantees of `SessionStore` come from SQLite's single writer: every write
 //! transaction holds the write lock from its first statement (`BEGIN IMMEDIATE`), so the
@@ -11,7 +11,6 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
 use time::{Duration, OffsetDateTime};
 use veto_core::audit::AuditEvent;
 use veto_core::cookie::SessionKeyRecord;
@@ -19,44 +18,14 @@ use veto_core::prelogin::PreLoginRecord;
 use veto_core::refresh::RefreshFamily;
 use veto_core::session::SessionRecord;
 
-use super::SqliteStore;
+use super::{SqliteStore, bounded_delete_sql};
 use crate::rows::{self, unavailable};
 use crate::sessions::{
-    FAMILY_COLUMNS, Revoked, SESSION_COLUMNS, SessionKeyInsert, SessionPurge, SessionSnapshot,
-    SessionStore, StoredSession, family_from_row, session_from_row,
+    Revoked, SessionKeyInsert, SessionPurge, SessionSnapshot, SessionStore, StoredSession,
 };
+use crate::sql::commit_if;
 use crate::sql::sessions as sql;
 use crate::{Page, PageRequest, Result, Written};
-
-/// `DELETE … WHERE rowid IN (SELECT rowid … LIMIT n)`: SQLite has no `DELETE … LIMIT` unless
-/// compiled with it; bounded and rowid-limited like `purge_batch`, for the same reasons.
-fn bounded_delete_sql(table: &str, condition: &str, returning: &str) -> String {
-    format!(
-        "DELETE FROM {table} WHERE rowid IN \
-           (SELECT rowid FROM {table} WHERE {condition} LIMIT $2) {returning}"
-    )
-}
-
-impl SqliteStore {
-    /// `sql::sessions::revoke_row` in a write transaction, committed if it revoked anything.
-    async fn revoke_row<T>(
-        &self,
-        what: sql::RevokeWhat,
-        (tenant, id): (&str, &str),
-        audit: &AuditEvent,
-        from_row: impl Fn(&SqliteRow) -> Result<T> + Send,
-    ) -> Result<Written<Option<Revoked<T>>>> {
-        let mut tx = self.begin_write().await?;
-        let revoked = sql::revoke_row(&mut *tx, what, tenant, id, audit, from_row).await?;
-        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        let changes = if revoked.as_ref().is_some_and(|r| r.newly) {
-            tx.commit().await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(revoked, changes))
-    }
-}
 
 #[async_trait]
 impl SessionStore for SqliteStore {
@@ -67,15 +36,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn get_session(&self, tenant: &str, id: &str) -> Result<Option<StoredSession>> {
-        let table = (SESSION_COLUMNS, "sessions");
-        sql::row_by_id(
-            &mut *self.read_conn().await?,
-            table,
-            tenant,
-            id,
-            session_from_row,
-        )
-        .await
+        sql::get_session(&mut *self.read_conn().await?, tenant, id).await
     }
 
     async fn list_active_sessions(
@@ -100,13 +61,7 @@ impl SessionStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let touched =
             sql::touch_session(&mut *tx, tenant, id, last_seen_at, idle_expires_at).await?;
-        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        let changes = if touched {
-            tx.commit().await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(touched, changes))
+        commit_if(tx, touched, |&touched| touched).await
     }
 
     async fn revoke_session(
@@ -115,9 +70,9 @@ impl SessionStore for SqliteStore {
         id: &str,
         audit: &AuditEvent,
     ) -> Result<Written<Option<Revoked<SessionRecord>>>> {
-        let what = sql::REVOKE_SESSION;
-        let from_row = |r: &_| session_from_row(r).map(|s| s.record);
-        self.revoke_row(what, (tenant, id), audit, from_row).await
+        let mut tx = self.begin_write().await?;
+        let revoked = sql::revoke_session(&mut *tx, tenant, id, audit).await?;
+        commit_if(tx, revoked, sql::newly).await
     }
 
     async fn revoke_actor_sessions(
@@ -141,12 +96,7 @@ impl SessionStore for SqliteStore {
         // Inside the write transaction: no other writer can add a key in between.
         let mut tx = self.begin_write().await?;
         let inserted = sql::insert_session_key(&mut *tx, key, mode, audit).await?;
-        let changes = if inserted {
-            tx.commit().await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(inserted, changes))
+        commit_if(tx, inserted, |&inserted| inserted).await
     }
 
     async fn list_session_keys(&self, tenant: &str) -> Result<Vec<SessionKeyRecord>> {
@@ -178,15 +128,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn get_refresh_family(&self, tenant: &str, id: &str) -> Result<Option<RefreshFamily>> {
-        let table = (FAMILY_COLUMNS, "refresh_families");
-        sql::row_by_id(
-            &mut *self.read_conn().await?,
-            table,
-            tenant,
-            id,
-            family_from_row,
-        )
-        .await
+        sql::get_refresh_family(&mut *self.read_conn().await?, tenant, id).await
     }
 
     async fn rotate_refresh_family(
@@ -208,9 +150,9 @@ impl SessionStore for SqliteStore {
         id: &str,
         audit: &AuditEvent,
     ) -> Result<Written<Option<Revoked<RefreshFamily>>>> {
-        let what = sql::REVOKE_FAMILY;
-        self.revoke_row(what, (tenant, id), audit, family_from_row)
-            .await
+        let mut tx = self.begin_write().await?;
+        let revoked = sql::revoke_refresh_family(&mut *tx, tenant, id, audit).await?;
+        commit_if(tx, revoked, sql::newly).await
     }
 
     async fn purge_sessions_batch(

@@ -2,9 +2,10 @@
 //!
 //! Durability: WAL journal with `synchronous=FULL`. In WAL mode `NORMAL` is the usual choice, but
 //! it only promises that the database stays consistent: the last transactions before a power cut
-//! may be rolled back. veto acknowledges a revocation only once it is durable (design.md), so
-//! every commit fsyncs the WAL (`FULL`), and an acknowledged revocation survives power loss, not
-//! only a process crash. The price (one fsync per commit) is why batches exist.
+//! may be rolled back. veto acknowledges a revocation only once it is durable
+//! (`docs/architecture.md`, "Writes"), so every commit fsyncs the WAL (`FULL`), and an
+//! acknowledged revocation survives power loss, not only a process crash. The price (one fsync
+//! per commit) is why batches exist.
 //!
 //! Connections: two pools over the same file. One connection for writes, several for reads.
 //! SQLite allows one writer at a time anyway; funnelling writes through one connection makes
@@ -20,8 +21,9 @@
 //! The change log: every write that alters what a node holds in memory (revocations, lifts,
 //! cutoffs, tenant and key state, API keys) appends a `changes` row in the same transaction.
 //! With a single writer, `AUTOINCREMENT` positions commit in increasing order, so a reader that
-//! has seen position N has seen every change up to N (the out-of-order commit problem of
-//! design.md exists only for the multi-writer PostgreSQL backend).
+//! has seen position N has seen every change up to N (the out-of-order commit problem of the
+//! change feed, `docs/architecture.md`, exists only for the multi-writer PostgreSQL backend).
+use std::future::Future;
 use std::path::Path;
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,14 +44,13 @@ use veto_core::tenant::Tenant;
 
 use crate::change::{ChangeKind, names};
 use crate::rows::{
-    self, AUDIT_COLUMNS, BATCH_CHUNK, REVOCATION_COLUMNS, SLOW, as_stored, audit_conflict,
-    batch_insert_error, now_ts, ts, unavailable, vanished,
+    self, AUDIT_COLUMNS, REVOCATION_COLUMNS, SLOW, as_stored, audit_conflict, batch_insert_error,
+    now_ts, ts, unavailable, vanished,
 };
 use crate::sql;
 use crate::{
-    CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts,
-    Resealed, Result, RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, StoreError,
-    Written,
+    Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Resealed, Result,
+    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, StoreError, Unavailable, Written,
 };
 use std::collections::HashMap;
 
@@ -59,8 +60,12 @@ use std::collections::HashMap;
 /// an edited migration is refused instead of silently diverging.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// Rows per multi-row statement: SQLite limits how many values one statement binds. (PostgreSQL
+/// binds whole arrays and writes a batch in one statement, however large; the HTTP layer bounds
+/// a batch.)
+const BATCH_CHUNK: usize = 500;
+
 /// `SessionStore` for this store; a child module so that it shares the private pools and helpers.
-#[path = "sqlite_sessions.rs"]
 mod sessions;
 
 pub struct SqliteStore {
@@ -75,11 +80,12 @@ pub struct SqliteStore {
 ///
 /// With `synchronous=FULL` every commit waits for an fsync (about 0.7 ms on the reference
 /// machine), so one transaction per revocation caps a node at roughly a thousand acknowledged
-/// revocations a second however many clients send them, below design.md's budget. Instead,
-/// each caller queues its revocation and then takes its turn at `turn`; whoever holds the turn
-/// commits everything queued so far in one transaction and hands every waiter its own outcome.
-/// Alone, a caller commits its own revocation at once (no added latency); under load, callers
-/// that arrive during one fsync share the next.
+/// revocations a second however many clients send them, below the budget in
+/// `docs/architecture.md` ("Performance budgets"). Instead, each caller queues its revocation
+/// and then takes its turn at `turn`; whoever holds the turn commits everything queued so far in
+/// one transaction and hands every waiter its own outcome. Alone, a caller commits its own
+/// revocation at once (no added latency); under load, callers that arrive during one fsync share
+/// the next.
 ///
 /// Every item is durable before its caller is answered and each is idempotent on its own; one
 /// failing item (an unknown tenant) fails only itself (see `insert_group`). Measured on the
@@ -169,6 +175,12 @@ impl Writing {
         let changes = select_changes(&mut self.tx, self.since, None).await?;
         self.tx.commit().await.map_err(unavailable)?;
         Ok(changes)
+    }
+}
+
+impl sql::WriteTx for Writing {
+    fn commit_changes(self) -> impl Future<Output = Result<Vec<Change>>> + Send {
+        self.commit()
     }
 }
 
@@ -298,6 +310,17 @@ async fn insert_changes<'a>(
     Ok(())
 }
 
+/// `DELETE … WHERE rowid IN (SELECT rowid … LIMIT n)`, for both purges (`sql::BoundedDelete`):
+/// SQLite has no `DELETE … LIMIT` unless compiled with an option the bundled build lacks, and a
+/// bounded batch keeps each write transaction (during which every other writer, i.e. every
+/// revocation, waits) short. The subselect finds the victims through the expiry indexes.
+fn bounded_delete_sql(table: &str, condition: &str, returning: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE rowid IN \
+           (SELECT rowid FROM {table} WHERE {condition} LIMIT $2) {returning}"
+    )
+}
+
 /// Commits queued single revocations in one transaction and answers each caller (see
 /// `GroupCommit`). If the commit fails, every caller of the group gets that error.
 async fn commit_group(writer: &SqlitePool, pending: Vec<PendingRevocation>) {
@@ -334,9 +357,13 @@ async fn commit_group(writer: &SqlitePool, pending: Vec<PendingRevocation>) {
             }
         }
         Err(e) => {
-            let msg = e.to_string();
+            // Every caller of the group gets the error (the same one, source included).
+            let e = match e {
+                StoreError::Unavailable(d) => d,
+                other => Unavailable::new(other.to_string()),
+            };
             for done in waiters {
-                let _ = done.send(Err(StoreError::Unavailable(msg.clone())));
+                let _ = done.send(Err(e.clone().into()));
             }
         }
     }
@@ -467,7 +494,7 @@ impl Store for SqliteStore {
         MIGRATOR
             .run(&self.writer)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+            .map_err(|e| Unavailable::caused_by("migration failed", e).into())
     }
 
     async fn sealed_page(
@@ -584,12 +611,7 @@ impl Store for SqliteStore {
     ) -> Result<Written<SigningKeyRecord>> {
         let mut tx = self.begin_write().await?;
         let (key, changed) = sql::revoke_signing_key(&mut *tx, tenant, kid, reason, audit).await?;
-        let changes = if changed {
-            tx.commit().await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(key, changes))
+        sql::commit_if(tx, key, |_| changed).await
     }
 
     async fn insert_revocation(
@@ -606,9 +628,7 @@ impl Store for SqliteStore {
                 biased;
                 answer = &mut outcome => {
                     return answer.map_err(|_| {
-                        StoreError::Unavailable(
-                            "the revocation write was abandoned; retry it".into(),
-                        )
+                        Unavailable::new("the revocation write was abandoned; retry it")
                     })?;
                 }
                 _turn = self.group.turn.lock() => {
@@ -679,13 +699,7 @@ impl Store for SqliteStore {
     ) -> Result<Written<LiftOutcome>> {
         let mut tx = self.begin_write().await?;
         let outcome = sql::lift_suspension(&mut *tx, tenant, jti, audit).await?;
-        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        let changes = if matches!(outcome, LiftOutcome::Lifted(_)) {
-            tx.commit().await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(outcome, changes))
+        sql::commit_if(tx, outcome, |o| matches!(o, LiftOutcome::Lifted(_))).await
     }
 
     async fn list_audit(
@@ -703,76 +717,15 @@ impl Store for SqliteStore {
         batch: u32,
     ) -> Result<Written<(PurgeCounts, Vec<(String, String)>)>> {
         let started = Instant::now();
-        let before = ts(before);
-        let limit = i64::from(batch.max(1));
         let mut tx = self.begin_write().await?;
-        // Bounded, rowid-limited deletes: SQLite has no `DELETE … LIMIT` unless compiled with
-        // an option the bundled build lacks, and a bounded batch keeps each write transaction
-        // (during which every other writer, i.e. every revocation, waits) short. `rowid IN
-        // (SELECT … LIMIT n)` finds the victims through the indexes on `expires_at` and `until`.
-        //
-        // A suspension whose `until` has passed no longer rejects anything, whatever its
-        // `expires_at`: it goes too.
-        let jtis: Vec<(String, String)> = sqlx::query_as(
-            "DELETE FROM revocations WHERE rowid IN (SELECT rowid FROM revocations \
-               WHERE expires_at < ? OR (until IS NOT NULL AND until < ?) LIMIT ?) \
-             RETURNING tenant, jti",
-        )
-        .bind(before)
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        // Old change rows go first, so that this pass never deletes the `revocation.purge`
-        // rows it appends below (with a `before` ahead of the clock it otherwise could).
-        let changes = sqlx::query(
-            "DELETE FROM changes WHERE position IN \
-               (SELECT position FROM changes WHERE at < ? LIMIT ?)",
-        )
-        .bind(before.saturating_sub(CHANGE_RETENTION_SECS))
-        .bind(limit)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected();
+        let (counts, jtis) =
+            sql::purge_expired(&mut *tx, bounded_delete_sql, before, batch).await?;
         // Other nodes learn of the deletions from the feed, in the same transaction.
         for chunk in jtis.chunks(BATCH_CHUNK) {
             let rows = chunk.iter().map(|(t, j)| (t.as_str(), j.as_str(), None));
             insert_changes(&mut tx, names::REVOCATION_PURGE, rows, false).await?;
         }
-        // Tenant-wide and subject cutoffs alike: past `expires_at` every token they could
-        // reject has expired on its own.
-        let cutoffs = sqlx::query(
-            "DELETE FROM cutoffs WHERE rowid IN \
-               (SELECT rowid FROM cutoffs WHERE expires_at < ? LIMIT ?)",
-        )
-        .bind(before)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected();
-        // Retired keys past retention verify nothing any more. Active keys are never purged.
-        // Revoked keys are kept: their row is the record that (and when, and why) the key was
-        // revoked, they are few, and dropping one would turn `key_revoked` into `unknown_key`.
-        let keys = sqlx::query(
-            "DELETE FROM signing_keys WHERE rowid IN (SELECT rowid FROM signing_keys \
-               WHERE status = 'retired' AND retain_until < ? LIMIT ?)",
-        )
-        .bind(before)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected();
         let written = tx.commit().await?;
-        let counts = PurgeCounts {
-            revocations: jtis.len() as u64,
-            cutoffs,
-            signing_keys: keys,
-            changes,
-        };
         Ok(Written::new(
             rows::purge_done(started, counts, jtis),
             written,

@@ -13,16 +13,17 @@
 //!
 //! Every connection runs with `synchronous_commit` at least `on` (a server configured with `off`
 //! is overridden for our sessions; `remote_apply` and the like are kept): veto acknowledges a
-//! write only once it is durable (design.md), and `off` would acknowledge writes a crash can
-//! lose. `idle_in_transaction_session_timeout` bounds how long a transaction left open by a
-//! stuck client can hold the change feed back (see below).
+//! write only once it is durable (`docs/architecture.md`, "Writes"), and `off` would acknowledge
+//! writes a crash can lose. `idle_in_transaction_session_timeout` bounds how long a transaction
+//! left open by a stuck client can hold the change feed back (see below).
 //!
 //! # Isolation
 //!
 //! Writes run in READ COMMITTED (PostgreSQL's default): every statement sees what committed
 //! before it started, and conflicts are resolved by constraints (`ON CONFLICT DO NOTHING …
-//! RETURNING` and a re-read for idempotent revocations, `GREATEST` upserts for max-wins
-//! cutoffs) and by the key locks below, not by retrying serialization failures.
+//! RETURNING` and a re-read for idempotent revocations, upserts that keep the larger value
+//! (`CASE`) for max-wins cutoffs) and by the key locks below, not by retrying serialization
+//! failures.
 //! `load_state` and `revocation_stats` read several tables in one REPEATABLE READ, READ ONLY
 //! transaction, so that what they return is one consistent snapshot. Single reads are single
 //! statements. Serialization failures, deadlocks and lost connections surface as
@@ -93,6 +94,7 @@
 //! commit, outside the transaction, would lift that bound at the price of a lost wake-up on a
 //! crash in between).
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -113,16 +115,15 @@ use crate::rows::{
 };
 use crate::sql;
 use crate::{
-    CHANGE_RETENTION_SECS, Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts,
-    Resealed, Result, RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, StoreError,
-    Written,
+    Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Resealed, Result,
+    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, Unavailable, Written,
 };
 
 /// The `LISTEN`/`NOTIFY` channel every committed change is announced on (empty payload).
 pub const PG_NOTIFY_CHANNEL: &str = "veto_changes";
 
-/// Embedded like the SQLite migrations (see `sqlite.rs`). sqlx's PostgreSQL migrator holds an
-/// advisory lock while it runs, so nodes starting together migrate one at a time.
+/// Embedded like the SQLite migrations (see `sqlite/mod.rs`). sqlx's PostgreSQL migrator holds
+/// an advisory lock while it runs, so nodes starting together migrate one at a time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// How long a request waits for a pooled connection before failing as `Unavailable`.
@@ -146,7 +147,6 @@ type Tx = Transaction<'static, Postgres>;
 
 /// `SessionStore` for this store; a child module so that it shares the pool, the key locks and
 /// the change-feed helpers.
-#[path = "postgres_sessions.rs"]
 mod sessions;
 
 pub struct PgStore {
@@ -297,7 +297,7 @@ fn to_change((xid, position, tenant, kind, key, value, at): ChangeRow) -> Change
 /// Reads back the changes this transaction appended (the writer applies exactly these), announces
 /// them, then commits: the notification goes out at commit. The read uses the feed's own index
 /// (`xid` is this transaction's id).
-async fn commit_changes(mut tx: Tx) -> Result<Vec<Change>> {
+async fn commit_changes(mut tx: Transaction<'_, Postgres>) -> Result<Vec<Change>> {
     let rows: Vec<ChangeRow> = sqlx::query_as(
         "SELECT xid, position, tenant, kind, key, value, at FROM changes \
          WHERE xid = pg_current_xact_id_if_assigned()::text::bigint ORDER BY position",
@@ -312,6 +312,12 @@ async fn commit_changes(mut tx: Tx) -> Result<Vec<Change>> {
         .map_err(unavailable)?;
     tx.commit().await.map_err(unavailable)?;
     Ok(rows.into_iter().map(to_change).collect())
+}
+
+impl sql::WriteTx for Transaction<'_, Postgres> {
+    fn commit_changes(self) -> impl Future<Output = Result<Vec<Change>>> + Send {
+        commit_changes(self)
+    }
 }
 
 /// Inserts the revocations of `items` that are new (one statement, arrays), with their audit
@@ -373,35 +379,16 @@ async fn insert_revocation_rows(
     Ok(created)
 }
 
-/// `DELETE … WHERE ctid = ANY(ARRAY(SELECT ctid … LIMIT n))`: PostgreSQL has no
-/// `DELETE … LIMIT`; the subselect finds at most `n` victims through the table's indexes, and
-/// the outer delete reaches them by physical address (a TID scan). Safe here because purge runs
-/// under the whole-store lock: no writer moves a row between the two.
+/// `DELETE … WHERE ctid = ANY(ARRAY(SELECT ctid … LIMIT n))`, for both purges
+/// (`sql::BoundedDelete`): PostgreSQL has no `DELETE … LIMIT`; the subselect finds at most `n`
+/// victims through the table's indexes, and the outer delete reaches them by physical address (a
+/// TID scan). Safe here because purges run under the whole-store lock: no writer moves a row
+/// between the two.
 fn bounded_delete_sql(table: &str, condition: &str, returning: &str) -> String {
     format!(
         "DELETE FROM {table} WHERE ctid = ANY(ARRAY(\
            SELECT ctid FROM {table} WHERE {condition} LIMIT $2)) {returning}"
     )
-}
-
-/// Deletes at most `limit` rows of `table` matching `condition` (on `$1` = `value`); returns
-/// how many.
-async fn delete_bounded(
-    conn: &mut PgConnection,
-    table: &str,
-    condition: &str,
-    value: i64,
-    limit: i64,
-) -> Result<u64> {
-    Ok(sqlx::query(sqlx::AssertSqlSafe(bounded_delete_sql(
-        table, condition, "",
-    )))
-    .bind(value)
-    .bind(limit)
-    .execute(conn)
-    .await
-    .map_err(unavailable)?
-    .rows_affected())
 }
 
 // ---- the store -------------------------------------------------------------------------------
@@ -411,7 +398,7 @@ impl PgStore {
     /// before use.
     pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore> {
         let opts = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad PostgreSQL URL: {e}")))?
+            .map_err(|e| Unavailable::caused_by("bad PostgreSQL URL", e))?
             .application_name("veto")
             .options([(
                 "idle_in_transaction_session_timeout",
@@ -493,7 +480,7 @@ impl Store for PgStore {
         MIGRATOR
             .run(&self.pool)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+            .map_err(|e| Unavailable::caused_by("migration failed", e).into())
     }
 
     async fn sealed_page(
@@ -621,13 +608,7 @@ impl Store for PgStore {
         let locks = Locks::default().within(tenant).change(&["k", tenant]);
         let mut tx = self.begin_write(locks).await?;
         let (key, changed) = sql::revoke_signing_key(&mut *tx, tenant, kid, reason, audit).await?;
-        // A repeat wrote nothing: dropping `tx` rolls back a no-op.
-        let changes = if changed {
-            commit_changes(tx).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(key, changes))
+        sql::commit_if(tx, key, |_| changed).await
     }
 
     async fn insert_revocation(
@@ -641,12 +622,7 @@ impl Store for PgStore {
         // A concurrent identical request waits for this one's key lock, then finds the row
         // (ON CONFLICT DO NOTHING) and reads it back: one record, one audit event, one change.
         let outcome = sql::insert_revocation(&mut *tx, rec, audit).await?;
-        let changes = if outcome.created {
-            commit_changes(tx).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(outcome, changes))
+        sql::commit_if(tx, outcome, |o| o.created).await
     }
 
     async fn insert_revocations(
@@ -712,13 +688,7 @@ impl Store for PgStore {
             .begin_write(Locks::default().revocation(tenant, jti))
             .await?;
         let outcome = sql::lift_suspension(&mut *tx, tenant, jti, audit).await?;
-        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        let changes = if matches!(outcome, LiftOutcome::Lifted(_)) {
-            commit_changes(tx).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(outcome, changes))
+        sql::commit_if(tx, outcome, |o| matches!(o, LiftOutcome::Lifted(_))).await
     }
 
     async fn list_audit(
@@ -736,30 +706,11 @@ impl Store for PgStore {
         batch: u32,
     ) -> Result<Written<(PurgeCounts, Vec<(String, String)>)>> {
         let started = Instant::now();
-        let before = ts(before);
-        let limit = i64::from(batch.max(1));
         // The victims are only known once found, so no per-key locks: the whole store, for one
         // bounded batch (module comment).
         let mut tx = self.begin_write(Locks::whole()).await?;
-        // Old change rows go first, so that this pass never deletes the `revocation.purge`
-        // rows it appends below.
-        let retention_start = before.saturating_sub(CHANGE_RETENTION_SECS);
-        let changes = delete_bounded(&mut tx, "changes", "at < $1", retention_start, limit).await?;
-        // A suspension whose `until` has passed no longer rejects anything: it goes too.
-        let jtis: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(bounded_delete_sql(
-            "revocations",
-            "expires_at < $1 OR (until IS NOT NULL AND until < $1)",
-            "RETURNING tenant, jti",
-        )))
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let cutoffs = delete_bounded(&mut tx, "cutoffs", "expires_at < $1", before, limit).await?;
-        // Retired keys past retention only; active and revoked keys stay (see sqlite.rs).
-        let retired = "status = 'retired' AND retain_until < $1";
-        let keys = delete_bounded(&mut tx, "signing_keys", retired, before, limit).await?;
+        let (counts, jtis) =
+            sql::purge_expired(&mut *tx, bounded_delete_sql, before, batch).await?;
         let written = if jtis.is_empty() {
             tx.commit().await.map_err(unavailable)?;
             Vec::new()
@@ -768,12 +719,6 @@ impl Store for PgStore {
             let rows = jtis.iter().map(|(t, j)| (t.as_str(), j.as_str(), None));
             insert_changes(&mut tx, names::REVOCATION_PURGE, rows).await?;
             commit_changes(tx).await?
-        };
-        let counts = PurgeCounts {
-            revocations: jtis.len() as u64,
-            cutoffs,
-            signing_keys: keys,
-            changes,
         };
         Ok(Written::new(
             rows::purge_done(started, counts, jtis),

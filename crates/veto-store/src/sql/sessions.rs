@@ -1,9 +1,9 @@
-//! The `SessionStore` statements both backends run word for word: a child module of `sql`
-//! (declared there with `#[path]`), on the same [`Conn`] and with the same rules (PostgreSQL's
-//! `$n` placeholders, SQL both dialects share, `CASE` instead of `max`/`GREATEST`). The backend
-//! begins the transaction (with its own locks), calls in here, and commits; what differs (how a
-//! bounded delete is written, which locks a write takes, how it is announced) stays in
-//! `sqlite_sessions.rs` and `postgres_sessions.rs`.
+//! The `SessionStore` statements both backends run word for word: a child module of `sql`, on
+//! the same [`Conn`] and with the same rules (PostgreSQL's `$n` placeholders, SQL both dialects
+//! share, `CASE` instead of `max`/`GREATEST`). The backend begins the transaction (with its own
+//! locks), calls in here, and commits; what differs (how a bounded delete is written, which
+//! locks a write takes, how it is announced) stays in `sqlite/sessions.rs` and
+//! `postgres/sessions.rs`.
 use std::time::Instant;
 
 use time::{Duration, OffsetDateTime};
@@ -11,16 +11,17 @@ use veto_core::audit::AuditEvent;
 use veto_core::cookie::SessionKeyRecord;
 use veto_core::prelogin::PreLoginRecord;
 use veto_core::refresh::RefreshFamily;
+use veto_core::session::SessionRecord;
 
-use super::{Arg, Conn, insert_audit, insert_change, one};
+use super::{Arg, BoundedDelete, Conn, insert_audit, insert_change, one};
 use crate::change::ChangeKind;
-use crate::rows::{Cols, SLOW, missing_tenant_or_unavailable, ts, unavailable};
-use crate::sessions::{
-    FAMILY_COLUMNS, PRELOGIN_COLUMNS, Revoked, SESSION_COLUMNS, SESSION_KEY_COLUMNS,
-    SessionKeyInsert, SessionPurge, SessionSnapshot, StoredSession, audit_for, prelogin_from_row,
-    session_key_from_row,
+use crate::rows::{
+    Cols, FAMILY_COLUMNS, PRELOGIN_COLUMNS, SESSION_COLUMNS, SESSION_KEY_COLUMNS, SLOW,
+    family_from_row, missing_tenant_or_unavailable, prelogin_from_row, session_from_row,
+    session_key_from_row, ts, unavailable,
 };
-use crate::{Result, StoreError};
+use crate::sessions::{Revoked, SessionKeyInsert, SessionPurge, SessionSnapshot, StoredSession};
+use crate::{Result, StoreError, Unavailable};
 
 use Arg::{Bytes, Int, OptInt, OptText, Text};
 
@@ -91,7 +92,7 @@ async fn by_key<C: Conn, T>(
 }
 
 /// One row by (tenant, id) of `table` (sessions, prelogin or refresh_families).
-pub(crate) async fn row_by_id<C: Conn, T>(
+async fn row_by_id<C: Conn, T>(
     c: &mut C,
     (columns, table): (&str, &str),
     tenant: &str,
@@ -100,6 +101,24 @@ pub(crate) async fn row_by_id<C: Conn, T>(
 ) -> Result<Option<T>> {
     let sql = format!("SELECT {columns} FROM {table} WHERE tenant = $1 AND id = $2");
     by_key(c, &sql, (tenant, id), from_row).await
+}
+
+pub(crate) async fn get_session<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<StoredSession>> {
+    let table = (SESSION_COLUMNS, "sessions");
+    row_by_id(c, table, tenant, id, session_from_row).await
+}
+
+pub(crate) async fn get_refresh_family<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<RefreshFamily>> {
+    let table = (FAMILY_COLUMNS, "refresh_families");
+    row_by_id(c, table, tenant, id, family_from_row).await
 }
 
 /// Writes a touch back: both times rise, never fall, and the idle expiry never passes the
@@ -144,13 +163,13 @@ pub(crate) async fn touch_session<C: Conn>(
 }
 
 /// What `revoke_row` revokes: (columns, table, the change it appends given the row's id).
-pub(crate) type RevokeWhat = (&'static str, &'static str, fn(String) -> ChangeKind);
+type RevokeWhat = (&'static str, &'static str, fn(String) -> ChangeKind);
 
-pub(crate) const REVOKE_SESSION: RevokeWhat = (SESSION_COLUMNS, "sessions", |id| {
+const REVOKE_SESSION: RevokeWhat = (SESSION_COLUMNS, "sessions", |id| {
     ChangeKind::SessionRevoked { id }
 });
 
-pub(crate) const REVOKE_FAMILY: RevokeWhat = (FAMILY_COLUMNS, "refresh_families", |family| {
+const REVOKE_FAMILY: RevokeWhat = (FAMILY_COLUMNS, "refresh_families", |family| {
     ChangeKind::RefreshFamilyRevoked { family }
 });
 
@@ -158,7 +177,7 @@ pub(crate) const REVOKE_FAMILY: RevokeWhat = (FAMILY_COLUMNS, "refresh_families"
 /// unless it is already revoked, writing the audit event and a `kind` change with it. Returns
 /// the row after the call, and whether this call revoked it; when it did not, nothing was
 /// written and the caller need not commit.
-pub(crate) async fn revoke_row<C: Conn, T>(
+async fn revoke_row<C: Conn, T>(
     c: &mut C,
     (columns, table, kind): RevokeWhat,
     tenant: &str,
@@ -194,6 +213,33 @@ pub(crate) async fn revoke_row<C: Conn, T>(
     }))
 }
 
+/// Revokes one session (see `SessionStore::revoke_session`); commit only if [`newly`].
+pub(crate) async fn revoke_session<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    id: &str,
+    audit: &AuditEvent,
+) -> Result<Option<Revoked<SessionRecord>>> {
+    let from_row = |r: &C::Row| session_from_row(r).map(|s| s.record);
+    revoke_row(c, REVOKE_SESSION, tenant, id, audit, from_row).await
+}
+
+/// Revokes one refresh family (see `SessionStore::revoke_refresh_family`); commit only if
+/// [`newly`].
+pub(crate) async fn revoke_refresh_family<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    id: &str,
+    audit: &AuditEvent,
+) -> Result<Option<Revoked<RefreshFamily>>> {
+    revoke_row(c, REVOKE_FAMILY, tenant, id, audit, family_from_row).await
+}
+
+/// Whether a revocation wrote anything: only a row not revoked before is.
+pub(crate) fn newly<T>(revoked: &Option<Revoked<T>>) -> bool {
+    revoked.as_ref().is_some_and(|r| r.newly)
+}
+
 /// The ids of the actor's sessions not yet revoked.
 pub(crate) async fn unrevoked_session_ids<C: Conn>(
     c: &mut C,
@@ -210,6 +256,16 @@ pub(crate) async fn unrevoked_session_ids<C: Conn>(
         .await
         .map_err(unavailable)?;
     decode_all(rows, |r| r.text_at(0))
+}
+
+/// The per-session audit event of a bulk revocation, made from the caller's template.
+fn audit_for(template: &AuditEvent, target: &str) -> AuditEvent {
+    AuditEvent {
+        at: template.at,
+        metadata: template.metadata.clone(),
+        ..AuditEvent::new(&template.tenant, &template.actor, &template.action, target)
+            .with_reason(template.reason.as_deref())
+    }
 }
 
 /// Revokes every session of the actor not yet revoked, with one audit event (from `audit`) and
@@ -268,7 +324,7 @@ pub(crate) async fn insert_session_key<C: Conn>(
             )
             .await
             .map_err(unavailable)?
-            .ok_or_else(|| StoreError::Unavailable("EXISTS returned no row".into()))?;
+            .ok_or_else(|| Unavailable::new("EXISTS returned no row"))?;
             if active.flag_at(0)? {
                 return Ok(false);
             }
@@ -400,10 +456,6 @@ pub(crate) async fn rotate_refresh_family<C: Conn>(
 }
 
 // ---- purge and start-up -----------------------------------------------------------------------
-
-/// How a backend writes "delete at most `$2` rows of `table` matching `condition` (on `$1`)":
-/// neither dialect has `DELETE … LIMIT`, and each limits through its own row address.
-pub(crate) type BoundedDelete = fn(table: &str, condition: &str, returning: &str) -> String;
 
 /// Deletes at most `limit` rows of `table` matching `condition` (on `time`), found through the
 /// expiry indexes; returns the tenant and key (id, or kid for keys) of each.

@@ -1,6 +1,6 @@
-//! [`SessionStore`] for the shared store. A child module of `postgres` (declared there with
-//! `#[path]`), so that it shares the pool, the key locks and the change-feed helpers without
-//! widening their visibility. The statements themselves are `sql::sessions`, shared with SQLite.
+//! [`SessionStore`] for the shared store. A child module of `postgres`, so that it shares the
+//! pool, the key locks and the change-feed helpers without widening their visibility. The
+//! statements themselves are `sql::sessions`, shared with SQLite.
 //!
 //! # Key locks
 //!
@@ -30,7 +30,6 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
 use time::{Duration, OffsetDateTime};
 use veto_core::audit::AuditEvent;
 use veto_core::cookie::SessionKeyRecord;
@@ -41,9 +40,9 @@ use veto_core::session::SessionRecord;
 use super::{Locks, MAX_KEY_LOCKS, PgStore, bounded_delete_sql, commit_changes, lock_id};
 use crate::rows::{self, unavailable};
 use crate::sessions::{
-    FAMILY_COLUMNS, Revoked, SESSION_COLUMNS, SessionKeyInsert, SessionPurge, SessionSnapshot,
-    SessionStore, StoredSession, family_from_row, session_from_row,
+    Revoked, SessionKeyInsert, SessionPurge, SessionSnapshot, SessionStore, StoredSession,
 };
+use crate::sql::commit_if;
 use crate::sql::sessions as sql;
 use crate::{Page, PageRequest, Result, Written};
 
@@ -79,28 +78,6 @@ impl Locks {
     }
 }
 
-impl PgStore {
-    /// `sql::sessions::revoke_row` under `locks`, announced if it revoked anything.
-    async fn revoke_row<T>(
-        &self,
-        locks: Locks,
-        what: sql::RevokeWhat,
-        (tenant, id): (&str, &str),
-        audit: &AuditEvent,
-        from_row: impl Fn(&PgRow) -> Result<T> + Send,
-    ) -> Result<Written<Option<Revoked<T>>>> {
-        let mut tx = self.begin_write(locks).await?;
-        let revoked = sql::revoke_row(&mut *tx, what, tenant, id, audit, from_row).await?;
-        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        let changes = if revoked.as_ref().is_some_and(|r| r.newly) {
-            commit_changes(tx).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(revoked, changes))
-    }
-}
-
 #[async_trait]
 impl SessionStore for PgStore {
     async fn create_session(&self, s: &StoredSession) -> Result<Written<()>> {
@@ -117,15 +94,7 @@ impl SessionStore for PgStore {
     }
 
     async fn get_session(&self, tenant: &str, id: &str) -> Result<Option<StoredSession>> {
-        let table = (SESSION_COLUMNS, "sessions");
-        sql::row_by_id(
-            &mut *self.conn().await?,
-            table,
-            tenant,
-            id,
-            session_from_row,
-        )
-        .await
+        sql::get_session(&mut *self.conn().await?, tenant, id).await
     }
 
     async fn list_active_sessions(
@@ -152,13 +121,7 @@ impl SessionStore for PgStore {
             .await?;
         let touched =
             sql::touch_session(&mut *tx, tenant, id, last_seen_at, idle_expires_at).await?;
-        // Otherwise nothing was written: dropping `tx` rolls back a no-op.
-        let changes = if touched {
-            commit_changes(tx).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(touched, changes))
+        commit_if(tx, touched, |&touched| touched).await
     }
 
     async fn revoke_session(
@@ -167,11 +130,11 @@ impl SessionStore for PgStore {
         id: &str,
         audit: &AuditEvent,
     ) -> Result<Written<Option<Revoked<SessionRecord>>>> {
-        let locks = Locks::default().session(tenant, id);
-        let what = sql::REVOKE_SESSION;
-        let from_row = |r: &_| session_from_row(r).map(|s| s.record);
-        self.revoke_row(locks, what, (tenant, id), audit, from_row)
-            .await
+        let mut tx = self
+            .begin_write(Locks::default().session(tenant, id))
+            .await?;
+        let revoked = sql::revoke_session(&mut *tx, tenant, id, audit).await?;
+        commit_if(tx, revoked, sql::newly).await
     }
 
     async fn revoke_actor_sessions(
@@ -205,12 +168,7 @@ impl SessionStore for PgStore {
             }
             let revoked =
                 sql::revoke_actor_sessions(&mut *tx, tenant, actor_type, actor_id, audit).await?;
-            let changes = if revoked.is_empty() {
-                Vec::new()
-            } else {
-                commit_changes(tx).await?
-            };
-            return Ok(Written::new(revoked, changes));
+            return commit_if(tx, revoked, |ids| !ids.is_empty()).await;
         }
         unreachable!("the last attempt holds the whole-store lock and always returns")
     }
@@ -228,12 +186,7 @@ impl SessionStore for PgStore {
             .change(&["sk", &key.tenant]);
         let mut tx = self.begin_write(locks).await?;
         let inserted = sql::insert_session_key(&mut *tx, key, mode, audit).await?;
-        let changes = if inserted {
-            commit_changes(tx).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Written::new(inserted, changes))
+        commit_if(tx, inserted, |&inserted| inserted).await
     }
 
     async fn list_session_keys(&self, tenant: &str) -> Result<Vec<SessionKeyRecord>> {
@@ -261,8 +214,7 @@ impl SessionStore for PgStore {
     }
 
     async fn get_refresh_family(&self, tenant: &str, id: &str) -> Result<Option<RefreshFamily>> {
-        let table = (FAMILY_COLUMNS, "refresh_families");
-        sql::row_by_id(&mut *self.conn().await?, table, tenant, id, family_from_row).await
+        sql::get_refresh_family(&mut *self.conn().await?, tenant, id).await
     }
 
     async fn rotate_refresh_family(
@@ -285,10 +237,11 @@ impl SessionStore for PgStore {
         id: &str,
         audit: &AuditEvent,
     ) -> Result<Written<Option<Revoked<RefreshFamily>>>> {
-        let locks = Locks::default().family(tenant, id);
-        let what = sql::REVOKE_FAMILY;
-        self.revoke_row(locks, what, (tenant, id), audit, family_from_row)
-            .await
+        let mut tx = self
+            .begin_write(Locks::default().family(tenant, id))
+            .await?;
+        let revoked = sql::revoke_refresh_family(&mut *tx, tenant, id, audit).await?;
+        commit_if(tx, revoked, sql::newly).await
     }
 
     async fn purge_sessions_batch(

@@ -1,16 +1,12 @@
-//! The conformance suite of [`SessionStore`], written once for every backend, like
-//! `conformance` for `Store`:
+//! The conformance suite of [`SessionStore`], written once for every backend like its parent
+//! for `Store`, and run by every backend that runs its parent (see there). The database is seen
+//! through both traits (`TestDatabase::open_sessions`): as a `Store` to create tenants and read
+//! the audit trail and the change feed, and as a `SessionStore`.
 //!
-//! ```ignore
-//! async fn fresh() -> MyTestDb { /* a new, empty database */ }
-//! veto_store::session_conformance_tests!(fresh);
-//! ```
-//!
-//! `MyTestDb` implements [`SessionTestDatabase`]: the same database seen as a `Store` (to create
-//! tenants and read the audit trail and the change feed) and as a `SessionStore`.
+//! The races among the cases spawn their calls at once on the two-worker runtime: a backend
+//! whose store has a pool of connections runs them on several at the same time.
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use veto_core::audit::AuditEvent;
@@ -18,64 +14,14 @@ use veto_core::cookie::{SessionKeyRecord, SessionKeyStatus};
 use veto_core::prelogin::{PRELOGIN_TTL, PreLoginRecord, new_prelogin_id};
 use veto_core::refresh::{REUSE_REASON, RefreshFamily};
 use veto_core::session::{NewSession, SessionPolicy, SessionRecord};
+use veto_store::sessions::{Revoked, SessionKeyInsert, SessionPurge, SessionStore, StoredSession};
+use veto_store::{FeedCursor, PageRequest, Store, StoreError, change};
 
-use crate::conformance::{
-    all_audit, at, audit, audit_at, changes_before_marker, collect_pages, marker_feed, said,
-    tenant, what,
+use super::{
+    TestDatabase, all_audit, at, audit, audit_at, changes_before_marker, collect_pages,
+    marker_feed, said, tenant, what,
 };
-use crate::sessions::{Revoked, SessionKeyInsert, SessionPurge, SessionStore, StoredSession};
-use crate::{FeedCursor, PageRequest, Store, StoreError, change};
-
-/// One empty database for one case, seen through both traits.
-#[async_trait]
-pub trait SessionTestDatabase: Send + Sync {
-    /// A migrated store on this database. Called again after the previous one was dropped, it
-    /// must show everything that one committed.
-    async fn open(&self) -> (Arc<dyn Store>, Arc<dyn SessionStore>);
-}
-
-/// Expands one `#[tokio::test]` per case (see the module documentation). With `optional`,
-/// `$fresh` returns `Option<_>` and `None` ends each case at once, as in `conformance_tests!`.
-/// The races among the cases spawn their calls at once on the two-worker runtime: a backend
-/// whose store has a pool of connections runs them on several at the same time.
-#[macro_export]
-macro_rules! session_conformance_tests {
-    (optional $fresh:path) => {
-        $crate::session_conformance_tests!(@all $fresh, ::core::convert::identity);
-    };
-    ($fresh:path) => {
-        $crate::session_conformance_tests!(@all $fresh, ::core::option::Option::Some);
-    };
-    (@all $fresh:path, $wrap:path) => {
-        $crate::session_conformance_tests!(@cases $fresh, $wrap;
-            session_roundtrip_and_errors,
-            active_sessions_of_an_actor_in_pages,
-            touch_only_moves_times_forward,
-            session_revocation_is_audited_once,
-            actor_revoke_all_revokes_each_session_once,
-            session_keys_first_key_and_rotation,
-            prelogin_is_consumed_exactly_once,
-            concurrent_prelogin_consumes_have_one_winner,
-            refresh_rotation_is_a_compare_and_swap,
-            concurrent_refresh_rotations_have_one_winner,
-            session_purge_in_bounded_batches,
-            load_sessions_reflects_everything,
-            session_writes_reach_the_change_feed,
-            sessions_survive_reopen,
-        );
-    };
-    (@cases $fresh:path, $wrap:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(db) = $wrap($fresh().await) else {
-                    return;
-                };
-                $crate::session_conformance::$case(&db).await;
-            }
-        )*
-    };
-}
+use crate::fresh;
 
 // ---- fixtures ---------------------------------------------------------------------------------
 
@@ -89,8 +35,8 @@ async fn feed_end(store: &dyn Store) -> FeedCursor {
     marker_feed(store, FeedCursor::default()).await.1
 }
 
-async fn open_with_tenants(db: &dyn SessionTestDatabase, ids: &[&str]) -> Fixture {
-    let (store, sessions) = db.open().await;
+async fn open_with_tenants(db: &dyn TestDatabase, ids: &[&str]) -> Fixture {
+    let (store, sessions) = db.open_sessions().await;
     for id in ids {
         store
             .create_tenant(&tenant(id), &audit_at(id, "tenant.create", id, -10_000))
@@ -213,7 +159,11 @@ async fn list_all(f: &Fixture, actor: &str, now: OffsetDateTime, limit: u32) -> 
 
 // ---- cases ------------------------------------------------------------------------------------
 
-pub async fn session_roundtrip_and_errors(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_roundtrip_and_errors() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme"]).await;
     let s = session("acme", "alice", 0);
     put_session(&f, &s).await;
@@ -263,7 +213,11 @@ pub async fn session_roundtrip_and_errors(db: &dyn SessionTestDatabase) {
     assert_eq!((got.record.ip_address, got.record.user_agent), (None, None));
 }
 
-pub async fn active_sessions_of_an_actor_in_pages(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_sessions_of_an_actor_in_pages() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme"]).await;
     let mut alice: Vec<StoredSession> = (0..7).map(|i| session("acme", "alice", i * 10)).collect();
     // Two sessions in the same second: the id breaks the tie.
@@ -305,7 +259,11 @@ pub async fn active_sessions_of_an_actor_in_pages(db: &dyn SessionTestDatabase) 
     assert!(matches!(err, StoreError::BadCursor), "{err:?}");
 }
 
-pub async fn touch_only_moves_times_forward(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn touch_only_moves_times_forward() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme"]).await;
     let s = session("acme", "alice", 0);
     put_session(&f, &s).await;
@@ -349,7 +307,11 @@ pub async fn touch_only_moves_times_forward(db: &dyn SessionTestDatabase) {
     );
 }
 
-pub async fn session_revocation_is_audited_once(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_revocation_is_audited_once() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme"]).await;
     let s = session("acme", "alice", 0);
     put_session(&f, &s).await;
@@ -396,7 +358,11 @@ pub async fn session_revocation_is_audited_once(db: &dyn SessionTestDatabase) {
     assert_eq!(revoke(&f, "ses-nope", 1, "x").await, None);
 }
 
-pub async fn actor_revoke_all_revokes_each_session_once(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actor_revoke_all_revokes_each_session_once() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme"]).await;
     let alice: Vec<StoredSession> = (0..3).map(|i| session("acme", "alice", i)).collect();
     put_sessions(&f, &alice).await;
@@ -481,7 +447,11 @@ pub async fn actor_revoke_all_revokes_each_session_once(db: &dyn SessionTestData
     );
 }
 
-pub async fn session_keys_first_key_and_rotation(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_keys_first_key_and_rotation() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme", "globex"]).await;
     let k1 = session_key("acme", "k1", 0);
     let create = audit("acme", "session_key.create", "k1");
@@ -574,7 +544,11 @@ pub async fn session_keys_first_key_and_rotation(db: &dyn SessionTestDatabase) {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-pub async fn prelogin_is_consumed_exactly_once(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prelogin_is_consumed_exactly_once() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme", "globex"]).await;
     let p = prelogin("acme", 0);
     f.sessions.insert_prelogin(&p).await.unwrap();
@@ -627,7 +601,11 @@ where
     out
 }
 
-pub async fn concurrent_prelogin_consumes_have_one_winner(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_prelogin_consumes_have_one_winner() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme"]).await;
     for round in 0..5 {
         let p = prelogin("acme", round);
@@ -646,7 +624,11 @@ pub async fn concurrent_prelogin_consumes_have_one_winner(db: &dyn SessionTestDa
     }
 }
 
-pub async fn refresh_rotation_is_a_compare_and_swap(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_rotation_is_a_compare_and_swap() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme"]).await;
     let fam = family("acme", 86_400);
     f.sessions.create_refresh_family(&fam).await.unwrap();
@@ -741,7 +723,11 @@ pub async fn refresh_rotation_is_a_compare_and_swap(db: &dyn SessionTestDatabase
     );
 }
 
-pub async fn concurrent_refresh_rotations_have_one_winner(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refresh_rotations_have_one_winner() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme"]).await;
     let fam = family("acme", 86_400);
     f.sessions.create_refresh_family(&fam).await.unwrap();
@@ -771,7 +757,11 @@ pub async fn concurrent_refresh_rotations_have_one_winner(db: &dyn SessionTestDa
     assert_eq!(now.current_gen, 5);
 }
 
-pub async fn session_purge_in_bounded_batches(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_purge_in_bounded_batches() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme"]).await;
     // Sessions end 8 h after they open: those opened at 0..5 end at 28,800..28,804.
     let old: Vec<StoredSession> = (0..5).map(|i| session("acme", "alice", i)).collect();
@@ -894,7 +884,11 @@ pub async fn session_purge_in_bounded_batches(db: &dyn SessionTestDatabase) {
     assert!(snap.sessions.is_empty());
 }
 
-pub async fn load_sessions_reflects_everything(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_sessions_reflects_everything() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme", "globex"]).await;
     let live = session("acme", "alice", 0);
     let expired = session("globex", "bob", -100_000);
@@ -952,7 +946,11 @@ pub async fn load_sessions_reflects_everything(db: &dyn SessionTestDatabase) {
     );
 }
 
-pub async fn session_writes_reach_the_change_feed(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_writes_reach_the_change_feed() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let f = open_with_tenants(db, &["acme"]).await;
     let before = feed_end(f.store.as_ref()).await;
     let s = session("acme", "alice", 0);
@@ -996,7 +994,11 @@ pub async fn session_writes_reach_the_change_feed(db: &dyn SessionTestDatabase) 
     );
 }
 
-pub async fn sessions_survive_reopen(db: &dyn SessionTestDatabase) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_reopen() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
     let s = session("acme", "alice", 0);
     let fam = family("acme", 86_400);
     let p = prelogin("acme", 0);
@@ -1020,7 +1022,7 @@ pub async fn sessions_survive_reopen(db: &dyn SessionTestDatabase) {
             .await
             .unwrap();
     }
-    let (_store, sessions) = db.open().await;
+    let (_store, sessions) = db.open_sessions().await;
     let got = sessions
         .get_session("acme", &s.record.id)
         .await

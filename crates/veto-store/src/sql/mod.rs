@@ -5,8 +5,9 @@
 //! PostgreSQL's `$1, $2, …`, which sqlx's SQLite driver also binds by number, and the SQL keeps to
 //! what both dialects share (`RETURNING`, `ON CONFLICT`, `IS NOT DISTINCT FROM`, `CASE` rather
 //! than SQLite's two-argument `max` or PostgreSQL's `GREATEST`). What the dialects do
-//! differently (multi-row inserts, bounded deletes, the change feed) stays in the backends, as
-//! do transactions: the backend begins one, calls in here, and commits.
+//! differently (multi-row inserts, how a delete is bounded, the change feed) stays in the
+//! backends, as do transactions: the backend begins one, calls in here, and commits (through
+//! [`commit_if`] where a write may turn out to have changed nothing).
 use std::future::Future;
 
 use time::OffsetDateTime;
@@ -16,7 +17,7 @@ use veto_core::keys::SigningKeyRecord;
 use veto_core::revocation::{Cutoff, Revocation, RevocationStats};
 use veto_core::tenant::Tenant;
 
-use crate::change::ChangeKind;
+use crate::change::{Change, ChangeKind, Written};
 use crate::rows::{
     API_KEY_COLUMNS, Cols, REVOCATION_COLUMNS, SIGNING_KEY_COLUMNS, TENANT_COLUMNS,
     api_key_from_row, api_key_insert_error, as_stored, audit_conflict, conflict_or_unavailable,
@@ -24,8 +25,8 @@ use crate::rows::{
     signing_key_from_row, signing_key_insert_error, tenant_from_row, ts, unavailable, vanished,
 };
 use crate::{
-    IndexedRevocation, LiftOutcome, Resealed, Result, RevokeOutcome, SealedBlob, SealedKind,
-    StateSnapshot, StoreError,
+    CHANGE_RETENTION_SECS, IndexedRevocation, LiftOutcome, PurgeCounts, Resealed, Result,
+    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, StoreError, Unavailable,
 };
 
 /// A bound value.
@@ -105,8 +106,30 @@ conn_for!(sqlx::PgConnection, sqlx::Postgres, pg_query);
 
 use Arg::{Bytes, Flag, Int, OptInt, OptText, Text};
 
+/// A backend's write transaction, begun the way that backend's writes need (SQLite's write lock,
+/// PostgreSQL's key locks). `commit_changes` commits it and returns the changes it appended, in
+/// feed order (PostgreSQL also announces them).
+pub(crate) trait WriteTx: Send {
+    fn commit_changes(self) -> impl Future<Output = Result<Vec<Change>>> + Send;
+}
+
+/// `value` and the changes `tx` appended, committed only if `wrote(&value)`: a write that turned
+/// out to change nothing (a repeat, an unknown row) is dropped, which rolls back a transaction
+/// that wrote nothing, and returns no changes.
+pub(crate) async fn commit_if<W: WriteTx, T>(
+    tx: W,
+    value: T,
+    wrote: impl FnOnce(&T) -> bool,
+) -> Result<Written<T>> {
+    let changes = if wrote(&value) {
+        tx.commit_changes().await?
+    } else {
+        Vec::new()
+    };
+    Ok(Written::new(value, changes))
+}
+
 /// The `SessionStore` statements, written once in the same way.
-#[path = "sql_sessions.rs"]
 pub(crate) mod sessions;
 
 async fn one<C: Conn>(
@@ -243,7 +266,7 @@ pub(crate) async fn set_cutoff<C: Conn>(c: &mut C, cut: &Cutoff, audit: &AuditEv
     )
     .await
     .map_err(|e| missing_tenant_or_unavailable(e, &cut.tenant))?
-    .ok_or_else(|| StoreError::Unavailable("an upsert returned no row".into()))?;
+    .ok_or_else(|| Unavailable::new("an upsert returned no row"))?;
     let stored = row.int_at(0)?;
     insert_audit(c, audit).await?;
     let kind = match &cut.sub {
@@ -333,7 +356,7 @@ pub(crate) async fn has_admin_key<C: Conn>(c: &mut C) -> Result<bool> {
     )
     .await
     .map_err(unavailable)?
-    .ok_or_else(|| StoreError::Unavailable("EXISTS returned no row".into()))?;
+    .ok_or_else(|| Unavailable::new("EXISTS returned no row"))?;
     row.flag_at(0)
 }
 
@@ -563,7 +586,7 @@ pub(crate) async fn revocation_stats<C: Conn>(
     )
     .await
     .map_err(unavailable)?
-    .ok_or_else(|| StoreError::Unavailable("an aggregate returned no row".into()))?;
+    .ok_or_else(|| Unavailable::new("an aggregate returned no row"))?;
     let reasons = c
         .rows(
             "SELECT coalesce(reason, 'unspecified'), count(*) FROM revocations \
@@ -582,6 +605,77 @@ pub(crate) async fn revocation_stats<C: Conn>(
         by_reason: reasons.into_iter().map(|(r, n)| (r, count(n))).collect(),
         last_24h: count(totals.int_at(2)?),
     })
+}
+
+// ---- purge ------------------------------------------------------------------------------------
+
+/// How a backend writes "delete at most `$2` rows of `table` matching `condition` (on `$1`), then
+/// `returning`": neither dialect has `DELETE … LIMIT`, and each limits through its own row
+/// address (SQLite's rowid, PostgreSQL's ctid).
+pub(crate) type BoundedDelete = fn(table: &str, condition: &str, returning: &str) -> String;
+
+/// Deletes at most `limit` rows of `table` matching `condition` (on `$1` = `value`); returns how
+/// many.
+async fn delete_bounded<C: Conn>(
+    c: &mut C,
+    bounded: BoundedDelete,
+    (table, condition): (&str, &str),
+    value: i64,
+    limit: i64,
+) -> Result<u64> {
+    let sql = bounded(table, condition, "");
+    c.exec(&sql, vec![Int(value), Int(limit)])
+        .await
+        .map_err(unavailable)
+}
+
+/// One bounded pass of `Store::purge_batch` over the rows it deletes, at most `batch` of each
+/// kind, found through the expiry indexes. Returns the counts and the (tenant, jti) of every
+/// revocation deleted: the caller appends their `revocation.purge` changes (in bulk, its own way)
+/// in the same transaction. The caller holds whatever keeps other writers off the victims
+/// (SQLite's write lock, PostgreSQL's whole-store lock).
+pub(crate) async fn purge_expired<C: Conn>(
+    c: &mut C,
+    bounded: BoundedDelete,
+    before: OffsetDateTime,
+    batch: u32,
+) -> Result<(PurgeCounts, Vec<(String, String)>)> {
+    let before = ts(before);
+    let limit = i64::from(batch.max(1));
+    // Old change rows go first, so that this pass never deletes the `revocation.purge` rows the
+    // caller appends afterwards (with a `before` ahead of the clock it otherwise could).
+    let retention_start = before.saturating_sub(CHANGE_RETENTION_SECS);
+    let changes =
+        delete_bounded(c, bounded, ("changes", "at < $1"), retention_start, limit).await?;
+    // A suspension whose `until` has passed no longer rejects anything, whatever its
+    // `expires_at`: it goes too.
+    let sql = bounded(
+        "revocations",
+        "expires_at < $1 OR (until IS NOT NULL AND until < $1)",
+        "RETURNING tenant, jti",
+    );
+    let jtis = c
+        .rows(&sql, vec![Int(before), Int(limit)])
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| Ok((r.text_at(0)?, r.text_at(1)?)))
+        .collect::<Result<Vec<_>>>()?;
+    // Tenant-wide and subject cutoffs alike: past `expires_at` every token they could reject has
+    // expired on its own.
+    let cutoffs = delete_bounded(c, bounded, ("cutoffs", "expires_at < $1"), before, limit).await?;
+    // Retired keys past retention verify nothing any more. Active keys are never purged. Revoked
+    // keys are kept: their row is the record that (and when, and why) the key was revoked, they
+    // are few, and dropping one would turn `key_revoked` into `unknown_key`.
+    let retired = ("signing_keys", "status = 'retired' AND retain_until < $1");
+    let signing_keys = delete_bounded(c, bounded, retired, before, limit).await?;
+    let counts = PurgeCounts {
+        revocations: jtis.len() as u64,
+        cutoffs,
+        signing_keys,
+        changes,
+    };
+    Ok((counts, jtis))
 }
 
 // ---- start-up ---------------------------------------------------------------------------------
