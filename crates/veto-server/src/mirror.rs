@@ -197,7 +197,7 @@ impl AppState {
                 self.session_cache.remove(tenant, id);
             }
             SessionKeyInserted { .. } => {
-                for rec in self.sessions.list_session_keys(tenant).await? {
+                for rec in self.store.list_session_keys(tenant).await? {
                     if let Err(e) = self.load_session_key(&rec) {
                         // As for signing keys: cookies under a key this node cannot open fail
                         // here with `unknown_key`, closed.

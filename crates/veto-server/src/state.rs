@@ -15,7 +15,7 @@ use veto_core::index::RevocationIndex;
 use veto_core::keyring::KeyRing;
 use veto_core::keys::{LoadedKey, MasterKey, SigningKeyRecord};
 use veto_core::tenant::Tenant;
-use veto_store::{SessionStore, Store};
+use veto_store::Database;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -25,10 +25,10 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub config: Config,
-    pub store: Arc<dyn Store>,
-    /// Sessions, session keys, pre-login state and refresh families: the same database as
-    /// `store`, behind its own trait (see `veto_store::sessions`).
-    pub sessions: Arc<dyn SessionStore>,
+    /// The database: the source of truth, read at start-up and on the feed, written by every
+    /// mutating operation. Sessions, session keys, pre-login state and refresh families are in
+    /// it too (`SessionStore`, one of its traits).
+    pub store: Arc<dyn Database>,
     /// Every tenant's session cookie keys, decrypted once: cookie checks never query.
     pub session_keys: veto_core::cookie::SessionKeyRing,
     /// Session rows for validation, kept current by the change feed.
@@ -75,8 +75,7 @@ impl AppState {
     /// keys would silently reject or mis-sign tokens.
     pub async fn load(
         config: Config,
-        store: Arc<dyn Store>,
-        sessions: Arc<dyn SessionStore>,
+        store: Arc<dyn Database>,
         master: MasterKey,
         metrics: PrometheusHandle,
     ) -> Result<AppState, String> {
@@ -97,7 +96,6 @@ impl AppState {
         let state = AppState(Arc::new(Inner {
             config,
             store,
-            sessions,
             session_keys: Default::default(),
             session_cache,
             master: Arc::new(master),
@@ -114,7 +112,7 @@ impl AppState {
         // After the main snapshot: the feed is followed from its cursor, and replaying a
         // session change this snapshot already holds is harmless.
         let sessions = state
-            .sessions
+            .store
             .load_sessions()
             .await
             .map_err(|e| format!("could not read the session store: {e}"))?;

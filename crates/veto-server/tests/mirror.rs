@@ -39,7 +39,6 @@ async fn node() -> Node {
     let state = AppState::load(
         Config::new("http://127.0.0.1:1"),
         store.clone(),
-        store.clone(),
         MasterKey::generate(),
         veto_server::metrics::install(),
     )

@@ -396,6 +396,31 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// Wakes a change-feed follower: called whenever another writer may have appended changes.
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// The task that delivers a backend's change signals (see [`Database::change_signals`]).
+pub type SignalTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// One database: everything veto keeps ([`Store`] and [`SessionStore`] are the same database
+/// seen by topic), and how it tells a node that someone else wrote. The server holds one
+/// `Arc<dyn Database>`; each backend implements it once.
+pub trait Database: Store + SessionStore {
+    /// A task that calls `wake` whenever another writer may have appended changes, for as long
+    /// as it runs (the caller owns it and stops it with the server), or `None` when the backend
+    /// has no such signal. A signal only says "read the feed now": a lost one delays a change
+    /// until the follower's next timed read, never loses it. PostgreSQL: `LISTEN/NOTIFY`,
+    /// listening again after a lost connection. SQLite: none (other writers are other processes
+    /// on the same file; the follower's timer finds their changes).
+    fn change_signals(&self, wake: Wake) -> Option<crate::SignalTask>;
+}
+
+impl Database for SqliteStore {
+    fn change_signals(&self, _wake: Wake) -> Option<crate::SignalTask> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::error::Error;

@@ -3,7 +3,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use veto_core::keys::MasterKey;
-use veto_store::{PgStore, SessionStore, SqliteStore, Store};
+use veto_store::{Database, PgStore, SqliteStore, Store};
 
 use crate::cli::{LogFormat, MasterKeyArgs, StoreArgs};
 
@@ -19,13 +19,9 @@ pub fn init_logging(filter: &str, format: LogFormat) {
     }
 }
 
-/// The store `veto` runs on, and its concrete PostgreSQL handle when that is the backend (for
-/// LISTEN/NOTIFY wake-ups, which are not part of the `Store` trait).
+/// The database `veto` runs on, migrated.
 pub struct OpenedStore {
-    pub store: Arc<dyn Store>,
-    /// The same database's sessions, session keys, pre-login state and refresh families.
-    pub sessions: Arc<dyn SessionStore>,
-    pub postgres: Option<Arc<PgStore>>,
+    pub store: Arc<dyn Database>,
 }
 
 /// Connections per node: enough for concurrent writes plus the follower and readiness probes,
@@ -46,11 +42,8 @@ pub async fn open_store(args: &StoreArgs) -> Result<OpenedStore, String> {
         pg.migrate()
             .await
             .map_err(|e| format!("cannot migrate the PostgreSQL store: {e}"))?;
-        let pg = Arc::new(pg);
         return Ok(OpenedStore {
-            store: pg.clone(),
-            sessions: pg.clone(),
-            postgres: Some(pg),
+            store: Arc::new(pg),
         });
     }
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
@@ -67,11 +60,8 @@ pub async fn open_store(args: &StoreArgs) -> Result<OpenedStore, String> {
         .migrate()
         .await
         .map_err(|e| format!("cannot migrate the store: {e}"))?;
-    let store = Arc::new(store);
     Ok(OpenedStore {
-        store: store.clone(),
-        sessions: store,
-        postgres: None,
+        store: Arc::new(store),
     })
 }
 

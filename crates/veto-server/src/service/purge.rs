@@ -110,7 +110,7 @@ impl AppState {
         }
         let linger = time::Duration::seconds(self.config.max_token_ttl + self.config.leeway);
         let sessions = purge_sessions_all(
-            self.sessions.as_ref(),
+            self.store.as_ref(),
             before,
             linger,
             self.config.purge_batch,

@@ -66,7 +66,7 @@ impl AppState {
         let first = family.current_claims();
         let out = self.sign_token(tenant, caller_id, req, Minting::Refresh(&first))?;
         family.expires_at = out.expires_at;
-        self.sessions.create_refresh_family(&family).await?;
+        self.store.create_refresh_family(&family).await?;
         Ok(out)
     }
 
@@ -104,7 +104,7 @@ impl AppState {
         let now = timeutil::now();
         for _ in 0..ROTATION_ATTEMPTS {
             let family = self
-                .sessions
+                .store
                 .get_refresh_family(tenant, &claims.fam)
                 .await?
                 .filter(|f| v.sub.as_deref() == Some(f.sub.as_str()))
@@ -116,7 +116,7 @@ impl AppState {
                     let pair =
                         self.mint_pair(tenant, caller_id, &v, &custom, &family, next_gen, now)?;
                     if self
-                        .sessions
+                        .store
                         .rotate_refresh_family(tenant, &family.id, claims.generation, next_gen)
                         .await?
                     {
@@ -219,7 +219,7 @@ impl AppState {
     ) -> ApiResult<bool> {
         let audit = AuditEvent::new(tenant, actor, action, fam).with_reason(Some(reason));
         let written = self
-            .sessions
+            .store
             .revoke_refresh_family(tenant, fam, &audit)
             .await?;
         let Some(out) = self.applied(written).await? else {

@@ -243,10 +243,10 @@ impl AppState {
         let rec = SessionKeyRecord::generate(tenant, &self.master, timeutil::now())
             .map_err(|e| ApiError::Internal(format!("cannot create a session key: {e}")))?;
         let audit = AuditEvent::new(tenant, actor, action, &rec.kid);
-        let written = self.sessions.insert_session_key(&rec, mode, &audit).await?;
+        let written = self.store.insert_session_key(&rec, mode, &audit).await?;
         if !self.applied(written).await? {
             // Another node's first key won the race: load it (the feed would, a little later).
-            for rec in self.sessions.list_session_keys(tenant).await? {
+            for rec in self.store.list_session_keys(tenant).await? {
                 self.load_session_key(&rec).map_err(ApiError::Internal)?;
             }
         }
@@ -255,7 +255,7 @@ impl AppState {
 
     pub async fn list_session_keys(&self, tenant: &str) -> ApiResult<Vec<SessionKeyView>> {
         self.require_tenant(tenant)?;
-        let recs = self.sessions.list_session_keys(tenant).await?;
+        let recs = self.store.list_session_keys(tenant).await?;
         Ok(recs.iter().map(SessionKeyView::from).collect())
     }
 
@@ -294,7 +294,7 @@ impl AppState {
             record,
             idle_timeout_seconds: policy.idle().whole_seconds(),
         };
-        self.applied(self.sessions.create_session(&stored).await?)
+        self.applied(self.store.create_session(&stored).await?)
             .await?;
         // Opened here, most likely validated here next; and this node knows the activity time
         // the change does not carry.
@@ -330,7 +330,7 @@ impl AppState {
 
     async fn stored_session(&self, tenant: &str, id: &str) -> ApiResult<StoredSession> {
         self.require_tenant(tenant)?;
-        self.sessions
+        self.store
             .get_session(tenant, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no session {id:?} in tenant {tenant:?}")))
@@ -376,7 +376,7 @@ impl AppState {
                 // The answer stands without it: this node holds the touch, and a failed
                 // write-back costs at most the coalescing window if the node then dies.
                 let written = self
-                    .sessions
+                    .store
                     .touch_session(tenant, &id, rec.last_seen_at, rec.idle_expires_at)
                     .await;
                 match written {
@@ -410,7 +410,7 @@ impl AppState {
             return Ok(Some(s));
         }
         crate::metrics::session_lookup(if fresh { "miss" } else { "stale" });
-        let Some(s) = self.sessions.get_session(tenant, id).await? else {
+        let Some(s) = self.store.get_session(tenant, id).await? else {
             return Ok(None);
         };
         let s = Arc::new(s);
@@ -427,7 +427,7 @@ impl AppState {
     ) -> ApiResult<Page<SessionRecord>> {
         self.require_tenant(tenant)?;
         let mut p = self
-            .sessions
+            .store
             .list_active_sessions(tenant, actor_type, actor_id, timeutil::now(), page)
             .await?;
         p.items = p
@@ -452,7 +452,7 @@ impl AppState {
         check_opt_text("reason", reason, limits::REASON)?;
         self.require_tenant(tenant)?;
         let audit = Self::revoke_audit(actor, tenant, id, reason);
-        let written = self.sessions.revoke_session(tenant, id, &audit).await?;
+        let written = self.store.revoke_session(tenant, id, &audit).await?;
         let out = self
             .applied(written)
             .await?
@@ -482,7 +482,7 @@ impl AppState {
             serde_json::json!({"actor_type": actor_type, "actor_id": actor_id, "revoke_all": true}),
         );
         let written = self
-            .sessions
+            .store
             .revoke_actor_sessions(tenant, actor_type, actor_id, &audit)
             .await?;
         let ids = self.applied(written).await?;
@@ -521,7 +521,7 @@ impl AppState {
         }
         // Unknown here (created on another node a moment ago) or expired by this node's view:
         // the store decides.
-        let Some(s) = self.sessions.get_session(tenant, sid).await? else {
+        let Some(s) = self.store.get_session(tenant, sid).await? else {
             return Err(ApiError::field(
                 "sid",
                 format!("no session {sid:?} in tenant {tenant:?}"),
@@ -559,7 +559,7 @@ impl AppState {
             .session_keys
             .sign_prelogin(tenant, &rec.id)
             .ok_or_else(|| ApiError::Internal("no session key to sign with".into()))?;
-        self.sessions.insert_prelogin(&rec).await?;
+        self.store.insert_prelogin(&rec).await?;
         Ok(CreatedPreLogin {
             cookie,
             expires_at: rec.expires_at,
@@ -596,7 +596,7 @@ impl AppState {
             }
         };
         let rec = self
-            .sessions
+            .store
             .take_prelogin(tenant, &id)
             .await?
             .ok_or_else(gone)?;

@@ -430,16 +430,48 @@ impl PgStore {
     /// notification is lost when the connection drops (sqlx reconnects on the next `recv`), so
     /// also catch up after a reconnect and on a timer.
     pub async fn listen_changes(&self) -> Result<PgListener> {
-        let mut listener = PgListener::connect_with(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        listener
-            .listen(PG_NOTIFY_CHANNEL)
-            .await
-            .map_err(unavailable)?;
-        Ok(listener)
+        listen(&self.pool).await
     }
+}
 
+async fn listen(pool: &PgPool) -> Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await.map_err(unavailable)?;
+    listener
+        .listen(PG_NOTIFY_CHANNEL)
+        .await
+        .map_err(unavailable)?;
+    Ok(listener)
+}
+
+impl crate::Database for PgStore {
+    /// Wakes on every notification. After a lost connection it listens again a second later;
+    /// notifications sent meanwhile are lost, which only delays those changes until the
+    /// follower's next timed read.
+    fn change_signals(&self, wake: crate::Wake) -> Option<crate::SignalTask> {
+        let pool = self.pool.clone();
+        Some(Box::pin(async move {
+            loop {
+                match listen(&pool).await {
+                    Ok(mut listener) => loop {
+                        match listener.recv().await {
+                            Ok(_) => wake(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "PostgreSQL notifications interrupted; listening again");
+                                break;
+                            }
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot LISTEN for PostgreSQL notifications; retrying")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }))
+    }
+}
+
+impl PgStore {
     /// A write transaction holding `locks` (module comment), taken before anything else.
     async fn begin_write(&self, locks: Locks) -> Result<Tx> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;

@@ -8,7 +8,7 @@ pub async fn run(args: PurgeArgs) -> Result<(), String> {
         return Err("--safety-margin-seconds must not be negative".into());
     }
     let opened = crate::setup::open_store(&args.store).await?;
-    let store = opened.store;
+    let store = opened.store.clone();
     let before = veto_core::timeutil::now() - time::Duration::seconds(args.safety_margin_seconds);
     // The number of rows to delete is unknown up front (counting would scan the ledger), so
     // the bar is a spinner that counts deleted rows batch by batch.
@@ -27,7 +27,7 @@ pub async fn run(args: PurgeArgs) -> Result<(), String> {
     // Sessions and refresh families stay until every token carrying their id has expired.
     let linger = time::Duration::seconds(args.max_token_ttl_seconds);
     let sessions = veto_server::service::purge::purge_sessions_all(
-        opened.sessions.as_ref(),
+        opened.store.as_ref(),
         before,
         linger,
         args.batch,

@@ -7,7 +7,6 @@ use veto_server::feed::StalePolicy;
 use veto_server::redis::RedisBus;
 use veto_server::service::bootstrap::AdminKey;
 use veto_server::{AppState, Config};
-use veto_store::PgStore;
 
 use crate::cli::ServeArgs;
 use crate::setup;
@@ -52,22 +51,20 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     // Owned here and dropped (aborted) when serving ends: see `Background`.
     let mut background = Background::default();
     spawn_metrics_upkeep(&mut background, metrics.clone());
-    let state = AppState::load(
-        config,
-        opened.store.clone(),
-        opened.sessions.clone(),
-        master,
-        metrics,
-    )
-    .await?;
+    let state = AppState::load(config, opened.store.clone(), master, metrics).await?;
     // Catch up with the change feed before answering anything: the snapshot plus every change
     // since is the current state, and /readyz reports ready only once this has succeeded.
     if let Err(e) = state.catch_up().await {
         tracing::warn!(error = %e, "cannot read the change feed yet; not ready until it can");
     }
     background.0.spawn(state.clone().follow_changes());
-    if let Some(pg) = &opened.postgres {
-        spawn_pg_wakeups(&mut background, pg.clone(), state.clone());
+    let feed = state.clone();
+    let wake: veto_store::Wake = Arc::new(move || {
+        veto_server::metrics::feed_wakeup("database");
+        feed.feed.wake();
+    });
+    if let Some(signals) = opened.store.change_signals(wake) {
+        background.0.spawn(signals);
     }
     if let Some(url) = args.redis_url.clone() {
         spawn_redis(&mut background, url, state.clone());
@@ -139,34 +136,6 @@ impl Background {
         while self.0.join_next().await.is_some() {}
         tracing::info!("background tasks stopped");
     }
-}
-
-/// Wakes the change-feed follower on every PostgreSQL notification. After a lost connection it
-/// listens again; notifications sent meanwhile are lost, which only delays those changes until
-/// the follower's next timed read.
-fn spawn_pg_wakeups(tasks: &mut Background, pg: Arc<PgStore>, state: AppState) {
-    tasks.0.spawn(async move {
-        loop {
-            match pg.listen_changes().await {
-                Ok(mut listener) => loop {
-                    match listener.recv().await {
-                        Ok(_) => {
-                            veto_server::metrics::feed_wakeup("postgres");
-                            state.feed.wake()
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "PostgreSQL notifications interrupted; listening again");
-                            break;
-                        }
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot LISTEN for PostgreSQL notifications; retrying")
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
-    });
 }
 
 /// The Prometheus recorder keeps every histogram sample until it is drained, which a scrape or
