@@ -20,6 +20,7 @@
 pub mod alg;
 pub mod apikey;
 pub mod audit;
+pub mod check;
 pub mod cookie;
 pub mod index;
 pub mod input;

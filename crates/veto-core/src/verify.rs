@@ -1,5 +1,6 @@
 //! The verify pipeline, steps 1–3 of design.md ("What decides"): parse, key and signature,
-//! claims. Step 4, the revocation state, is `index::RevocationIndex::check`.
+//! claims. Step 4, the revocation state, is `index::RevocationIndex::check`; `check::Checker`
+//! runs all four in their order.
 //!
 //! Hardening (RFC 8725): the header `alg` must equal the alg pinned to the key named by `kid`
 //! (defeats `none`, alg substitution and HMAC-keyed-with-the-public-key); keys embedded in or

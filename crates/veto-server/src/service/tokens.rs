@@ -2,10 +2,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use veto_core::Reason;
-use veto_core::index::TokenFacts;
+use veto_core::check::Checker;
 use veto_core::timeutil;
 use veto_core::token::{Audience, IssueInput, check_custom_claims, issue};
-use veto_core::verify::{Expect, VerifiedToken, verify};
+use veto_core::verify::VerifiedToken;
 
 use super::check_ident;
 use super::keys::parse_alg;
@@ -237,6 +237,17 @@ impl AppState {
             .or_else(|| self.keyring.signing_key(tenant, alg, None))
     }
 
+    /// The tenant's checker over this node's keys and revocation index.
+    fn checker<'a>(&'a self, tenant: &'a str, issuer: &'a str) -> Checker<'a> {
+        Checker {
+            keys: &self.keyring,
+            index: &self.index,
+            tenant,
+            issuer,
+            leeway: self.config.leeway,
+        }
+    }
+
     /// design.md's whole pipeline for an access token of `tenant`, answered from memory.
     pub fn check_token(&self, tenant: &str, token: &str, audience: Option<&str>) -> Check {
         self.check_typed(tenant, token, audience, ACCESS_TYP)
@@ -252,56 +263,15 @@ impl AppState {
     ) -> Check {
         let now = timeutil::now().unix_timestamp();
         let issuer = self.config.issuer(tenant);
-        let expect = Expect {
-            issuer: &issuer,
-            audience,
-            typ,
-            now,
-            leeway: self.config.leeway,
-            check_time: true,
-        };
-        let verified = match verify(token, |kid| self.keyring.get(tenant, kid), &expect) {
-            Ok(v) => v,
-            Err(r) => {
-                metrics::check(outcome_label(Some(r)));
-                return Check::Inactive(r);
-            }
-        };
-        let facts = TokenFacts {
-            jti: &verified.jti,
-            sub: verified.sub.as_deref(),
-            iat: verified.iat,
-            sid: verified.sid.as_deref(),
-        };
-        // Step 4 needs current revocation state. A node that cannot vouch for its state (see
-        // `feed`) rejects rather than risk accepting a token another node has revoked.
-        if !self.feed.may_answer() {
-            metrics::check(outcome_label(Some(Reason::IndexStale)));
-            return Check::Inactive(Reason::IndexStale);
-        }
-        // Last in design.md's order: the refresh family, carried by refresh tokens and by the
-        // access tokens minted from them.
-        let family_revoked = || {
-            verified
-                .fam
-                .as_deref()
-                .is_some_and(|fam| self.index.family_revoked(tenant, fam))
-        };
-        match self.index.check(tenant, &facts, now).and_then(|()| {
-            if family_revoked() {
-                Err(Reason::Revoked)
-            } else {
-                Ok(())
-            }
-        }) {
-            Ok(()) => {
-                metrics::check("active");
-                Check::Active(Box::new(verified))
-            }
-            Err(r) => {
-                metrics::check(outcome_label(Some(r)));
-                Check::Inactive(r)
-            }
+        // The freshness gate is this node's: whether it can vouch for its state is what `feed`
+        // knows, and a stale node must not answer active (veto_core::check places the gate).
+        let outcome = self
+            .checker(tenant, &issuer)
+            .check(token, typ, audience, now, || self.feed.may_answer());
+        metrics::check(outcome_label(outcome.as_ref().err().copied()));
+        match outcome {
+            Ok(verified) => Check::Active(Box::new(verified)),
+            Err(r) => Check::Inactive(r),
         }
     }
 
@@ -323,14 +293,7 @@ impl AppState {
         typ: &str,
     ) -> Result<VerifiedToken, Reason> {
         let issuer = self.config.issuer(tenant);
-        let expect = Expect {
-            issuer: &issuer,
-            audience: None,
-            typ,
-            now: timeutil::now().unix_timestamp(),
-            leeway: self.config.leeway,
-            check_time: false,
-        };
-        verify(token, |kid| self.keyring.get(tenant, kid), &expect)
+        self.checker(tenant, &issuer)
+            .verify_signed(token, typ, timeutil::now().unix_timestamp())
     }
 }
