@@ -2,7 +2,7 @@
 """Ledger benchmarks against the real release binary on loopback:
 
 1. batch revocation: POST /revocations/batch with 10,000 items, repeated until N rows are stored
-   (design.md budget: a batch of 10,000 in <= 1 s);
+   (docs/architecture.md budget: a batch of 10,000 in <= 1 s);
 2. start-up with N revocations in the store: time from exec to the `listening on` line
    (budget: <= 5 s for 1M), and the server's resident memory after start.
 

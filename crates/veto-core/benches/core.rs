@@ -1,4 +1,4 @@
-//! Verify-path benchmarks: design.md budget "verify + check, HS256 / EdDSA / ES256 / RS256: within
+//! Verify-path benchmarks: docs/architecture.md budget "verify + check, HS256 / EdDSA / ES256 / RS256: within
 //! 10% of the bare signature verify".
 //!
 //! For each alg, four rows that can be read against each other:

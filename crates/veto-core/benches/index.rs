@@ -1,4 +1,4 @@
-//! Revocation index benchmarks: design.md budget "revocation check from the index, 1M revoked
+//! Revocation index benchmarks: docs/architecture.md budget "revocation check from the index, 1M revoked
 //! jtis: median ≤ 200 ns", and the memory per revoked jti (≤ 64 bytes).
 //!
 //! Run: `cargo bench -p veto-core --bench index`

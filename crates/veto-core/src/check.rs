@@ -1,4 +1,4 @@
-//! The whole token check, design.md's steps 1–4 in one call: what the authority runs for every
+//! The whole token check, steps 1–4 of docs/architecture.md ("Is this token good?") in one call: what the authority runs for every
 //! verify, introspection and refresh, and what a verifier inside a resource server is to run as
 //! well, so that the two can never judge one token differently.
 //!
@@ -56,7 +56,7 @@ impl Checker<'_> {
             sid: verified.sid.as_deref(),
         };
         self.index.check(self.tenant, &facts, now)?;
-        // Last in design.md's order: the refresh family, carried only by refresh tokens and by
+        // Last in the documented order: the refresh family, carried only by refresh tokens and by
         // the access tokens minted from them, so every other token skips the probe.
         if verified
             .fam

@@ -1,14 +1,16 @@
 //! The revocation index: every piece of revocation state, answered from memory.
 //!
-//! design.md step 4 ("tenant not suspended; not before the tenant's cutoff; not before the
-//! subject's cutoff; session not revoked; jti not revoked or suspended") is decided here, without
-//! a database query. The store is the source of truth; this index is built from it at start-up and
-//! updated after every committed write, so it can only ever lag the store, never lead it.
+//! Step 4 of docs/architecture.md ("Is this token good?": tenant not suspended; not before the
+//! tenant's cutoff; not before the subject's cutoff; session not revoked; jti not revoked or
+//! suspended) is decided here, without a database query. The store is the source of truth; this
+//! index is built from it at start-up and updated after every committed write (through the
+//! server's mirror), so it can only ever lag the store, never lead it.
 //!
-//! Memory: design.md asks for at most 64 bytes per revoked jti. A jti entry is a 128-bit keyed
-//! hash of (tenant, jti) plus an 8-byte `until`, a 24-byte slot; with hashbrown's control byte
-//! and a load factor between 7/16 and 7/8, that is 29–57 bytes per entry. We do not keep the jti
-//! string: the verify response reads the full record from the store when it needs it.
+//! Memory: the budget (docs/architecture.md) is 16 bytes per revoked jti, which this layout does
+//! not meet yet (docs/benchmarks.md). A jti entry is a 128-bit keyed hash of (tenant, jti) plus
+//! an 8-byte `until`, a 24-byte slot; with hashbrown's control byte and a load factor between
+//! 7/16 and 7/8, that is 29–57 bytes per entry. We do not keep the jti string: the verify
+//! response reads the full record from the store when it needs it.
 //!
 //! Hash collisions: two different (tenant, jti) pairs sharing a 128-bit hash would make the second
 //! look revoked. That can only *reject* a token, never accept one (fail closed), and the hash is
@@ -289,7 +291,7 @@ impl RevocationIndex {
         self.read().revoked_families.contains(&key)
     }
 
-    /// The whole of design.md's step 4, under one read lock, cheapest and broadest first.
+    /// The whole of step 4 (docs/architecture.md), under one read lock, cheapest and broadest first.
     pub fn check(&self, tenant: &str, facts: &TokenFacts<'_>, now: i64) -> Result<(), Reason> {
         // Hash before taking the lock: the lock is then held only for the map probes.
         let jti_key = self.key(tenant, facts.jti);

@@ -1,5 +1,5 @@
 //! Refresh-token families: rotation with reuse detection, in state that grows with families, not
-//! with rotations (design.md).
+//! with rotations (docs/architecture.md).
 //!
 //! The first refresh token of a login starts a family. Every refresh token is a JWT with
 //! `token_use: "refresh"`, the family id in `fam` and a generation in `gen`. The family row keeps

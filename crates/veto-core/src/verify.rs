@@ -1,4 +1,4 @@
-//! The verify pipeline, steps 1–3 of design.md ("What decides"): parse, key and signature,
+//! The verify pipeline, steps 1–3 of docs/architecture.md ("Is this token good?"): parse, key and signature,
 //! claims. Step 4, the revocation state, is `index::RevocationIndex::check`; `check::Checker`
 //! runs all four in their order.
 //!

@@ -248,7 +248,7 @@ impl AppState {
         }
     }
 
-    /// design.md's whole pipeline for an access token of `tenant`, answered from memory.
+    /// The whole pipeline of docs/architecture.md ("Is this token good?") for an access token of `tenant`, answered from memory.
     pub fn check_token(&self, tenant: &str, token: &str, audience: Option<&str>) -> Check {
         self.check_typed(tenant, token, audience, ACCESS_TYP)
     }
