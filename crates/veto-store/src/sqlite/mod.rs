@@ -25,8 +25,9 @@
 //! change feed, `docs/architecture.md`, exists only for the multi-writer PostgreSQL backend).
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::PoisonError;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -72,6 +73,8 @@ pub struct SqliteStore {
     /// Exactly one connection: see the module comment.
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The newest change position this process saw committed (see `Writing`).
+    last_position: LastPosition,
     /// Single revocations waiting to be committed together (see `GroupCommit`).
     group: GroupCommit,
 }
@@ -148,32 +151,66 @@ impl std::fmt::Debug for SqliteStore {
 
 type Tx = Transaction<'static, Sqlite>;
 
-/// A write transaction, and the last change position committed before it began. SQLite has one
-/// writer at a time and this transaction holds the write lock from its first statement, so the
-/// changes it appends are exactly the rows after that position: `commit` reads them back for the
-/// writer to apply to its memory.
+/// A write transaction, and a change position committed before it began. SQLite has one writer
+/// at a time and this transaction holds the write lock from its first statement, so the changes
+/// it appends are among the rows after that position: `commit` reads them back for the writer to
+/// apply to its memory.
+///
+/// The position comes from `LastPosition`, this process's memory of the newest position it saw
+/// committed, rather than a query per transaction (the hot path, group-committed revocations,
+/// measured the query). Another process writing the same file (`veto purge`) makes it lag; the
+/// read-back then also returns that process's changes, which are committed and in feed order,
+/// so applying them early is as correct as the feed applying them a moment later.
 struct Writing {
     tx: Tx,
     since: i64,
+    last: LastPosition,
+}
+
+/// See `Writing`. `UNKNOWN` until `migrate` has run (the table may not exist before).
+#[derive(Clone)]
+struct LastPosition(Arc<AtomicI64>);
+
+impl LastPosition {
+    const UNKNOWN: i64 = i64::MIN;
+
+    async fn read(&self, conn: &mut sqlx::SqliteConnection) -> Result<i64> {
+        let known = self.0.load(Ordering::Acquire);
+        if known != Self::UNKNOWN {
+            return Ok(known);
+        }
+        let max: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM changes")
+            .fetch_one(conn)
+            .await
+            .map_err(unavailable)?;
+        self.0.fetch_max(max, Ordering::AcqRel);
+        Ok(max)
+    }
 }
 
 impl Writing {
-    async fn begin(writer: &SqlitePool) -> Result<Writing> {
+    async fn begin(writer: &SqlitePool, last: &LastPosition) -> Result<Writing> {
         let mut tx = writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(unavailable)?;
-        let since: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM changes")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        Ok(Writing { tx, since })
+        let since = last.read(&mut tx).await?;
+        Ok(Writing {
+            tx,
+            since,
+            last: last.clone(),
+        })
     }
 
     /// Commits, returning the changes this transaction appended, in feed order.
     async fn commit(mut self) -> Result<Vec<Change>> {
         let changes = select_changes(&mut self.tx, self.since, None).await?;
         self.tx.commit().await.map_err(unavailable)?;
+        if let Some(newest) = changes.last() {
+            self.last
+                .0
+                .fetch_max(newest.cursor.position, Ordering::AcqRel);
+        }
         Ok(changes)
     }
 }
@@ -323,11 +360,11 @@ fn bounded_delete_sql(table: &str, condition: &str, returning: &str) -> String {
 
 /// Commits queued single revocations in one transaction and answers each caller (see
 /// `GroupCommit`). If the commit fails, every caller of the group gets that error.
-async fn commit_group(writer: &SqlitePool, pending: Vec<PendingRevocation>) {
+async fn commit_group(writer: &SqlitePool, last: &LastPosition, pending: Vec<PendingRevocation>) {
     let started = Instant::now();
     let (items, waiters): (Vec<_>, Vec<_>) = pending.into_iter().map(|p| (p.item, p.done)).unzip();
     let outcome = async {
-        let mut tx = Writing::begin(writer).await?;
+        let mut tx = Writing::begin(writer, last).await?;
         let outcomes = insert_group(&mut tx.tx, &items).await?;
         let changes = tx.commit().await?;
         Ok::<_, StoreError>((outcomes, changes))
@@ -473,6 +510,7 @@ impl SqliteStore {
             writer,
             reader,
             group: GroupCommit::default(),
+            last_position: LastPosition(Arc::new(AtomicI64::new(LastPosition::UNKNOWN))),
         })
     }
 
@@ -484,7 +522,7 @@ impl SqliteStore {
     /// A write transaction holding SQLite's write lock from its first statement (see the module
     /// comment for why `IMMEDIATE`).
     async fn begin_write(&self) -> Result<Writing> {
-        Writing::begin(&self.writer).await
+        Writing::begin(&self.writer, &self.last_position).await
     }
 }
 
@@ -638,7 +676,9 @@ impl Store for SqliteStore {
                         // Spawned, so that a caller that goes away (a client disconnecting)
                         // cannot abandon a transaction carrying other callers' revocations.
                         let writer = self.writer.clone();
-                        let task = tokio::spawn(async move { commit_group(&writer, items).await });
+                        let last = self.last_position.clone();
+                        let task =
+                            tokio::spawn(async move { commit_group(&writer, &last, items).await });
                         if let Err(e) = task.await {
                             tracing::error!(error = %e, "revocation group commit task failed");
                         }
