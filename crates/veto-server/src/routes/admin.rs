@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJsonOrEmpty;
-use crate::state::AppState;
+use crate::state::{AppState, Ops};
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -95,12 +95,12 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
 
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(()), responses((status = 200, content_type = "text/plain")))]
-pub async fn metrics(State(st): State<AppState>) -> Response {
-    crate::metrics::set_index_size(st.index.len());
-    if let Some(lag) = st.feed.lag() {
+pub async fn metrics(State(ops): State<Ops>) -> Response {
+    crate::metrics::set_index_size(ops.index.len());
+    if let Some(lag) = ops.feed.lag() {
         crate::metrics::feed_lag(lag);
     }
-    let mut resp = st.metrics.render().into_response();
+    let mut resp = ops.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -13,7 +13,6 @@ use serde_json::{Map, Value, json};
 use veto_core::apikey::{ApiKeyRecord, Scope};
 use veto_core::token::Audience;
 
-use crate::auth::authenticate_secret;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, body_bytes};
 use crate::service::revocations::RevokeRequest;
@@ -135,7 +134,7 @@ fn client(st: &AppState, headers: &HeaderMap) -> Result<Option<Arc<ApiKeyRecord>
     let (scheme, rest) = value.split_once(' ').ok_or_else(bad)?;
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
-        return authenticate_secret(st, rest).map(Some).ok_or_else(bad);
+        return st.api_keys.authenticate(rest).map(Some).ok_or_else(bad);
     }
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(bad());
@@ -156,7 +155,7 @@ fn client(st: &AppState, headers: &HeaderMap) -> Result<Option<Arc<ApiKeyRecord>
         unescape(id).ok_or_else(bad)?,
         unescape(secret).ok_or_else(bad)?,
     );
-    match authenticate_secret(st, &secret) {
+    match st.api_keys.authenticate(&secret) {
         // The id must name the very key whose secret was given.
         Some(k) if k.id == id => Ok(Some(k)),
         _ => Err(bad()),
