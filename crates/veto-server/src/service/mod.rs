@@ -3,6 +3,7 @@
 //! in that order.
 pub mod apikeys;
 pub mod bootstrap;
+pub mod issuance;
 pub mod keys;
 pub mod purge;
 pub mod refresh;

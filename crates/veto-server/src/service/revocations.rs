@@ -1,6 +1,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 use time::OffsetDateTime;
+use veto_core::Reason;
 use veto_core::apikey::ApiKeyRecord;
 use veto_core::audit::AuditEvent;
 use veto_core::revocation::{Revocation, RevocationFilter, RevocationStats, RevocationStatus};
@@ -271,5 +272,22 @@ impl AppState {
             Ok(_) | Err(ApiError::BadRequest { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// The stored record behind a check that answered `reason`, as detail for the answer: only
+    /// a revocation or suspension has one. The decision came from memory, so a token without a
+    /// jti or a store that does not answer leaves the detail out rather than failing the check.
+    pub async fn revocation_behind(
+        &self,
+        tenant: &str,
+        token: &str,
+        reason: Reason,
+    ) -> Option<Revocation> {
+        if !matches!(reason, Reason::Revoked | Reason::Suspended) {
+            return None;
+        }
+        let claims = veto_core::verify::decode_unverified_claims(token)?;
+        let jti = claims.get("jti")?.as_str()?;
+        self.store.get_revocation(tenant, jti).await.ok().flatten()
     }
 }
