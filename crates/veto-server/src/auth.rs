@@ -1,31 +1,59 @@
 //! Who is calling, and may they do this? Authentication answers 401, authorisation 403, and both
 //! come before any lookup of the target, so a key of tenant A learns nothing about tenant B
 //! (not even whether it exists).
-use std::sync::Arc;
+//!
+//! Two ways in: management routes take a [`Caller`] (an API key as `Bearer`), the OAuth endpoints
+//! an [`OAuthClient`] (the same keys, also as HTTP Basic). Both need only the [`ApiKeys`] table,
+//! which they get from the router's state through `FromRef`.
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use base64::Engine;
 use veto_core::apikey::{ApiKeyRecord, Scope, hash_secret};
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// The API keys this node accepts, by SHA-256 of their secret: authentication is a hash plus a
+/// map probe, no query. Kept current by the mirror (`AppState::remember_api_key`).
+#[derive(Clone, Default)]
+pub struct ApiKeys(Arc<RwLock<HashMap<[u8; 32], Arc<ApiKeyRecord>>>>);
+
+impl ApiKeys {
+    pub fn by_hash(&self, hash: &[u8; 32]) -> Option<Arc<ApiKeyRecord>> {
+        // Writers only insert or remove whole entries, so a panic elsewhere cannot leave the map
+        // half-updated: keep serving rather than failing every later request.
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        map.get(hash).cloned()
+    }
+
+    pub(crate) fn insert(&self, k: ApiKeyRecord) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(k.key_hash, Arc::new(k));
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, k| k.id != id);
+    }
+
+    /// Finds the API key whose secret is `secret`. The map is keyed by the secret's SHA-256, so
+    /// the probe never compares secrets; the final constant-time comparison of the hash guards
+    /// against any future change of the map's key.
+    pub fn authenticate(&self, secret: &str) -> Option<Arc<ApiKeyRecord>> {
+        let hash = hash_secret(secret);
+        self.by_hash(&hash).filter(|k| k.secret_matches(&hash))
+    }
+}
 
 /// An authenticated management caller.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Arc<ApiKeyRecord>);
 
 const MISSING: &str = "send an API key as `Authorization: Bearer <key>`";
-
-/// Finds the API key whose secret is `secret`. The map is keyed by the secret's SHA-256, so the
-/// probe never compares secrets; the final constant-time comparison of the hash guards against
-/// any future change of the map's key.
-pub fn authenticate_secret(state: &AppState, secret: &str) -> Option<Arc<ApiKeyRecord>> {
-    let hash = hash_secret(secret);
-    state
-        .api_key_by_hash(&hash)
-        .filter(|k| k.secret_matches(&hash))
-}
 
 /// The bearer credential of a request, if it has one.
 pub fn bearer(parts: &Parts) -> Option<&str> {
@@ -37,11 +65,16 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    ApiKeys: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let secret = bearer(parts).ok_or_else(|| ApiError::Unauthorized(MISSING.into()))?;
-        authenticate_secret(state, secret)
+        ApiKeys::from_ref(state)
+            .authenticate(secret)
             .map(Caller)
             .ok_or_else(|| {
                 ApiError::Unauthorized(
@@ -98,4 +131,107 @@ impl Caller {
             ))
         }
     }
+}
+
+/// The client of a request to the OAuth endpoints (`/t/{tenant}/oauth2/*`): an API key as
+/// `Bearer`, or as HTTP Basic with the key's id and secret (RFC 6749 §2.3.1,
+/// `client_secret_basic`).
+///
+/// Extracting it never fails: the outcome is kept and raised by [`require`](Self::require) or
+/// [`optional`](Self::optional) in the handler, after the form body was read. Those endpoints
+/// have always answered a malformed form (400) before bad credentials (401), and the rate
+/// limiter counts only the 401s.
+pub struct OAuthClient(ApiResult<Option<Arc<ApiKeyRecord>>>);
+
+impl<S> FromRequestParts<S> for OAuthClient
+where
+    ApiKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(OAuthClient(oauth_client(
+            &ApiKeys::from_ref(state),
+            &parts.headers,
+        )))
+    }
+}
+
+impl OAuthClient {
+    /// The client, which must have authenticated and hold `scope` in `tenant`.
+    pub fn require(self, tenant: &str, scope: Scope) -> ApiResult<Arc<ApiKeyRecord>> {
+        let key = self.0?.ok_or_else(|| {
+            ApiError::Unauthorized("authenticate with an API key (Bearer or HTTP Basic)".into())
+        })?;
+        require_client_scope(&key, tenant, scope)?;
+        Ok(key)
+    }
+
+    /// The client if the request carries credentials (then they must be good and hold `scope`
+    /// in `tenant`); `None` for an anonymous request.
+    pub fn optional(self, tenant: &str, scope: Scope) -> ApiResult<Option<Arc<ApiKeyRecord>>> {
+        let key = self.0?;
+        if let Some(k) = &key {
+            require_client_scope(k, tenant, scope)?;
+        }
+        Ok(key)
+    }
+}
+
+/// Unlike [`Caller::require`], one message for "another tenant's key" and "lacks the scope": an
+/// OAuth client is told which scope it needs where, in OAuth's `insufficient_scope`.
+fn require_client_scope(key: &ApiKeyRecord, tenant: &str, scope: Scope) -> ApiResult<()> {
+    if key.allows(tenant, scope) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "this client needs scope {} in tenant {tenant:?}",
+            scope.as_str()
+        )))
+    }
+}
+
+/// The caller's OAuth credentials: `Ok(None)` when it sent none, `Err` (401) when it sent bad
+/// ones: a bad credential is refused, never treated as none.
+fn oauth_client(keys: &ApiKeys, headers: &HeaderMap) -> ApiResult<Option<Arc<ApiKeyRecord>>> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::Unauthorized("unknown or malformed client credentials".into());
+    let (scheme, rest) = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .ok_or_else(bad)?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return keys.authenticate(rest).map(Some).ok_or_else(bad);
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let (id, secret) = basic_credentials(rest).ok_or_else(bad)?;
+    match keys.authenticate(&secret) {
+        // The id must name the very key whose secret was given.
+        Some(k) if k.id == id => Ok(Some(k)),
+        _ => Err(bad()),
+    }
+}
+
+/// `(client id, secret)` of an HTTP Basic credential. RFC 6749 §2.3.1: each is
+/// form-urlencoded before being joined by ':'.
+fn basic_credentials(b64: &str) -> Option<(String, String)> {
+    let decoded = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| -> Option<String> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+            .ok()?
+            .pop()
+            .map(|(_, v)| v)
+    };
+    Some((unescape(id)?, unescape(secret)?))
 }

@@ -1,4 +1,5 @@
 //! The HTTP layer's one error type, mapped once to RFC 9457 problem details.
+use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -225,6 +226,65 @@ pub(crate) fn close_after_413(status: StatusCode, resp: &mut Response) {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+}
+
+/// OAuth's own error shape (`{"error", "error_description"}`, RFC 6749 §5.2), which the OAuth
+/// endpoints answer instead of problem+json.
+pub struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+}
+
+impl OAuthError {
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        OAuthError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_request",
+            description: d.into(),
+        }
+    }
+}
+
+impl From<ApiError> for OAuthError {
+    fn from(e: ApiError) -> Self {
+        let status = e.status();
+        let error = match status {
+            StatusCode::NOT_FOUND => "invalid_request",
+            StatusCode::FORBIDDEN => "insufficient_scope",
+            StatusCode::PAYLOAD_TOO_LARGE => "invalid_request",
+            StatusCode::UNAUTHORIZED => "invalid_client",
+            // No RFC defines a rate-limit error for these endpoints (`slow_down` is the device
+            // flow's polling signal): "retry later" is what the client must do.
+            StatusCode::TOO_MANY_REQUESTS => "temporarily_unavailable",
+            s if s.is_client_error() => "invalid_request",
+            StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
+            _ => "server_error",
+        };
+        OAuthError {
+            status,
+            error,
+            description: e.problem().detail,
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(serde_json::json!({"error": self.error, "error_description": self.description})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"veto\", Bearer"),
+            );
+        }
+        close_after_413(self.status, &mut resp);
+        resp
     }
 }
 

@@ -151,6 +151,75 @@ impl Feed {
     }
 }
 
+/// A node that may be sent traffic: what `/readyz` reports of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    pub position: i64,
+    pub lag: Duration,
+}
+
+/// Why a node may not be sent traffic. `Display` is the sentence `/readyz` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    StoreDown,
+    /// Stale for longer than the change log keeps changes: only a restart mends it.
+    Outlived,
+    /// Not caught up with the feed once since start-up.
+    CatchingUp,
+    /// Caught up once, but longer ago than the staleness bound.
+    Stale {
+        lag: Duration,
+        bound: Duration,
+    },
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotReady::StoreDown => f.write_str("the store does not answer"),
+            NotReady::Outlived => f.write_str(
+                "this node was cut off from the change feed for about as long as the feed keeps changes (a day); some it missed may be gone: restart it to reload the state",
+            ),
+            NotReady::CatchingUp => {
+                f.write_str("the revocation state has not caught up with the change feed yet")
+            }
+            NotReady::Stale { lag, bound } => write!(
+                f,
+                "the revocation state is {:.1} s old, beyond the staleness bound of {} s",
+                lag.as_secs_f64(),
+                bound.as_secs_f64()
+            ),
+        }
+    }
+}
+
+impl Feed {
+    /// Ready means checks are answered from current state: a node that has not caught up with
+    /// the change feed (just started, or cut off for longer than the staleness bound) is not,
+    /// whatever the stale policy, and neither is one whose store does not answer.
+    pub async fn readiness(&self, store: &dyn veto_store::Store) -> Result<Ready, NotReady> {
+        if let Err(e) = store.ping().await {
+            tracing::warn!(error = %e, "readiness: store does not answer");
+            return Err(NotReady::StoreDown);
+        }
+        if self.outlived() {
+            return Err(NotReady::Outlived);
+        }
+        // One sample of the lag for both the decision and the report (`is_fresh` takes its own).
+        match self.lag() {
+            None => Err(NotReady::CatchingUp),
+            Some(lag) if lag > self.max_staleness => Err(NotReady::Stale {
+                lag,
+                bound: self.max_staleness,
+            }),
+            Some(lag) => Ok(Ready {
+                position: self.cursor().position,
+                lag,
+            }),
+        }
+    }
+}
+
 fn now_ms() -> i64 {
     (timeutil::now().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -275,5 +344,30 @@ mod tests {
             assert!(!feed.is_fresh(), "{policy:?}");
             assert!(!feed.may_answer(), "{policy:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn readiness_says_why_not_until_fresh_and_never_once_outlived() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = veto_store::SqliteStore::open(&dir.path().join("veto.db"))
+            .await
+            .expect("open");
+        let bound = Duration::from_secs(5);
+        let feed = Feed::new(bound, StalePolicy::FailClosed, bound);
+        assert_eq!(feed.readiness(&store).await, Err(NotReady::CatchingUp));
+        feed.mark_fresh(now_ms() - 60_000);
+        match feed.readiness(&store).await {
+            Err(NotReady::Stale { lag, bound: b }) => {
+                assert!(lag >= Duration::from_secs(60));
+                assert_eq!(b, bound);
+            }
+            other => panic!("{other:?}"),
+        }
+        feed.mark_fresh(now_ms());
+        let ready = feed.readiness(&store).await.expect("ready");
+        assert_eq!(ready.position, feed.cursor().position);
+        assert!(ready.lag <= bound);
+        feed.outlived.store(true, Ordering::Release);
+        assert_eq!(feed.readiness(&store).await, Err(NotReady::Outlived));
     }
 }

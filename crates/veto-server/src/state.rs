@@ -1,6 +1,6 @@
-//! Everything a request may need, shared by all handlers: the store (source of truth) and the
-//! in-memory state derived from it (revocation index, key ring, tenants, API keys), which answers
-//! every check without a database query.
+//! Everything a request may need: the store (source of truth) and the in-memory state derived
+//! from it (revocation index, key ring, tenants, API keys), which answers every check without a
+//! database query; and the sub-states handlers take when they need only part of it.
 //!
 //! Write discipline: the store commits first, memory is updated second, the client is answered
 //! third. Memory can therefore lag the store for the microseconds in between, but never lead it,
@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
 use veto_core::apikey::ApiKeyRecord;
 use veto_core::index::RevocationIndex;
@@ -17,14 +18,19 @@ use veto_core::keys::{LoadedKey, MasterKey, SigningKeyRecord};
 use veto_core::tenant::Tenant;
 use veto_store::Database;
 
+use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::feed::Feed;
 
+/// The whole state. The service operations (`service::*`) are its methods; a handler that needs
+/// less takes one of the sub-states below instead (`State<Ops>`, ...), each built from this one
+/// through `FromRef`, so that what it depends on shows in its signature.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub config: Config,
+    pub config: Arc<Config>,
     /// The database: the source of truth, read at start-up and on the feed, written by every
     /// mutating operation. Sessions, session keys, pre-login state and refresh families are in
     /// it too (`SessionStore`, one of its traits).
@@ -34,18 +40,15 @@ pub struct Inner {
     /// Session rows for validation, kept current by the change feed.
     pub session_cache: crate::session_cache::SessionCache,
     pub master: Arc<MasterKey>,
-    pub index: RevocationIndex,
-    pub keyring: KeyRing,
-    /// Tenants by id, for existence (404) and the suspended flag shown by `GET /tenants/{id}`.
-    /// A std RwLock: reads are short map probes, never held across an await.
-    tenants: RwLock<HashMap<String, Tenant>>,
-    /// API keys by SHA-256 of their secret: authentication is a hash plus a map probe, no query.
-    api_keys: RwLock<HashMap<[u8; 32], Arc<ApiKeyRecord>>>,
+    pub index: Arc<RevocationIndex>,
+    pub keyring: Arc<KeyRing>,
+    pub tenants: Tenants,
+    pub api_keys: ApiKeys,
     pub metrics: PrometheusHandle,
     /// Limits unauthenticated and failed-authentication traffic per client; `None` when off.
     pub limiter: Option<crate::ratelimit::RateLimiter>,
     /// Where this node is in the change log, and how fresh its state is.
-    pub feed: crate::feed::Feed,
+    pub feed: Arc<Feed>,
     /// The newest change applied per recently changed entity (`mirror.rs`).
     pub(crate) mirror: crate::mirror::Mirror,
     /// Optional Redis (notifications, mirror); set once at start-up, after the state is built.
@@ -56,6 +59,100 @@ impl Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+/// What the operational endpoints (`/readyz`, `/metrics`) read: the node's health, never a
+/// tenant's data.
+#[derive(Clone)]
+pub struct Ops {
+    pub store: Arc<dyn Database>,
+    pub feed: Arc<Feed>,
+    pub index: Arc<RevocationIndex>,
+    pub metrics: PrometheusHandle,
+}
+
+impl FromRef<AppState> for Ops {
+    fn from_ref(st: &AppState) -> Ops {
+        Ops {
+            store: st.store.clone(),
+            feed: st.feed.clone(),
+            index: st.index.clone(),
+            metrics: st.metrics.clone(),
+        }
+    }
+}
+
+/// What the unauthenticated discovery documents (JWKS, RFC 8414 metadata) are made of.
+#[derive(Clone)]
+pub struct Discovery {
+    pub tenants: Tenants,
+    pub keyring: Arc<KeyRing>,
+    pub config: Arc<Config>,
+}
+
+impl FromRef<AppState> for Discovery {
+    fn from_ref(st: &AppState) -> Discovery {
+        Discovery {
+            tenants: st.tenants.clone(),
+            keyring: st.keyring.clone(),
+            config: st.config.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for Tenants {
+    fn from_ref(st: &AppState) -> Tenants {
+        st.tenants.clone()
+    }
+}
+
+impl FromRef<AppState> for ApiKeys {
+    fn from_ref(st: &AppState) -> ApiKeys {
+        st.api_keys.clone()
+    }
+}
+
+/// For the few handlers that read the store directly, with no service operation between.
+impl FromRef<AppState> for Arc<dyn Database> {
+    fn from_ref(st: &AppState) -> Arc<dyn Database> {
+        st.store.clone()
+    }
+}
+
+/// Tenants by id, for existence (404) and the suspended flag shown by `GET /tenants/{id}`.
+/// A std RwLock: reads are short map probes, never held across an await.
+#[derive(Clone, Default)]
+pub struct Tenants(Arc<RwLock<HashMap<String, Tenant>>>);
+
+impl Tenants {
+    pub fn get(&self, id: &str) -> Option<Tenant> {
+        read(&self.0).get(id).cloned()
+    }
+
+    /// The tenant, or the contract's 404 for an unknown one.
+    pub fn require(&self, id: &str) -> Result<Tenant, ApiError> {
+        self.get(id)
+            .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} does not exist")))
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        read(&self.0).keys().cloned().collect()
+    }
+
+    fn insert(&self, t: Tenant) {
+        write(&self.0).insert(t.id.clone(), t);
+    }
+
+    /// Runs `f` on a tenant this node knows, under the write lock; `false` for one it does not.
+    fn update(&self, id: &str, f: impl FnOnce(&mut Tenant)) -> bool {
+        match write(&self.0).get_mut(id) {
+            Some(t) => {
+                f(t);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -83,7 +180,7 @@ impl AppState {
             .load_state(veto_core::timeutil::now())
             .await
             .map_err(|e| format!("could not read the store: {e}"))?;
-        let feed = crate::feed::Feed::new(
+        let feed = Feed::new(
             config.max_staleness,
             config.stale_policy,
             config.feed_poll_interval,
@@ -94,18 +191,18 @@ impl AppState {
         );
         let session_cache = crate::session_cache::SessionCache::new(config.session_cache_capacity);
         let state = AppState(Arc::new(Inner {
-            config,
+            config: Arc::new(config),
             store,
             session_keys: Default::default(),
             session_cache,
             master: Arc::new(master),
-            index: RevocationIndex::new(),
-            keyring: KeyRing::new(),
-            tenants: RwLock::new(HashMap::new()),
-            api_keys: RwLock::new(HashMap::new()),
+            index: Arc::new(RevocationIndex::new()),
+            keyring: Arc::new(KeyRing::new()),
+            tenants: Tenants::default(),
+            api_keys: ApiKeys::default(),
             metrics,
             limiter,
-            feed,
+            feed: Arc::new(feed),
             mirror: Default::default(),
             redis: std::sync::OnceLock::new(),
         }));
@@ -145,44 +242,40 @@ impl AppState {
     }
 
     pub fn tenant(&self, id: &str) -> Option<Tenant> {
-        read(&self.tenants).get(id).cloned()
+        self.tenants.get(id)
     }
 
     /// The tenant, or the contract's 404 for an unknown one.
     pub fn require_tenant(&self, id: &str) -> Result<Tenant, ApiError> {
-        self.tenant(id)
-            .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} does not exist")))
+        self.tenants.require(id)
     }
 
     pub fn tenant_ids(&self) -> Vec<String> {
-        read(&self.tenants).keys().cloned().collect()
+        self.tenants.ids()
     }
 
     pub(crate) fn remember_tenant(&self, t: Tenant) {
         self.index.set_tenant_suspended(&t.id, t.suspended);
-        write(&self.tenants).insert(t.id.clone(), t);
+        self.tenants.insert(t);
     }
 
     /// Sets the suspended flag of a tenant this node knows; `false` for one it does not.
     pub(crate) fn set_tenant_suspended_in_memory(&self, id: &str, suspended: bool) -> bool {
-        let mut tenants = write(&self.tenants);
-        let Some(t) = tenants.get_mut(id) else {
-            return false;
-        };
-        t.suspended = suspended;
-        self.index.set_tenant_suspended(id, suspended);
-        true
+        self.tenants.update(id, |t| {
+            t.suspended = suspended;
+            self.index.set_tenant_suspended(id, suspended);
+        })
     }
 
     pub fn api_key_by_hash(&self, hash: &[u8; 32]) -> Option<Arc<ApiKeyRecord>> {
-        read(&self.api_keys).get(hash).cloned()
+        self.api_keys.by_hash(hash)
     }
 
     pub(crate) fn remember_api_key(&self, k: ApiKeyRecord) {
-        write(&self.api_keys).insert(k.key_hash, Arc::new(k));
+        self.api_keys.insert(k);
     }
 
     pub(crate) fn forget_api_key(&self, id: &str) {
-        write(&self.api_keys).retain(|_, k| k.id != id);
+        self.api_keys.remove(id);
     }
 }

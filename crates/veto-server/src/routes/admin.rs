@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJsonOrEmpty;
-use crate::state::AppState;
+use crate::state::{AppState, Ops};
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -51,56 +51,32 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Why an outlived node is not ready, for good.
-const OUTLIVED_DETAIL: &str = "this node was cut off from the change feed for about as long as the feed keeps changes (a day); some it missed may be gone: restart it to reload the state";
-
 /// 200 when the store answers and the revocation state is current; 503 otherwise.
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(()), responses((status = 200), (status = 503)))]
-pub async fn readyz(State(st): State<AppState>) -> Response {
-    let unavailable = |detail: String| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "detail": detail})),
-        )
-            .into_response()
-    };
-    if let Err(e) = st.store.ping().await {
-        tracing::warn!(error = %e, "readiness: store does not answer");
-        return unavailable("the store does not answer".into());
+pub async fn readyz(State(ops): State<Ops>) -> Response {
+    match ops.feed.readiness(ops.store.as_ref()).await {
+        Ok(ready) => Json(json!({
+            "status": "ready",
+            "revocations_indexed": ops.index.len(),
+            "index_position": ready.position,
+            "index_lag_seconds": ready.lag.as_secs_f64(),
+        }))
+        .into_response(),
+        Err(why) => {
+            let body = json!({"status": "unavailable", "detail": why.to_string()});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
-    // Ready means checks are answered from current state: a node that has not caught up with
-    // the change feed (just started, or cut off for longer than the staleness bound) is not.
-    let lag = st.feed.lag();
-    if st.feed.outlived() {
-        return unavailable(OUTLIVED_DETAIL.into());
-    }
-    if !st.feed.is_fresh() {
-        return unavailable(match lag {
-            None => "the revocation state has not caught up with the change feed yet".into(),
-            Some(l) => format!(
-                "the revocation state is {:.1} s old, beyond the staleness bound of {} s",
-                l.as_secs_f64(),
-                st.feed.max_staleness().as_secs_f64()
-            ),
-        });
-    }
-    Json(json!({
-        "status": "ready",
-        "revocations_indexed": st.index.len(),
-        "index_position": st.feed.cursor().position,
-        "index_lag_seconds": lag.map(|l| l.as_secs_f64()),
-    }))
-    .into_response()
 }
 
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(()), responses((status = 200, content_type = "text/plain")))]
-pub async fn metrics(State(st): State<AppState>) -> Response {
-    crate::metrics::set_index_size(st.index.len());
-    if let Some(lag) = st.feed.lag() {
+pub async fn metrics(State(ops): State<Ops>) -> Response {
+    crate::metrics::set_index_size(ops.index.len());
+    if let Some(lag) = ops.feed.lag() {
         crate::metrics::feed_lag(lag);
     }
-    let mut resp = st.metrics.render().into_response();
+    let mut resp = ops.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

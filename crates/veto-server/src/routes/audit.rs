@@ -1,13 +1,16 @@
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use veto_core::apikey::Scope;
 use veto_core::audit::AuditEvent;
+use veto_store::Database;
 
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiPath, ApiQuery, PageBody, PageParams};
-use crate::state::AppState;
+use crate::state::Tenants;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -22,20 +25,20 @@ pub struct AuditParams {
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/audit", tag = "audit",
     params(("tenant" = String, Path), AuditParams), responses((status = 200, body = Object)))]
 pub async fn list(
-    State(st): State<AppState>,
+    State(tenants): State<Tenants>,
+    State(store): State<Arc<dyn Database>>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
     ApiQuery(q): ApiQuery<AuditParams>,
 ) -> ApiResult<Json<PageBody<AuditEvent>>> {
     caller.require(&tenant, Scope::AuditRead)?;
-    st.require_tenant(&tenant)?;
+    tenants.require(&tenant)?;
     let page = PageParams {
         limit: q.limit,
         cursor: q.cursor,
     }
     .to_request()?;
-    let p = st
-        .store
+    let p = store
         .list_audit(&tenant, q.action.as_deref(), &page)
         .await?;
     Ok(Json(PageBody {

@@ -9,7 +9,7 @@ use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, PageBody};
 use crate::service::keys::{KeyView, parse_alg};
-use crate::state::AppState;
+use crate::state::{AppState, Discovery};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -115,23 +115,23 @@ fn cacheable_json(v: serde_json::Value) -> Response {
 #[utoipa::path(get, path = "/t/{tenant}/.well-known/jwks.json", tag = "discovery", security(()),
     params(("tenant" = String, Path)), responses((status = 200, body = Object)))]
 pub async fn jwks(
-    State(st): State<AppState>,
+    State(d): State<Discovery>,
     ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Response> {
-    st.require_tenant(&tenant)?;
+    d.tenants.require(&tenant)?;
     let now = veto_core::timeutil::now().unix_timestamp();
-    Ok(cacheable_json(st.keyring.jwks(&tenant, now)))
+    Ok(cacheable_json(d.keyring.jwks(&tenant, now)))
 }
 
 /// RFC 8414 authorization server metadata. Unauthenticated.
 #[utoipa::path(get, path = "/t/{tenant}/.well-known/oauth-authorization-server", tag = "discovery", security(()),
     params(("tenant" = String, Path)), responses((status = 200, body = Object)))]
 pub async fn metadata(
-    State(st): State<AppState>,
+    State(d): State<Discovery>,
     ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Response> {
-    st.require_tenant(&tenant)?;
-    let iss = st.config.issuer(&tenant);
+    d.tenants.require(&tenant)?;
+    let iss = d.config.issuer(&tenant);
     let algs: Vec<&str> = veto_core::Alg::ALL.iter().map(|a| a.as_str()).collect();
     Ok(cacheable_json(serde_json::json!({
         "issuer": iss,

@@ -1,88 +1,23 @@
 //! RFC 7662 introspection and RFC 7009 revocation. These speak OAuth's own error shape
 //! (`{"error", "error_description"}`), take form bodies, and never tell an unauthenticated caller
-//! anything about a token beyond what the RFCs allow.
-use std::sync::Arc;
-
+//! anything about a token beyond what the RFCs allow. Client authentication is `auth`'s
+//! ([`OAuthClient`]).
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use base64::Engine;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use serde_json::{Map, Value, json};
-use veto_core::apikey::{ApiKeyRecord, Scope};
+use veto_core::apikey::Scope;
 use veto_core::token::Audience;
+use veto_core::verify::VerifiedToken;
 
-use crate::auth::authenticate_secret;
-use crate::error::ApiError;
+use crate::auth::OAuthClient;
 use crate::extract::{ApiPath, body_bytes};
-use crate::service::revocations::RevokeRequest;
 use crate::service::tokens::Check;
 use crate::state::AppState;
 
-pub struct OAuthError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-}
-
-impl OAuthError {
-    fn invalid_request(d: impl Into<String>) -> Self {
-        OAuthError {
-            status: StatusCode::BAD_REQUEST,
-            error: "invalid_request",
-            description: d.into(),
-        }
-    }
-    fn invalid_client(d: impl Into<String>) -> Self {
-        OAuthError {
-            status: StatusCode::UNAUTHORIZED,
-            error: "invalid_client",
-            description: d.into(),
-        }
-    }
-}
-
-impl From<ApiError> for OAuthError {
-    fn from(e: ApiError) -> Self {
-        let status = e.status();
-        let error = match status {
-            StatusCode::NOT_FOUND => "invalid_request",
-            StatusCode::FORBIDDEN => "insufficient_scope",
-            StatusCode::PAYLOAD_TOO_LARGE => "invalid_request",
-            StatusCode::UNAUTHORIZED => "invalid_client",
-            // No RFC defines a rate-limit error for these endpoints (`slow_down` is the device
-            // flow's polling signal): "retry later" is what the client must do.
-            StatusCode::TOO_MANY_REQUESTS => "temporarily_unavailable",
-            s if s.is_client_error() => "invalid_request",
-            StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
-            _ => "server_error",
-        };
-        OAuthError {
-            status,
-            error,
-            description: e.problem().detail,
-        }
-    }
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let mut resp = (
-            self.status,
-            Json(json!({"error": self.error, "error_description": self.description})),
-        )
-            .into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"veto\", Bearer"),
-            );
-        }
-        crate::error::close_after_413(self.status, &mut resp);
-        resp
-    }
-}
+// `ratelimit` renders its 429 on these endpoints with it and still imports it from here.
+pub use crate::error::OAuthError;
 
 /// An `application/x-www-form-urlencoded` body. A parameter given twice is an error
 /// (RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than once").
@@ -94,6 +29,12 @@ impl OAuthForm {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The `token` parameter both endpoints take.
+    fn token(&self) -> Result<&str, OAuthError> {
+        self.get("token")
+            .ok_or_else(|| OAuthError::invalid_request("the token parameter is missing"))
     }
 }
 
@@ -125,59 +66,6 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
     }
 }
 
-/// The caller's credentials: `Ok(None)` when it sent none, `Err` when it sent bad ones.
-fn client(st: &AppState, headers: &HeaderMap) -> Result<Option<Arc<ApiKeyRecord>>, OAuthError> {
-    let Some(value) = headers.get(AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let bad = || OAuthError::invalid_client("unknown or malformed client credentials");
-    let value = value.to_str().map_err(|_| bad())?;
-    let (scheme, rest) = value.split_once(' ').ok_or_else(bad)?;
-    let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return authenticate_secret(st, rest).map(Some).ok_or_else(bad);
-    }
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(bad());
-    }
-    // RFC 6749 §2.3.1: client id and secret are each form-urlencoded before being joined by ':'.
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(rest)
-        .map_err(|_| bad())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
-    let unescape = |s: &str| -> Option<String> {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
-            .ok()?
-            .pop()
-            .map(|(_, v)| v)
-    };
-    let (id, secret) = (
-        unescape(id).ok_or_else(bad)?,
-        unescape(secret).ok_or_else(bad)?,
-    );
-    match authenticate_secret(st, &secret) {
-        // The id must name the very key whose secret was given.
-        Some(k) if k.id == id => Ok(Some(k)),
-        _ => Err(bad()),
-    }
-}
-
-fn authorise(key: &ApiKeyRecord, tenant: &str, scope: Scope) -> Result<(), OAuthError> {
-    if key.allows(tenant, scope) {
-        Ok(())
-    } else {
-        Err(OAuthError {
-            status: StatusCode::FORBIDDEN,
-            error: "insufficient_scope",
-            description: format!(
-                "this client needs scope {} in tenant {tenant:?}",
-                scope.as_str()
-            ),
-        })
-    }
-}
-
 /// RFC 7662 token introspection.
 #[utoipa::path(post, path = "/t/{tenant}/oauth2/introspect", tag = "oauth",
     security(("bearer" = []), ("basic" = [])),
@@ -187,22 +75,21 @@ fn authorise(key: &ApiKeyRecord, tenant: &str, scope: Scope) -> Result<(), OAuth
 pub async fn introspect(
     State(st): State<AppState>,
     ApiPath(tenant): ApiPath<String>,
-    headers: HeaderMap,
+    client: OAuthClient,
     form: OAuthForm,
 ) -> Result<Json<Value>, OAuthError> {
-    let key = client(&st, &headers)?.ok_or_else(|| {
-        OAuthError::invalid_client("authenticate with an API key (Bearer or HTTP Basic)")
-    })?;
-    authorise(&key, &tenant, Scope::TokensVerify)?;
+    client.require(&tenant, Scope::TokensVerify)?;
     st.require_tenant(&tenant)?;
-    let token = form
-        .get("token")
-        .ok_or_else(|| OAuthError::invalid_request("the token parameter is missing"))?;
-    let Check::Active(v) = st.check_token(&tenant, token, None) else {
+    match st.check_token(&tenant, form.token()?, None) {
+        Check::Active(v) => Ok(Json(introspection(*v))),
         // RFC 7662 §2.2: nothing but `active: false`, whatever the reason.
-        return Ok(Json(json!({"active": false})));
-    };
-    // From the claims the check already read: the token's other claims are not parsed again.
+        Check::Inactive(_) => Ok(Json(json!({"active": false}))),
+    }
+}
+
+/// An active token's introspection answer, from the claims the check already read: the token's
+/// other claims are not parsed again.
+fn introspection(v: VerifiedToken) -> Value {
     let mut out = Map::new();
     out.insert("active".into(), Value::Bool(true));
     for (name, val) in [
@@ -223,7 +110,7 @@ pub async fn introspect(
         }
     }
     out.insert("token_type".into(), Value::String("Bearer".into()));
-    Ok(Json(Value::Object(out)))
+    Value::Object(out)
 }
 
 /// RFC 7009 token revocation: 200 with an empty body, also for unknown, malformed or already
@@ -236,42 +123,12 @@ pub async fn introspect(
 pub async fn revoke(
     State(st): State<AppState>,
     ApiPath(tenant): ApiPath<String>,
-    headers: HeaderMap,
+    client: OAuthClient,
     form: OAuthForm,
 ) -> Result<StatusCode, OAuthError> {
-    let key = client(&st, &headers)?;
-    if let Some(k) = &key {
-        authorise(k, &tenant, Scope::TokensRevoke)?;
-    }
+    let client = client.optional(&tenant, Scope::TokensRevoke)?;
     st.require_tenant(&tenant)?;
-    let token = form
-        .get("token")
-        .ok_or_else(|| OAuthError::invalid_request("the token parameter is missing"))?;
-    // Hints (`access_token`, `refresh_token`) only say where to look first; every token veto
-    // issues is a JWT of this tenant, so both paths end in the same signature check.
-    let actor = key.as_ref().map_or("self", |k| k.id.as_str());
-    let reason = if key.is_some() {
-        "oauth2_revoke"
-    } else {
-        "logout"
-    };
-    // A refresh token (JOSE type `rt+jwt`) revokes its whole family; anything else is tried
-    // as an access token below. A token is one or the other, so the order needs no hint.
-    if st
-        .revoke_refresh_token(&tenant, actor, token, reason)
-        .await?
-    {
-        return Ok(StatusCode::OK);
-    }
-    let req = RevokeRequest {
-        token: Some(token.to_owned()),
-        reason: Some(reason.to_owned()),
-        ..Default::default()
-    };
-    match st.revoke(&tenant, actor, &req).await {
-        Ok(_) => Ok(StatusCode::OK),
-        // A token that is not a valid token of this tenant: nothing to revoke (RFC 7009 §2.2).
-        Err(ApiError::BadRequest { .. }) => Ok(StatusCode::OK),
-        Err(e) => Err(e.into()),
-    }
+    st.revoke_presented(&tenant, client.as_deref(), form.token()?)
+        .await?;
+    Ok(StatusCode::OK)
 }

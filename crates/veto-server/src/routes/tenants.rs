@@ -8,7 +8,7 @@ use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath};
 use crate::service::tenants::CutoffResult;
-use crate::state::AppState;
+use crate::state::{AppState, Tenants};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -62,12 +62,12 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants",
     params(("tenant" = String, Path)), responses((status = 200, body = TenantView), (status = 404, body = crate::error::Problem)))]
 pub async fn get(
-    State(st): State<AppState>,
+    State(tenants): State<Tenants>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<TenantView>> {
     caller.require_member(&tenant)?;
-    Ok(Json(st.require_tenant(&tenant)?.into()))
+    Ok(Json(tenants.require(&tenant)?.into()))
 }
 
 /// Suspend a tenant: none of its tokens verifies, issuing answers 409.

@@ -7,12 +7,10 @@ use veto_core::Reason;
 use veto_core::apikey::Scope;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath};
 use crate::service::tokens::{Check, IssueRequest, IssueResponse};
 use crate::state::AppState;
-
-pub const MAX_ISSUE_BATCH: usize = 1000;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +41,26 @@ pub struct VerifyResponse {
     pub revocation: Option<veto_core::revocation::Revocation>,
 }
 
+impl VerifyResponse {
+    fn active(claims: veto_core::verify::Claims) -> Self {
+        VerifyResponse {
+            active: true,
+            claims: Some(claims),
+            reason: None,
+            revocation: None,
+        }
+    }
+
+    fn inactive(reason: Reason, revocation: Option<veto_core::revocation::Revocation>) -> Self {
+        VerifyResponse {
+            active: false,
+            claims: None,
+            reason: Some(reason),
+            revocation,
+        }
+    }
+}
+
 /// Issue an access token (RFC 9068 `at+jwt`), or with `token_use: "refresh"` the first refresh
 /// token of a new family (JOSE type `rt+jwt`; rotate it with `POST …/tokens/refresh`).
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/tokens", tag = "tokens", request_body = IssueRequest,
@@ -54,23 +72,8 @@ pub async fn issue(
     ApiJson(body): ApiJson<IssueRequest>,
 ) -> ApiResult<(StatusCode, Json<IssueResponse>)> {
     caller.require(&tenant, Scope::TokensIssue)?;
-    require_live_sid(&st, &tenant, &body).await?;
-    let out = if body.token_use.as_deref() == Some("refresh") {
-        st.issue_refresh_token(&tenant, caller.actor(), &body)
-            .await?
-    } else {
-        st.issue_token(&tenant, caller.actor(), &body)?
-    };
+    let out = st.issue(&tenant, caller.actor(), &body).await?;
     Ok((StatusCode::CREATED, Json(out)))
-}
-
-/// A token naming a veto session in `sid` is issued only while that session is live.
-async fn require_live_sid(st: &AppState, tenant: &str, req: &IssueRequest) -> ApiResult<()> {
-    st.require_tenant(tenant)?;
-    match &req.sid {
-        Some(sid) => st.require_live_session(tenant, sid).await,
-        None => Ok(()),
-    }
 }
 
 /// Issue up to 1000 tokens; each result is a token or that item's problem, in request order.
@@ -83,29 +86,15 @@ pub async fn issue_batch(
     ApiJson(body): ApiJson<IssueBatch>,
 ) -> ApiResult<Json<Value>> {
     caller.require(&tenant, Scope::TokensIssue)?;
-    st.require_tenant(&tenant)?;
-    if body.requests.is_empty() || body.requests.len() > MAX_ISSUE_BATCH {
-        return Err(ApiError::field(
-            "requests",
-            format!("give 1 to {MAX_ISSUE_BATCH} requests"),
-        ));
-    }
-    let mut results: Vec<Value> = Vec::with_capacity(body.requests.len());
-    for (i, item) in body.requests.into_iter().enumerate() {
-        let res = match serde_json::from_value::<IssueRequest>(item) {
-            Err(e) => Err(ApiError::bad_request(format!(
-                "the request does not match the expected shape: {e}"
-            ))),
-            Ok(req) => match require_live_sid(&st, &tenant, &req).await {
-                Ok(()) => st.issue_token(&tenant, caller.actor(), &req),
-                Err(e) => Err(e),
-            },
-        };
-        results.push(match res {
+    let results: Vec<Value> = st
+        .issue_batch(&tenant, caller.actor(), body.requests)
+        .await?
+        .into_iter()
+        .map(|res| match res {
             Ok(r) => serde_json::to_value(r).unwrap_or(Value::Null),
-            Err(e) => json!({"error": e.at_index(i).problem()}),
-        });
-    }
+            Err(e) => json!({"error": e.problem()}),
+        })
+        .collect();
     Ok(Json(json!({ "results": results })))
 }
 
@@ -123,31 +112,10 @@ pub async fn verify(
     st.require_tenant(&tenant)?;
     Ok(Json(
         match st.check_token(&tenant, &body.token, body.audience.as_deref()) {
-            Check::Active(v) => VerifyResponse {
-                active: true,
-                claims: Some(v.claims),
-                reason: None,
-                revocation: None,
-            },
+            Check::Active(v) => VerifyResponse::active(v.claims),
             Check::Inactive(reason) => {
-                // The decision came from memory; the record is detail for the answer only, so a
-                // store hiccup leaves it out rather than failing the check.
-                let revocation = if matches!(reason, Reason::Revoked | Reason::Suspended) {
-                    match veto_core::verify::decode_unverified_claims(&body.token)
-                        .and_then(|c| c.get("jti").and_then(Value::as_str).map(str::to_owned))
-                    {
-                        Some(jti) => st.store.get_revocation(&tenant, &jti).await.ok().flatten(),
-                        None => None,
-                    }
-                } else {
-                    None
-                };
-                VerifyResponse {
-                    active: false,
-                    claims: None,
-                    reason: Some(reason),
-                    revocation,
-                }
+                let revocation = st.revocation_behind(&tenant, &body.token, reason).await;
+                VerifyResponse::inactive(reason, revocation)
             }
         },
     ))

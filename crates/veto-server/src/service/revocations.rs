@@ -4,6 +4,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 use time::OffsetDateTime;
+use veto_core::Reason;
+use veto_core::apikey::ApiKeyRecord;
 use veto_core::audit::AuditEvent;
 use veto_core::limits;
 use veto_core::revocation::{Revocation, RevocationFilter, RevocationStats, RevocationStatus};
@@ -240,5 +242,56 @@ impl AppState {
                 "jti {jti:?} is revoked permanently; only temporary suspensions (with until) can be lifted"
             ))),
         }
+    }
+
+    /// RFC 7009 revocation of a presented token, by `client` or, without one, by the token's
+    /// own bearer (self-logout). Succeeds also when there is nothing to revoke: an unknown,
+    /// malformed or foreign token (RFC 7009 §2.2).
+    pub async fn revoke_presented(
+        &self,
+        tenant: &str,
+        client: Option<&ApiKeyRecord>,
+        token: &str,
+    ) -> ApiResult<()> {
+        let (actor, reason) = match client {
+            Some(k) => (k.id.as_str(), "oauth2_revoke"),
+            None => ("self", "logout"),
+        };
+        // Hints (`access_token`, `refresh_token`) only say where to look first; every token veto
+        // issues is a JWT of this tenant, so both paths end in the same signature check. A
+        // refresh token (JOSE type `rt+jwt`) revokes its whole family; anything else is tried as
+        // an access token. A token is one or the other, so the order needs no hint.
+        if self
+            .revoke_refresh_token(tenant, actor, token, reason)
+            .await?
+        {
+            return Ok(());
+        }
+        let req = RevokeRequest {
+            token: Some(token.to_owned()),
+            reason: Some(reason.to_owned()),
+            ..Default::default()
+        };
+        match self.revoke(tenant, actor, &req).await {
+            Ok(_) | Err(ApiError::BadRequest { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The stored record behind a check that answered `reason`, as detail for the answer: only
+    /// a revocation or suspension has one. The decision came from memory, so a token without a
+    /// jti or a store that does not answer leaves the detail out rather than failing the check.
+    pub async fn revocation_behind(
+        &self,
+        tenant: &str,
+        token: &str,
+        reason: Reason,
+    ) -> Option<Revocation> {
+        if !matches!(reason, Reason::Revoked | Reason::Suspended) {
+            return None;
+        }
+        let claims = veto_core::verify::decode_unverified_claims(token)?;
+        let jti = claims.get("jti")?.as_str()?;
+        self.store.get_revocation(tenant, jti).await.ok().flatten()
     }
 }
