@@ -22,7 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
-use crate::routes::oauth::OAuthError;
+use crate::error::OAuthError;
 use crate::state::AppState;
 
 /// Most client addresses tracked at once (a bucket is a few dozen bytes).

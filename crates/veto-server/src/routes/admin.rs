@@ -1,3 +1,5 @@
+//! Operations: liveness (`/healthz`), readiness (`/readyz`, the feed's verdict rendered),
+//! Prometheus metrics, and the admin-triggered purge.
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};

@@ -1,3 +1,4 @@
+//! `/v1/tenants/{tenant}/api-keys`: create (the secret shown once), list, delete.
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -1,3 +1,4 @@
+//! `/v1/tenants/{tenant}/audit`: the audit trail, newest first, filtered by action.
 use std::sync::Arc;
 
 use axum::Json;

@@ -1,3 +1,5 @@
+//! Signing keys (create, rotate, revoke, list) and the public discovery documents made from
+//! them: the tenant's JWKS and its RFC 8414 metadata.
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};

@@ -1,3 +1,5 @@
+//! `/v1/tenants/{tenant}/revocations`: revoke by jti or token, batches, suspensions and their
+//! lift, the ledger's listing and stats.
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -1,3 +1,5 @@
+//! `/v1/tenants`: create, read, suspend and resume, and the revoke-alls for a whole tenant or
+//! one subject.
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -1,3 +1,5 @@
+//! `/v1/tenants/{tenant}/tokens`: issue (one, or a batch) and verify. Refresh rotation is in
+//! `sessions.rs`, beside the sessions it belongs with.
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
