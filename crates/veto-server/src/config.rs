@@ -27,7 +27,7 @@ pub struct Config {
     /// before the node fails closed (`VETO_MAX_STALENESS`).
     pub max_staleness: Duration,
     /// What a stale node does with checks; fail closed unless explicitly set otherwise.
-    pub stale_policy: crate::feed::StalePolicy,
+    pub stale_policy: StalePolicy,
     /// How often the change feed is read without a notification: the longest a lost
     /// notification delays a change, and the steady-state lag on an idle node.
     pub feed_poll_interval: Duration,
@@ -54,7 +54,7 @@ impl Config {
             purge_margin: 3_600,
             purge_batch: 1_000,
             max_staleness: Duration::from_secs(5),
-            stale_policy: crate::feed::StalePolicy::FailClosed,
+            stale_policy: StalePolicy::FailClosed,
             feed_poll_interval: Duration::from_millis(500),
             rate_limit_per_minute: 600,
             rate_limit_burst: 60,
@@ -65,4 +65,14 @@ impl Config {
     pub fn issuer(&self, tenant: &str) -> String {
         format!("{}/t/{}", self.public_url, tenant)
     }
+}
+
+/// Whether and how a stale node answers checks (`feed.rs` decides when a node is stale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StalePolicy {
+    /// Default: a stale node rejects every token (`index_stale`) and reports not ready.
+    FailClosed,
+    /// Explicit opt-in: a stale node keeps answering from what it has, and may accept a token
+    /// that another node revoked since. `/readyz` still reports 503.
+    FailOpen,
 }

@@ -28,17 +28,17 @@
 //! feed and are skipped there (the entity already reflects them), the first read after start-up
 //! may repeat changes already in the snapshot, and a change older than what an entity reflects
 //! is never applied, so memory never moves backwards.
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use veto_core::timeutil;
 use veto_store::FeedCursor;
 
+use crate::config::StalePolicy;
 use crate::metrics;
-use crate::mirror::Origin;
-use crate::state::AppState;
+use crate::mirror::{Mirror, Origin};
 
 /// How long a node may go without being fresh before it can no longer trust the change log to
 /// hold everything it missed: the log's retention, less an hour for clocks that disagree between
@@ -54,16 +54,6 @@ fn outlived_retention(fresh_as_of_ms: i64, now_ms: i64) -> bool {
 /// Changes per read. Large enough that a burst (a batch of 10,000 revocations) takes one or two
 /// reads; small enough that one read never holds a huge result in memory.
 const READ_LIMIT: u32 = 5_000;
-
-/// Whether and how a stale node answers checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StalePolicy {
-    /// Default: a stale node rejects every token (`index_stale`) and reports not ready.
-    FailClosed,
-    /// Explicit opt-in: a stale node keeps answering from what it has, and may accept a token
-    /// that another node revoked since. `/readyz` still reports 503.
-    FailOpen,
-}
 
 /// The node's position in the change log and how fresh its in-memory state is.
 pub struct Feed {
@@ -224,19 +214,24 @@ fn now_ms() -> i64 {
     (timeutil::now().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-impl AppState {
-    /// Reads and applies every final change after the cursor. Returns how many were applied.
-    /// On a store error the state stays as it was and `fresh_as_of` does not move: past the
-    /// staleness bound the node fails closed until a later catch-up succeeds.
-    pub async fn catch_up(&self) -> Result<usize, veto_store::StoreError> {
-        let _one_at_a_time = self.feed.running.lock().await;
+impl Feed {
+    /// Reads every final change after the cursor from `store` and has `mirror` apply it.
+    /// Returns how many were read. On a store error the state stays as it was and `fresh_as_of`
+    /// does not move: past the staleness bound the node fails closed until a later catch-up
+    /// succeeds.
+    pub async fn catch_up(
+        &self,
+        store: &dyn veto_store::Store,
+        mirror: &Mirror,
+    ) -> Result<usize, veto_store::StoreError> {
+        let _one_at_a_time = self.running.lock().await;
         // Taken before the first read: everything committed before this instant is final by
         // the end of the loop (unless the store says some of it is held back, below).
         let started = now_ms();
-        if !self.feed.outlived()
-            && outlived_retention(self.feed.fresh_as_of_ms.load(Ordering::Acquire), started)
+        if !self.outlived()
+            && outlived_retention(self.fresh_as_of_ms.load(Ordering::Acquire), started)
         {
-            self.feed.outlived.store(true, Ordering::Release);
+            self.outlived.store(true, Ordering::Release);
             metrics::feed_outlived();
             tracing::error!(
                 retention_hours = veto_store::CHANGE_RETENTION_SECS / 3_600,
@@ -245,8 +240,8 @@ impl AppState {
         }
         let mut applied = 0;
         loop {
-            let after = self.feed.cursor();
-            let changes = self.store.changes_after(after, READ_LIMIT).await?;
+            let after = self.cursor();
+            let changes = store.changes_after(after, READ_LIMIT).await?;
             let n = changes.len();
             if let Some(last) = changes.last() {
                 let last = last.cursor;
@@ -260,9 +255,9 @@ impl AppState {
                         now.saturating_sub(c.at.saturating_mul(1000)) as f64 / 1000.0,
                     );
                 }
-                self.apply(&changes, Origin::Feed).await?;
-                self.feed.set_cursor(last);
-                self.forget_applied_before(last).await;
+                mirror.apply(&changes, Origin::Feed).await?;
+                self.set_cursor(last);
+                mirror.forget_applied_before(last).await;
                 metrics::feed_position(last.position);
                 applied += n;
             }
@@ -272,12 +267,12 @@ impl AppState {
         }
         // Committed changes the store holds back (an older transaction is still open): the
         // state is fresh only up to the oldest of them.
-        let fresh = match self.store.feed_pending_since(self.feed.cursor()).await? {
+        let fresh = match store.feed_pending_since(self.cursor()).await? {
             Some(pending_ms) => started.min(pending_ms),
             None => started,
         };
-        self.feed.mark_fresh(fresh);
-        if let Some(lag) = self.feed.lag() {
+        self.mark_fresh(fresh);
+        if let Some(lag) = self.lag() {
             metrics::feed_lag(lag);
         }
         Ok(applied)
@@ -286,16 +281,20 @@ impl AppState {
     /// The follower: catches up on every notification and at least every poll interval, for
     /// as long as the process runs. Errors are logged (and show as growing lag); it never
     /// stops on its own.
-    pub async fn follow_changes(self) {
-        let mut tick = tokio::time::interval(self.feed.poll_interval);
+    pub async fn follow(
+        self: Arc<Self>,
+        store: Arc<dyn veto_store::Database>,
+        mirror: Arc<Mirror>,
+    ) {
+        let mut tick = tokio::time::interval(self.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = self.feed.wake.notified() => {}
+                _ = self.wake.notified() => {}
             }
-            match self.catch_up().await {
+            match self.catch_up(store.as_ref(), &mirror).await {
                 Ok(_) if failing => {
                     failing = false;
                     tracing::info!("change feed readable again; state caught up");

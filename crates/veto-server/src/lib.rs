@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod feed;
+pub mod memory;
 pub mod metrics;
 pub mod mirror;
 pub mod openapi;
@@ -27,3 +28,9 @@ pub mod state;
 
 pub use config::Config;
 pub use state::AppState;
+
+/// The whole HTTP application: the contract's routes and `/openapi.json`, which describes them.
+pub fn app(state: AppState) -> axum::Router {
+    let docs = axum::Router::new().route("/openapi.json", axum::routing::get(openapi::serve));
+    routes::router(state, docs)
+}

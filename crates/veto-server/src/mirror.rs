@@ -1,11 +1,11 @@
 //! The one place where memory follows the store (docs/architecture.md, "The mirror").
 //!
-//! A node holds in memory what every check needs: the revocation index, the key rings, tenants,
-//! API keys, session rows. That state changes in exactly two ways, both here:
-//! - [`AppState::apply_snapshot`]: at start-up, from `Store::load_state` and
+//! A node holds in memory what every check needs (`memory.rs`): the revocation index, the key
+//! rings, tenants, API keys, session rows. That state changes in exactly two ways, both here:
+//! - [`Mirror::apply_snapshot`]: at start-up, from `Store::load_state` and
 //!   `SessionStore::load_sessions`;
-//! - [`AppState::apply`]: one [`Change`] at a time, whether the node wrote it itself (the store
-//!   hands the changes of a write back in [`Written`], and the node applies them before it
+//! - [`Mirror::apply`]: one [`Change`] at a time, whether the node wrote it itself (the store
+//!   hands the changes of a write back in `Written`, and the node applies them before it
 //!   answers: read-your-writes) or read it from the change feed (`feed.rs`).
 //!
 //! # Memory never moves backwards
@@ -28,15 +28,16 @@
 //! entry is dropped (`forget_applied_before`). The table holds the writes of the last poll
 //! interval or so, not one entry per revoked jti.
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use veto_core::index::SessionTimes;
 use veto_core::tenant::TenantState;
 use veto_store::sessions::SessionSnapshot;
-use veto_store::{Change, ChangeKind, Entity, FeedCursor, StateSnapshot, StoreError, Written};
+use veto_store::{Change, ChangeKind, Database, Entity, FeedCursor, StateSnapshot, StoreError};
 
-use crate::error::ApiResult;
+use crate::memory::Memory;
 use crate::metrics;
-use crate::state::AppState;
+use crate::redis::RedisBus;
 
 /// Who wrote the changes being applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,21 +66,28 @@ fn entity_key(c: &Change) -> EntityKey {
     (c.tenant.clone(), family, key.to_owned())
 }
 
-/// The newest change applied per entity, for the entities changed after the feed's cursor.
-#[derive(Default)]
+/// The writer of memory: applies changes in an order that never moves an entity back.
 pub struct Mirror {
+    /// The newest change applied per entity, for the entities changed after the feed's cursor.
     /// A tokio Mutex, held across the store reads of the kinds that need one (see the module
     /// comment): applies are serialised. Each apply without a read is a few map operations.
     applied: tokio::sync::Mutex<HashMap<EntityKey, FeedCursor>>,
+    /// What is written.
+    memory: Memory,
+    /// Read for the kinds whose state is not in the change itself.
+    store: Arc<dyn Database>,
+    /// Told after a local write, when configured (set once at start-up).
+    redis: Arc<OnceLock<RedisBus>>,
 }
 
-impl AppState {
-    /// Applies the changes of one of this node's own writes, tells the other nodes (Redis,
-    /// when configured; PostgreSQL's NOTIFY went out with the commit), and returns the write's
-    /// result. Call it before answering the client.
-    pub(crate) async fn applied<T>(&self, w: Written<T>) -> ApiResult<T> {
-        self.apply(&w.changes, Origin::Local).await?;
-        Ok(w.value)
+impl Mirror {
+    pub fn new(memory: Memory, store: Arc<dyn Database>, redis: Arc<OnceLock<RedisBus>>) -> Mirror {
+        Mirror {
+            applied: Default::default(),
+            memory,
+            store,
+            redis,
+        }
     }
 
     /// Applies changes in order, skipping each one that is not newer than what its entity
@@ -89,7 +97,7 @@ impl AppState {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut applied = self.mirror.applied.lock().await;
+        let mut applied = self.applied.lock().await;
         let keys: Vec<EntityKey> = changes.iter().map(entity_key).collect();
         let last_of: HashMap<&EntityKey, usize> =
             keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
@@ -105,9 +113,13 @@ impl AppState {
             applied.insert(key.clone(), c.cursor);
         }
         drop(applied);
-        metrics::set_index_size(self.index.len());
-        if origin == Origin::Local {
-            self.announce();
+        metrics::set_index_size(self.memory.index.len());
+        // Other nodes learn of it through Redis, when configured (PostgreSQL's NOTIFY went out
+        // with the commit and needs nothing from us).
+        if origin == Origin::Local
+            && let Some(r) = self.redis.get()
+        {
+            r.announce();
         }
         Ok(())
     }
@@ -115,11 +127,29 @@ impl AppState {
     /// The feed has read everything up to `cursor`: later feed changes are all newer than
     /// what is remembered at or before it (module comment).
     pub(crate) async fn forget_applied_before(&self, cursor: FeedCursor) {
-        self.mirror
-            .applied
+        self.applied
             .lock()
             .await
             .retain(|_, newest| *newest > cursor);
+    }
+
+    /// Re-reads a tenant's session keys, under the lock like every apply that reads the store:
+    /// for a node whose own key insert lost a race with another node's (the feed would bring
+    /// the winner a little later; the caller needs it now).
+    pub(crate) async fn reload_session_keys(&self, tenant: &str) -> Result<(), StoreError> {
+        let _applying = self.applied.lock().await;
+        self.load_session_keys(tenant).await
+    }
+
+    async fn load_session_keys(&self, tenant: &str) -> Result<(), StoreError> {
+        for rec in self.store.list_session_keys(tenant).await? {
+            if let Err(e) = self.memory.load_session_key(&rec) {
+                // As for signing keys: cookies under a key this node cannot open fail here with
+                // `unknown_key`, closed.
+                tracing::error!(tenant, kid = %rec.kid, error = %e, "cannot load a session key");
+            }
+        }
+        Ok(())
     }
 
     /// What one change does to memory. The only `match` over change kinds in the server.
@@ -129,33 +159,36 @@ impl AppState {
         match &c.kind {
             TenantCreated => {
                 if let Some(t) = self.store.get_tenant(tenant).await? {
-                    self.remember_tenant(t);
+                    self.memory.remember_tenant(t);
                 }
             }
             TenantSuspended | TenantResumed => {
                 let suspended = matches!(c.kind, TenantSuspended);
                 // The change carries the state; only a tenant this node has not heard of needs
                 // a read (its creation is on the way through the feed).
-                if !self.set_tenant_suspended_in_memory(tenant, suspended)
+                if !self.memory.set_tenant_suspended(tenant, suspended)
                     && let Some(t) = self.store.get_tenant(tenant).await?
                 {
-                    self.remember_tenant(t);
+                    self.memory.remember_tenant(t);
                 }
             }
             TenantCutoff { not_before_iat } => {
-                self.index.raise_tenant_cutoff(tenant, *not_before_iat);
+                self.memory
+                    .index
+                    .raise_tenant_cutoff(tenant, *not_before_iat);
             }
             SubjectCutoff {
                 sub,
                 not_before_iat,
             } => self
+                .memory
                 .index
                 .raise_subject_cutoff(tenant, sub, *not_before_iat),
-            Revoked { jti, until } => self.index.insert_jti(tenant, jti, *until),
-            Lifted { jti } | RevocationPurged { jti } => self.index.remove_jti(tenant, jti),
+            Revoked { jti, until } => self.memory.index.insert_jti(tenant, jti, *until),
+            Lifted { jti } | RevocationPurged { jti } => self.memory.index.remove_jti(tenant, jti),
             SigningKeyInserted { .. } | SigningKeyRetired { .. } | SigningKeyRevoked { .. } => {
                 for rec in self.store.list_signing_keys(tenant).await? {
-                    if let Err(e) = self.load_key(&rec) {
+                    if let Err(e) = self.memory.load_key(&rec) {
                         // A key this node cannot decrypt (a different master key on this node)
                         // is left out: tokens it signed fail here with `unknown_key`, closed.
                         tracing::error!(tenant, kid = %rec.kid, error = %e, "cannot load a signing key");
@@ -163,11 +196,11 @@ impl AppState {
                 }
             }
             ApiKeyInserted { id } => match self.store.get_api_key(id).await? {
-                Some(k) => self.remember_api_key(k),
+                Some(k) => self.memory.api_keys.insert(k),
                 // Deleted since: its deletion is the next change of this entity.
-                None => self.forget_api_key(id),
+                None => self.memory.api_keys.remove(id),
             },
-            ApiKeyDeleted { id } => self.forget_api_key(id),
+            ApiKeyDeleted { id } => self.memory.api_keys.remove(id),
             SessionCreated {
                 id,
                 idle_expires_at,
@@ -182,31 +215,24 @@ impl AppState {
                     last_seen: 0,
                     expires: *idle_expires_at,
                 };
-                self.index.note_session(tenant, id, times);
+                self.memory.index.note_session(tenant, id, times);
                 let expires = veto_core::timeutil::from_unix(*idle_expires_at)
                     .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-                self.session_cache
+                self.memory
+                    .session_cache
                     .persisted_touch(tenant, id, None, expires);
             }
             SessionRevoked { id } => {
-                self.index.revoke_session(tenant, id);
-                self.session_cache.remove(tenant, id);
+                self.memory.index.revoke_session(tenant, id);
+                self.memory.session_cache.remove(tenant, id);
             }
             SessionPurged { id } => {
-                self.index.forget_session(tenant, id);
-                self.session_cache.remove(tenant, id);
+                self.memory.index.forget_session(tenant, id);
+                self.memory.session_cache.remove(tenant, id);
             }
-            SessionKeyInserted { .. } => {
-                for rec in self.store.list_session_keys(tenant).await? {
-                    if let Err(e) = self.load_session_key(&rec) {
-                        // As for signing keys: cookies under a key this node cannot open fail
-                        // here with `unknown_key`, closed.
-                        tracing::error!(tenant, kid = %rec.kid, error = %e, "cannot load a session key");
-                    }
-                }
-            }
-            RefreshFamilyRevoked { family } => self.index.revoke_family(tenant, family),
-            RefreshFamilyPurged { family } => self.index.forget_family(tenant, family),
+            SessionKeyInserted { .. } => self.load_session_keys(tenant).await?,
+            RefreshFamilyRevoked { family } => self.memory.index.revoke_family(tenant, family),
+            RefreshFamilyPurged { family } => self.memory.index.forget_family(tenant, family),
             // Written by a newer veto: say so loudly; a restart loads the state it describes.
             Unreadable { name, key, .. } => {
                 tracing::warn!(kind = %name, key = %key, tenant, "a change this version cannot read; restart to load the state it describes");
@@ -223,22 +249,22 @@ impl AppState {
         s: StateSnapshot,
         sessions: SessionSnapshot,
     ) -> Result<(), String> {
-        self.feed.set_cursor(s.cursor);
         for (tenant, cutoff) in s.tenants {
             let state = TenantState {
                 suspended: tenant.suspended,
                 cutoff,
             };
-            self.index.set_tenant(&tenant.id, state);
-            self.remember_tenant(tenant);
+            self.memory.index.set_tenant(&tenant.id, state);
+            self.memory.remember_tenant(tenant);
         }
         for c in &s.subject_cutoffs {
             if let Some(sub) = &c.sub {
-                self.index
+                self.memory
+                    .index
                     .raise_subject_cutoff(&c.tenant, sub, c.not_before_iat);
             }
         }
-        self.index.insert_many(
+        self.memory.index.insert_many(
             s.revocations
                 .iter()
                 .map(|r| (r.tenant.as_str(), r.jti.as_str(), r.until)),
@@ -249,32 +275,34 @@ impl AppState {
             )
         };
         for rec in &s.signing_keys {
-            self.load_key(rec)
+            self.memory
+                .load_key(rec)
                 .map_err(|e| wrong_master_key("signing key", &rec.kid, &rec.tenant, e))?;
         }
         for k in s.api_keys {
-            self.remember_api_key(k);
+            self.memory.api_keys.insert(k);
         }
         // Read after the main snapshot: the feed is followed from the main snapshot's cursor,
         // and replaying a session change this snapshot already holds is harmless.
         for (tenant, id) in &sessions.revoked_sessions {
-            self.index.revoke_session(tenant, id);
+            self.memory.index.revoke_session(tenant, id);
         }
         for (tenant, id, last_seen, expires) in &sessions.sessions {
             let times = SessionTimes {
                 last_seen: *last_seen,
                 expires: *expires,
             };
-            self.index.note_session(tenant, id, times);
+            self.memory.index.note_session(tenant, id, times);
         }
         for (tenant, fam) in &sessions.revoked_families {
-            self.index.revoke_family(tenant, fam);
+            self.memory.index.revoke_family(tenant, fam);
         }
         for rec in &sessions.session_keys {
-            self.load_session_key(rec)
+            self.memory
+                .load_session_key(rec)
                 .map_err(|e| wrong_master_key("session key", &rec.kid, &rec.tenant, e))?;
         }
-        metrics::set_index_size(self.index.len());
+        metrics::set_index_size(self.memory.index.len());
         Ok(())
     }
 }

@@ -12,7 +12,7 @@
 //! are tracked, new addresses share one overflow bucket.
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -23,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::error::OAuthError;
-use crate::state::AppState;
 
 /// Most client addresses tracked at once (a bucket is a few dozen bytes).
 pub const MAX_CLIENTS: usize = 100_000;
@@ -152,11 +151,8 @@ fn is_oauth(path: &str) -> bool {
 }
 
 /// The middleware (a route layer: unmatched routes are never counted).
-pub async fn limit(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let (Some(limiter), Some(ConnectInfo(peer))) = (
-        st.limiter.as_ref(),
-        req.extensions().get::<ConnectInfo<SocketAddr>>().copied(),
-    ) else {
+pub async fn limit(State(limiter): State<Arc<RateLimiter>>, req: Request, next: Next) -> Response {
+    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
         return next.run(req).await;
     };
     let oauth = is_oauth(req.uri().path());

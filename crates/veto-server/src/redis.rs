@@ -145,11 +145,14 @@ impl RedisBus {
         });
     }
 
-    /// Wakes `feed` on every announcement of another node, for as long as the returned future
-    /// runs (the caller owns it, so it stops with the server): subscribes, and after a lost
-    /// connection subscribes again (a second later). Announcements lost meanwhile only delay
-    /// changes until the follower's next timed read.
-    pub fn wakeups(&self, state: crate::AppState) -> impl Future<Output = ()> + use<> {
+    /// Calls `wake` (which wakes the feed follower) on every announcement of another node, for
+    /// as long as the returned future runs (the caller owns it, so it stops with the server):
+    /// subscribes, and after a lost connection subscribes again (a second later). Announcements
+    /// lost meanwhile only delay changes until the follower's next timed read.
+    pub fn wakeups<W>(&self, wake: W) -> impl Future<Output = ()> + use<W>
+    where
+        W: Fn() + Send + 'static,
+    {
         let client = self.client.clone();
         async move {
             loop {
@@ -159,7 +162,7 @@ impl RedisBus {
                             let mut messages = pubsub.on_message();
                             while messages.next().await.is_some() {
                                 crate::metrics::feed_wakeup("redis");
-                                state.feed.wake();
+                                wake();
                             }
                             tracing::warn!("Redis subscription ended; resubscribing");
                         }

@@ -5,23 +5,28 @@
 //! Write discipline: the store commits first, memory is updated second, the client is answered
 //! third. Memory can therefore lag the store for the microseconds in between, but never lead it,
 //! and the node that took a write reflects it before acknowledging (read-your-writes).
-use std::collections::HashMap;
 use std::ops::Deref;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
 use veto_core::apikey::ApiKeyRecord;
+use veto_core::cookie::SessionKeyRing;
 use veto_core::index::RevocationIndex;
 use veto_core::keyring::KeyRing;
-use veto_core::keys::{LoadedKey, MasterKey, SigningKeyRecord};
+use veto_core::keys::MasterKey;
 use veto_core::tenant::Tenant;
-use veto_store::Database;
+use veto_store::{Database, StoreError, Written};
 
 use crate::auth::ApiKeys;
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::feed::Feed;
+use crate::memory::{Memory, Tenants};
+use crate::mirror::{Mirror, Origin};
+use crate::ratelimit::RateLimiter;
+use crate::redis::RedisBus;
+use crate::session_cache::SessionCache;
 
 /// The whole state. The service operations (`service::*`) are its methods; a handler that needs
 /// less takes one of the sub-states below instead (`State<Ops>`, ...), each built from this one
@@ -35,10 +40,12 @@ pub struct Inner {
     /// mutating operation. Sessions, session keys, pre-login state and refresh families are in
     /// it too (`SessionStore`, one of its traits).
     pub store: Arc<dyn Database>,
+    // Handles to what the node holds in memory (`memory.rs`), for reading: the mirror, which
+    // holds handles to the same structures, is their only writer.
     /// Every tenant's session cookie keys, decrypted once: cookie checks never query.
-    pub session_keys: veto_core::cookie::SessionKeyRing,
+    pub session_keys: Arc<SessionKeyRing>,
     /// Session rows for validation, kept current by the change feed.
-    pub session_cache: crate::session_cache::SessionCache,
+    pub session_cache: Arc<SessionCache>,
     pub master: Arc<MasterKey>,
     pub index: Arc<RevocationIndex>,
     pub keyring: Arc<KeyRing>,
@@ -46,13 +53,13 @@ pub struct Inner {
     pub api_keys: ApiKeys,
     pub metrics: PrometheusHandle,
     /// Limits unauthenticated and failed-authentication traffic per client; `None` when off.
-    pub limiter: Option<crate::ratelimit::RateLimiter>,
+    pub limiter: Option<Arc<RateLimiter>>,
     /// Where this node is in the change log, and how fresh its state is.
     pub feed: Arc<Feed>,
-    /// The newest change applied per recently changed entity (`mirror.rs`).
-    pub(crate) mirror: crate::mirror::Mirror,
+    /// Where every change reaches memory (`mirror.rs`).
+    pub mirror: Arc<Mirror>,
     /// Optional Redis (notifications, mirror); set once at start-up, after the state is built.
-    redis: std::sync::OnceLock<crate::redis::RedisBus>,
+    redis: Arc<OnceLock<RedisBus>>,
 }
 
 impl Deref for AppState {
@@ -120,52 +127,6 @@ impl FromRef<AppState> for Arc<dyn Database> {
     }
 }
 
-/// Tenants by id, for existence (404) and the suspended flag shown by `GET /tenants/{id}`.
-/// A std RwLock: reads are short map probes, never held across an await.
-#[derive(Clone, Default)]
-pub struct Tenants(Arc<RwLock<HashMap<String, Tenant>>>);
-
-impl Tenants {
-    pub fn get(&self, id: &str) -> Option<Tenant> {
-        read(&self.0).get(id).cloned()
-    }
-
-    /// The tenant, or the contract's 404 for an unknown one.
-    pub fn require(&self, id: &str) -> Result<Tenant, ApiError> {
-        self.get(id)
-            .ok_or_else(|| ApiError::NotFound(format!("tenant {id:?} does not exist")))
-    }
-
-    pub fn ids(&self) -> Vec<String> {
-        read(&self.0).keys().cloned().collect()
-    }
-
-    fn insert(&self, t: Tenant) {
-        write(&self.0).insert(t.id.clone(), t);
-    }
-
-    /// Runs `f` on a tenant this node knows, under the write lock; `false` for one it does not.
-    fn update(&self, id: &str, f: impl FnOnce(&mut Tenant)) -> bool {
-        match write(&self.0).get_mut(id) {
-            Some(t) => {
-                f(t);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    // Writers only insert or remove whole entries, so a panic elsewhere cannot leave the map
-    // half-updated: keep serving rather than failing every later request.
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
-
 impl AppState {
     /// Builds the in-memory state from the store. Fails (refusing to start) when any stored
     /// signing key cannot be decrypted: that means a wrong master key, and serving without those
@@ -180,65 +141,75 @@ impl AppState {
             .load_state(veto_core::timeutil::now())
             .await
             .map_err(|e| format!("could not read the store: {e}"))?;
+        // After the main snapshot: the feed is followed from its cursor, and replaying a
+        // session change this snapshot already holds is harmless.
+        let sessions = store
+            .load_sessions()
+            .await
+            .map_err(|e| format!("could not read the session store: {e}"))?;
         let feed = Feed::new(
             config.max_staleness,
             config.stale_policy,
             config.feed_poll_interval,
         );
-        let limiter = crate::ratelimit::RateLimiter::new(
-            config.rate_limit_per_minute,
-            config.rate_limit_burst,
-        );
-        let session_cache = crate::session_cache::SessionCache::new(config.session_cache_capacity);
-        let state = AppState(Arc::new(Inner {
+        feed.set_cursor(snapshot.cursor);
+        let limiter = RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_burst);
+        let memory = Memory::new(master, config.session_cache_capacity);
+        let redis = Arc::new(OnceLock::new());
+        let mirror = Mirror::new(memory.clone(), store.clone(), redis.clone());
+        mirror.apply_snapshot(snapshot, sessions)?;
+        let Memory {
+            master,
+            index,
+            keyring,
+            tenants,
+            api_keys,
+            session_keys,
+            session_cache,
+        } = memory;
+        Ok(AppState(Arc::new(Inner {
             config: Arc::new(config),
             store,
-            session_keys: Default::default(),
+            session_keys,
             session_cache,
-            master: Arc::new(master),
-            index: Arc::new(RevocationIndex::new()),
-            keyring: Arc::new(KeyRing::new()),
-            tenants: Tenants::default(),
-            api_keys: ApiKeys::default(),
+            master,
+            index,
+            keyring,
+            tenants,
+            api_keys,
             metrics,
-            limiter,
+            limiter: limiter.map(Arc::new),
             feed: Arc::new(feed),
-            mirror: Default::default(),
-            redis: std::sync::OnceLock::new(),
-        }));
-        // After the main snapshot: the feed is followed from its cursor, and replaying a
-        // session change this snapshot already holds is harmless.
-        let sessions = state
-            .store
-            .load_sessions()
-            .await
-            .map_err(|e| format!("could not read the session store: {e}"))?;
-        state.apply_snapshot(snapshot, sessions)?;
-        Ok(state)
-    }
-
-    pub(crate) fn load_key(&self, rec: &SigningKeyRecord) -> Result<(), String> {
-        let loaded = LoadedKey::load(rec, &self.master).map_err(|e| e.to_string())?;
-        self.keyring.upsert(loaded);
-        Ok(())
+            mirror: Arc::new(mirror),
+            redis,
+        })))
     }
 
     /// Uses `bus` for notifications and the mirror from now on (first call wins).
-    pub fn set_redis(&self, bus: crate::redis::RedisBus) {
+    pub fn set_redis(&self, bus: RedisBus) {
         let _ = self.redis.set(bus);
     }
 
-    pub fn redis(&self) -> Option<&crate::redis::RedisBus> {
+    pub fn redis(&self) -> Option<&RedisBus> {
         self.redis.get()
     }
 
-    /// After a committed write to the change log: tells the other nodes through Redis, when
-    /// configured (PostgreSQL's NOTIFY, sent by the store at commit, needs nothing from us).
-    /// Called by the mirror after applying a local write; nowhere else.
-    pub(crate) fn announce(&self) {
-        if let Some(r) = self.redis() {
-            r.announce();
-        }
+    /// Applies the changes of one of this node's own writes (telling the other nodes), and
+    /// returns the write's result. Call it before answering the client.
+    pub(crate) async fn applied<T>(&self, w: Written<T>) -> ApiResult<T> {
+        self.mirror.apply(&w.changes, Origin::Local).await?;
+        Ok(w.value)
+    }
+
+    /// Reads the change feed once and applies what it finds (`Feed::catch_up`).
+    pub async fn catch_up(&self) -> Result<usize, StoreError> {
+        self.feed.catch_up(self.store.as_ref(), &self.mirror).await
+    }
+
+    /// The follower, for as long as the process runs (`Feed::follow`).
+    pub async fn follow_changes(self) {
+        let feed = self.feed.clone();
+        feed.follow(self.store.clone(), self.mirror.clone()).await
     }
 
     pub fn tenant(&self, id: &str) -> Option<Tenant> {
@@ -254,28 +225,7 @@ impl AppState {
         self.tenants.ids()
     }
 
-    pub(crate) fn remember_tenant(&self, t: Tenant) {
-        self.index.set_tenant_suspended(&t.id, t.suspended);
-        self.tenants.insert(t);
-    }
-
-    /// Sets the suspended flag of a tenant this node knows; `false` for one it does not.
-    pub(crate) fn set_tenant_suspended_in_memory(&self, id: &str, suspended: bool) -> bool {
-        self.tenants.update(id, |t| {
-            t.suspended = suspended;
-            self.index.set_tenant_suspended(id, suspended);
-        })
-    }
-
     pub fn api_key_by_hash(&self, hash: &[u8; 32]) -> Option<Arc<ApiKeyRecord>> {
         self.api_keys.by_hash(hash)
-    }
-
-    pub(crate) fn remember_api_key(&self, k: ApiKeyRecord) {
-        self.api_keys.insert(k);
-    }
-
-    pub(crate) fn forget_api_key(&self, id: &str) {
-        self.api_keys.remove(id);
     }
 }

@@ -101,15 +101,31 @@ async fn a_lift_applied_first_is_not_undone_by_the_older_suspension_from_the_fee
 
     // The node applies its own writes, the lift last; then a feed read that began before the
     // lift committed delivers the suspension.
-    n.state.apply(&suspend, Origin::Local).await.expect("apply");
-    n.state.apply(&lift, Origin::Local).await.expect("apply");
+    n.state
+        .mirror
+        .apply(&suspend, Origin::Local)
+        .await
+        .expect("apply");
+    n.state
+        .mirror
+        .apply(&lift, Origin::Local)
+        .await
+        .expect("apply");
     assert_eq!(jti_state(&n, "j1"), None);
-    n.state.apply(&suspend, Origin::Feed).await.expect("apply");
+    n.state
+        .mirror
+        .apply(&suspend, Origin::Feed)
+        .await
+        .expect("apply");
     assert_eq!(jti_state(&n, "j1"), None, "the older suspension came back");
 
     // The lift itself, read from the feed later, changes nothing either.
     let both: Vec<Change> = suspend.iter().chain(&lift).cloned().collect();
-    n.state.apply(&both, Origin::Feed).await.expect("apply");
+    n.state
+        .mirror
+        .apply(&both, Origin::Feed)
+        .await
+        .expect("apply");
     assert_eq!(jti_state(&n, "j1"), None);
 }
 
@@ -133,10 +149,14 @@ async fn a_replayed_resume_does_not_bring_a_suspended_tenant_back() {
     // Local writes applied in commit order, then the feed replays the middle one alone (a
     // read that saw the resume committed but not yet the second suspension).
     for c in [first, resume, second] {
-        n.state.apply(c, Origin::Local).await.expect("apply");
+        n.state.mirror.apply(c, Origin::Local).await.expect("apply");
     }
     assert!(n.state.index.tenant("acme").suspended);
-    n.state.apply(resume, Origin::Feed).await.expect("apply");
+    n.state
+        .mirror
+        .apply(resume, Origin::Feed)
+        .await
+        .expect("apply");
     assert!(
         n.state.index.tenant("acme").suspended,
         "a replayed resume re-admitted a suspended tenant's tokens"
@@ -157,10 +177,12 @@ async fn a_replayed_resume_does_not_bring_a_suspended_tenant_back() {
         .expect("suspend")
         .changes;
     n.state
+        .mirror
         .apply(&suspend_again, Origin::Local)
         .await
         .expect("apply");
     n.state
+        .mirror
         .apply(&resume_again, Origin::Local)
         .await
         .expect("apply");
@@ -177,7 +199,11 @@ async fn once_the_feed_has_read_past_a_write_newer_changes_still_apply() {
         .await
         .expect("suspend")
         .changes;
-    n.state.apply(&suspend, Origin::Local).await.expect("apply");
+    n.state
+        .mirror
+        .apply(&suspend, Origin::Local)
+        .await
+        .expect("apply");
     assert_eq!(jti_state(&n, "j2"), Some(Reason::Suspended));
     // The feed follower reads the log and forgets what it has read past.
     n.state.catch_up().await.expect("catch up");
@@ -187,7 +213,11 @@ async fn once_the_feed_has_read_past_a_write_newer_changes_still_apply() {
         .await
         .expect("lift")
         .changes;
-    n.state.apply(&lift, Origin::Feed).await.expect("apply");
+    n.state
+        .mirror
+        .apply(&lift, Origin::Feed)
+        .await
+        .expect("apply");
     assert_eq!(jti_state(&n, "j2"), None);
     // And a second catch-up (reading the lift) leaves it lifted.
     n.state.catch_up().await.expect("catch up");

@@ -795,9 +795,9 @@ async fn the_matrix_has_a_row_for_every_route_that_takes_credentials() {
     let doc = srv.get_public("/openapi.json").await.expect(StatusCode::OK);
     let ops = documented(&doc);
 
-    // The router serves exactly what the document describes (and the document itself).
-    let mut served = routed();
-    assert!(served.remove(&("GET".into(), "/openapi.json".into())));
+    // The router serves exactly what the document describes (the document itself is mounted
+    // next to the router, by `veto_server::app`).
+    let served = routed();
     let described: BTreeSet<_> = ops.keys().cloned().collect();
     assert_eq!(served, described, "router and /openapi.json disagree");
 

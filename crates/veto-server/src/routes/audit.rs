@@ -11,7 +11,7 @@ use veto_store::Database;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiPath, ApiQuery, PageBody, PageParams};
-use crate::state::Tenants;
+use crate::memory::Tenants;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -16,13 +16,16 @@ pub mod sessions;
 pub mod tenants;
 pub mod tokens;
 
-pub fn router(state: AppState) -> Router {
+/// The contract's routes, with `docs` (the routes that describe them, `/openapi.json`) merged
+/// in by the caller so that the route table does not depend on its own description.
+pub fn router(state: AppState, docs: Router<AppState>) -> Router {
     let body_limit = state.config.body_limit;
-    Router::new()
+    let limiter = state.limiter.clone();
+    let routes = Router::new()
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
-        .route("/openapi.json", get(crate::openapi::serve))
+        .merge(docs)
         .route("/v1/admin/purge", post(admin::purge))
         .route("/v1/tenants", post(tenants::create))
         .route("/v1/tenants/{tenant}", get(tenants::get))
@@ -115,12 +118,16 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{tenant}/oauth2/introspect", post(oauth::introspect))
         .route("/t/{tenant}/oauth2/revoke", post(oauth::revoke))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        // Inside the metrics layer, so a 429 is counted as such.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+        .method_not_allowed_fallback(method_not_allowed);
+    // Inside the metrics layer, so a 429 is counted as such.
+    let routes = match limiter {
+        Some(limiter) => routes.route_layer(axum::middleware::from_fn_with_state(
+            limiter,
             crate::ratelimit::limit,
-        ))
+        )),
+        None => routes,
+    };
+    routes
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

@@ -9,8 +9,9 @@ use veto_core::tenant::Tenant;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath};
+use crate::memory::Tenants;
 use crate::service::tenants::CutoffResult;
-use crate::state::{AppState, Tenants};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

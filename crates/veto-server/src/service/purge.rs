@@ -94,7 +94,7 @@ impl AppState {
             self.store.as_ref(),
             before,
             self.config.purge_batch,
-            |_, changes| async move { self.apply(&changes, Origin::Local).await },
+            |_, changes| async move { self.mirror.apply(&changes, Origin::Local).await },
         )
         .await?;
         metrics::purge_run();
@@ -115,7 +115,7 @@ impl AppState {
             linger,
             self.config.purge_batch,
             |p, changes| async move {
-                self.apply(&changes, Origin::Local).await?;
+                self.mirror.apply(&changes, Origin::Local).await?;
                 // Retired session keys past retention verify nothing any more; no change row
                 // tells other nodes, whose rings drop them when they restart (harmless till then).
                 for (t, kid) in &p.session_keys {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use veto_core::audit::AuditEvent;
-use veto_core::cookie::{DEFAULT_KEY_RETENTION, SessionKey, SessionKeyRecord, SessionKeyStatus};
+use veto_core::cookie::{DEFAULT_KEY_RETENTION, SessionKeyRecord, SessionKeyStatus};
 use veto_core::index::SessionTimes;
 use veto_core::limits;
 use veto_core::prelogin::{ConsumeError, NewPreLogin, PreLoginError, PreLoginRecord};
@@ -197,14 +197,6 @@ fn policy_of(s: &StoredSession) -> ApiResult<SessionPolicy> {
 }
 
 impl AppState {
-    // ---- in-memory state ------------------------------------------------------------------
-
-    pub(crate) fn load_session_key(&self, rec: &SessionKeyRecord) -> Result<(), String> {
-        let key = SessionKey::load(rec, &self.master).map_err(|e| e.to_string())?;
-        self.session_keys.upsert(key);
-        Ok(())
-    }
-
     // ---- session keys ---------------------------------------------------------------------
 
     /// Makes sure the tenant has an active session key (see the module comment: keys are made
@@ -246,9 +238,7 @@ impl AppState {
         let written = self.store.insert_session_key(&rec, mode, &audit).await?;
         if !self.applied(written).await? {
             // Another node's first key won the race: load it (the feed would, a little later).
-            for rec in self.store.list_session_keys(tenant).await? {
-                self.load_session_key(&rec).map_err(ApiError::Internal)?;
-            }
+            self.mirror.reload_session_keys(tenant).await?;
         }
         Ok(rec)
     }
@@ -381,7 +371,7 @@ impl AppState {
                     .await;
                 match written {
                     Ok(w) => {
-                        if let Err(e) = self.apply(&w.changes, Origin::Local).await {
+                        if let Err(e) = self.mirror.apply(&w.changes, Origin::Local).await {
                             tracing::warn!(error = %e, "applying a session touch failed");
                         }
                         // The activity time, which the change does not carry.

@@ -3,7 +3,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use veto_server::feed::StalePolicy;
+use veto_server::config::StalePolicy;
 use veto_server::redis::RedisBus;
 use veto_server::service::bootstrap::AdminKey;
 use veto_server::{AppState, Config};
@@ -103,7 +103,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     spawn_purge(&mut background, state.clone());
 
-    let app = veto_server::routes::router(state);
+    let app = veto_server::app(state);
     tracing::info!(%addr, %public_url, "veto listening");
     // The test harness and scripts wait for this exact line on stdout.
     let mut out = std::io::stdout();
@@ -164,7 +164,8 @@ fn spawn_redis(tasks: &mut Background, url: String, state: AppState) {
             match RedisBus::connect(&url).await {
                 Ok(bus) => {
                     tracing::info!("connected to Redis: notifications and revocation mirror on");
-                    let wakeups = bus.wakeups(state.clone());
+                    let feed = state.feed.clone();
+                    let wakeups = bus.wakeups(move || feed.wake());
                     state.set_redis(bus);
                     // This task follows the subscription from now on.
                     return wakeups.await;
