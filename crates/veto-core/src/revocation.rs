@@ -38,6 +38,38 @@ impl RevocationStatus {
     }
 }
 
+/// The classes a revocation's reason is counted under where everyone may read the count
+/// (`/metrics`): a closed vocabulary, so that free text chosen by a tenant never becomes a label
+/// value (unbounded series; one tenant's words shown to anyone). A reason falls in a class when
+/// its first word, lowercased, is the class's name (`"compromised: laptop stolen"` is
+/// `compromised`); any other reason is `other`, none at all is `unspecified`.
+pub const REASON_CLASSES: [&str; 8] = [
+    "logout",
+    "compromised",
+    "password_change",
+    "admin",
+    "policy",
+    "fraud",
+    "other",
+    "unspecified",
+];
+
+/// The class of a reason (see [`REASON_CLASSES`]).
+pub fn reason_class(reason: Option<&str>) -> &'static str {
+    let Some(reason) = reason else {
+        return "unspecified";
+    };
+    let first = reason
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .find(|w| !w.is_empty())
+        .unwrap_or("");
+    REASON_CLASSES[..6]
+        .iter()
+        .find(|class| class.eq_ignore_ascii_case(first))
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Filters for listing revocations (all optional, combined with AND).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RevocationFilter {
@@ -73,4 +105,34 @@ pub struct Cutoff {
     /// Every token this cutoff can reject has expired by then (cutoff + maximum token
     /// lifetime): after it the row is purgeable.
     pub expires_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn reasons_fall_in_their_class_by_first_word() {
+        assert_eq!(reason_class(None), "unspecified");
+        assert_eq!(reason_class(Some("logout")), "logout");
+        assert_eq!(
+            reason_class(Some("Compromised: laptop stolen")),
+            "compromised"
+        );
+        assert_eq!(
+            reason_class(Some("  password_change by user")),
+            "password_change"
+        );
+        assert_eq!(reason_class(Some("logouts")), "other");
+        assert_eq!(reason_class(Some("")), "other");
+        assert_eq!(reason_class(Some("acme incident 42")), "other");
+    }
+
+    proptest! {
+        #[test]
+        fn every_reason_has_a_class_from_the_closed_set(reason in ".{0,64}") {
+            prop_assert!(REASON_CLASSES.contains(&reason_class(Some(&reason))));
+        }
+    }
 }

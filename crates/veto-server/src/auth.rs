@@ -138,9 +138,9 @@ impl Caller {
 /// `client_secret_basic`).
 ///
 /// Extracting it never fails: the outcome is kept and raised by [`require`](Self::require) or
-/// [`optional`](Self::optional) in the handler, after the form body was read. Those endpoints
-/// have always answered a malformed form (400) before bad credentials (401), and the rate
-/// limiter counts only the 401s.
+/// [`optional`](Self::optional) in the handler, which does so before it reads the form body, so
+/// that a caller with bad or missing credentials is refused without being read from (and its
+/// 401 counted by the rate limiter).
 pub struct OAuthClient(ApiResult<Option<Arc<ApiKeyRecord>>>);
 
 impl<S> FromRequestParts<S> for OAuthClient

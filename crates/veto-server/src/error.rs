@@ -34,6 +34,8 @@ pub enum ApiError {
     Conflict(String),
     Gone(String),
     PayloadTooLarge(String),
+    /// The body did not arrive within the body timeout (`conn.rs`).
+    RequestTimeout(String),
     MethodNotAllowed(String),
     /// Too many unauthenticated or failed-authentication requests from this client (see
     /// `ratelimit`); the response carries `Retry-After`.
@@ -86,6 +88,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,6 +106,7 @@ impl ApiError {
             ApiError::Conflict(_) => ("conflict", "Conflict"),
             ApiError::Gone(_) => ("gone", "Gone"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
+            ApiError::RequestTimeout(_) => ("request-timeout", "Request timeout"),
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::TooManyRequests(_) => ("rate-limited", "Too many requests"),
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
@@ -119,6 +123,7 @@ impl ApiError {
             | ApiError::Conflict(d)
             | ApiError::Gone(d)
             | ApiError::PayloadTooLarge(d)
+            | ApiError::RequestTimeout(d)
             | ApiError::MethodNotAllowed(d)
             | ApiError::TooManyRequests(d)
             | ApiError::Unavailable(d)

@@ -16,7 +16,12 @@ pub struct ApiJson<T>(pub T);
 pub struct ApiJsonOrEmpty<T>(pub T);
 
 fn body_rejection(e: BytesRejection) -> ApiError {
-    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+    if timed_out(&e) {
+        ApiError::RequestTimeout(
+            "the request body did not arrive in time (VETO_BODY_TIMEOUT, 10 s by default); send it at once"
+                .into(),
+        )
+    } else if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge(
             "request body exceeds the size limit (1 MiB by default); send less, or split a batch"
                 .into(),
@@ -24,6 +29,18 @@ fn body_rejection(e: BytesRejection) -> ApiError {
     } else {
         ApiError::bad_request(format!("could not read the request body: {e}"))
     }
+}
+
+/// Whether reading the body failed because its deadline passed (`conn::app_layers`).
+fn timed_out(e: &BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {

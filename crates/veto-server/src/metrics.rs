@@ -65,21 +65,29 @@ pub fn check(outcome: &'static str) {
     metrics::counter!("veto_checks_total", "outcome" => outcome).increment(1);
 }
 
-pub fn revoked(reason: Option<&str>, n: u64) {
-    // Reasons are free text from callers: bucket them so a caller cannot mint label values.
-    let label = match reason {
-        None => "unspecified",
-        Some(r)
-            if r.len() <= 32
-                && r.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
-        {
-            return metrics::counter!("veto_revocations_total", "reason" => r.to_owned())
-                .increment(n);
-        }
-        Some(_) => "other",
+/// One more revocation in the ledger, labelled by the class of its reason (a closed vocabulary,
+/// `veto_core::revocation::reason_class`) and its kind (`permanent` or `suspension`). Reasons
+/// themselves are free text chosen by tenants: as label values they would let any caller mint
+/// series without bound, and would show one tenant's words to whoever reads `/metrics`. They
+/// stay in the ledger and the audit trail.
+pub fn revoked(reason: Option<&str>, until: Option<time::OffsetDateTime>, n: u64) {
+    let kind = if until.is_some() {
+        "suspension"
+    } else {
+        "permanent"
     };
-    metrics::counter!("veto_revocations_total", "reason" => label).increment(n);
+    let reason = veto_core::revocation::reason_class(reason);
+    metrics::counter!("veto_revocations_total", "reason" => reason, "kind" => kind).increment(n);
+}
+
+/// Client connections open right now (`conn.rs`).
+pub fn connections_open(n: usize) {
+    metrics::gauge!("veto_connections_open").set(n as f64);
+}
+
+/// A connection closed at once because a cap was reached (`limit`: which one).
+pub fn connection_refused(limit: &'static str) {
+    metrics::counter!("veto_connections_refused_total", "limit" => limit).increment(1);
 }
 
 pub fn set_index_size(n: usize) {

@@ -146,8 +146,25 @@ pub struct ServeArgs {
     #[arg(long, env = "VETO_CLOCK_SKEW_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=300))]
     pub clock_skew_seconds: i64,
     /// Request body limit in bytes.
-    #[arg(long, env = "VETO_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "VETO_BODY_LIMIT", default_value_t = 1024 * 1024, value_parser = positive_usize)]
     pub body_limit: usize,
+    /// Most client connections open at once; a connection beyond it is closed at once. Lowered
+    /// (with a warning) to fit the process's open-file limit less 256 descriptors for the
+    /// database, Redis and files; see docs/deployment.md for the limit a deployment needs.
+    #[arg(long, env = "VETO_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = positive_usize)]
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (IPv6: one /64), so that one
+    /// client cannot take every slot. Behind a reverse proxy every client has the proxy's
+    /// address: raise it to the proxy's connection pool, or 0 to turn it off.
+    #[arg(long, env = "VETO_MAX_CONNECTIONS_PER_IP", default_value_t = 512)]
+    pub max_connections_per_ip: usize,
+    /// How long a client has to send a request's headers, and how long a kept-alive connection
+    /// may sit idle between requests, before it is closed.
+    #[arg(long, env = "VETO_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub header_timeout: std::time::Duration,
+    /// How long a client has to send a whole request body: 408 beyond.
+    #[arg(long, env = "VETO_BODY_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub body_timeout: std::time::Duration,
     /// Rate limit, per client address (IPv6: per /64), of requests with missing or invalid
     /// credentials (401) and of unauthenticated self-logout (`POST /t/{tenant}/oauth2/revoke`):
     /// tokens refilled per minute. Beyond it: 429 with Retry-After. Callers with a valid key
@@ -180,6 +197,24 @@ pub struct PurgeArgs {
     /// longer than the margin, until every token carrying their id has expired.
     #[arg(long, env = "VETO_MAX_TOKEN_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..=31_536_000))]
     pub max_token_ttl_seconds: i64,
+}
+
+/// A count that must be at least 1.
+fn positive_usize(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
+/// A duration that must not be zero.
+pub fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
 }
 
 /// `90`, `90s`, `250ms`, `15m`, `1h`, `1d`.

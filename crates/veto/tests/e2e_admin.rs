@@ -267,11 +267,12 @@ async fn metrics_count_requests_checks_revocations_and_the_index() {
         "{}",
         r.text
     );
-    // Revocations by reason.
+    // Revocations by reason class and kind (never by the free text itself, see e2e_hostile).
     assert_eq!(
         find(&|n, l| n.contains("revocations")
             && n.ends_with("_total")
-            && has(l, "reason", "logout")),
+            && has(l, "reason", "logout")
+            && has(l, "kind", "permanent")),
         1.0,
         "{}",
         r.text

@@ -115,8 +115,14 @@ pub fn router(state: AppState, docs: Router<AppState>) -> Router {
             "/t/{tenant}/.well-known/oauth-authorization-server",
             get(keys::metadata),
         )
-        .route("/t/{tenant}/oauth2/introspect", post(oauth::introspect))
-        .route("/t/{tenant}/oauth2/revoke", post(oauth::revoke))
+        .route(
+            "/t/{tenant}/oauth2/introspect",
+            post(oauth::introspect).layer(DefaultBodyLimit::max(oauth::FORM_LIMIT)),
+        )
+        .route(
+            "/t/{tenant}/oauth2/revoke",
+            post(oauth::revoke).layer(DefaultBodyLimit::max(oauth::FORM_LIMIT)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     // Inside the metrics layer, so a 429 is counted as such.

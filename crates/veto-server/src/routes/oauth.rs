@@ -19,6 +19,11 @@ use crate::state::AppState;
 // `ratelimit` renders its 429 on these endpoints with it and still imports it from here.
 pub use crate::error::OAuthError;
 
+/// The largest form an OAuth endpoint reads: a token (16 KiB at most, `veto_core::verify`) and
+/// a few short parameters. Anonymous callers may send forms (self-logout), so they are kept
+/// far below the general body limit.
+pub const FORM_LIMIT: usize = 32 * 1024;
+
 /// An `application/x-www-form-urlencoded` body. A parameter given twice is an error
 /// (RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than once").
 pub struct OAuthForm(Vec<(String, String)>);
@@ -76,9 +81,11 @@ pub async fn introspect(
     State(st): State<AppState>,
     ApiPath(tenant): ApiPath<String>,
     client: OAuthClient,
-    form: OAuthForm,
+    req: Request,
 ) -> Result<Json<Value>, OAuthError> {
+    // Credentials before the body: a caller without them is refused without being read from.
     client.require(&tenant, Scope::TokensVerify)?;
+    let form = OAuthForm::from_request(req, &st).await?;
     st.require_tenant(&tenant)?;
     match st.check_token(&tenant, form.token()?, None) {
         Check::Active(v) => Ok(Json(introspection(*v))),
@@ -124,9 +131,12 @@ pub async fn revoke(
     State(st): State<AppState>,
     ApiPath(tenant): ApiPath<String>,
     client: OAuthClient,
-    form: OAuthForm,
+    req: Request,
 ) -> Result<StatusCode, OAuthError> {
+    // Bad credentials are refused before the body is read; none at all is a self-logout, whose
+    // body is bounded by `FORM_LIMIT` like every OAuth form.
     let client = client.optional(&tenant, Scope::TokensRevoke)?;
+    let form = OAuthForm::from_request(req, &st).await?;
     st.require_tenant(&tenant)?;
     st.revoke_presented(&tenant, client.as_deref(), form.token()?)
         .await?;

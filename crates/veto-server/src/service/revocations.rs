@@ -155,7 +155,7 @@ impl AppState {
             .await?;
         let out = self.applied(written).await?;
         if out.created {
-            metrics::revoked(out.record.reason.as_deref(), 1);
+            metrics::revoked(out.record.reason.as_deref(), out.record.until, 1);
             if let Some(r) = self.redis() {
                 r.mirror_revocations(vec![out.record.clone()]);
             }
@@ -190,7 +190,7 @@ impl AppState {
         let written = self.store.insert_revocations(&recs).await?;
         let (created, existing, new) = self.applied(written).await?;
         for r in &new {
-            metrics::revoked(r.reason.as_deref(), 1);
+            metrics::revoked(r.reason.as_deref(), r.until, 1);
         }
         if let Some(r) = self.redis() {
             r.mirror_revocations(new);

@@ -103,6 +103,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     spawn_purge(&mut background, state.clone());
 
+    let limits = connection_limits(&args);
     let app = veto_server::app(state);
     tracing::info!(%addr, %public_url, "veto listening");
     // The test harness and scripts wait for this exact line on stdout.
@@ -110,16 +111,41 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
 
-    // The peer address is the rate limiter's client.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .map_err(|e| format!("server error: {e}"))?;
+    let app = veto_server::conn::app_layers(app, &limits);
+    veto_server::conn::serve(listener, app, limits, shutdown(), DRAIN).await;
     background.stop().await;
     Ok(())
+}
+
+/// How long open requests may take to finish after a shutdown signal.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The connection settings, with the cap lowered to fit the open-file limit (raised first to
+/// the hard limit, which needs no privilege).
+fn connection_limits(args: &ServeArgs) -> veto_server::conn::ConnLimits {
+    let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit; assuming 1024");
+            1_024
+        }
+    };
+    let (max_connections, lowered) =
+        veto_server::conn::fit_to_fd_limit(args.max_connections, nofile);
+    if lowered {
+        tracing::warn!(
+            requested = args.max_connections,
+            max_connections,
+            open_file_limit = nofile,
+            "VETO_MAX_CONNECTIONS lowered to fit the open-file limit; raise the limit (e.g. LimitNOFILE= in systemd, ulimit -n) to allow more"
+        );
+    }
+    veto_server::conn::ConnLimits {
+        max_connections,
+        max_per_ip: args.max_connections_per_ip,
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+    }
 }
 
 /// The node's background tasks (feed follower, notification listeners, purge, metrics upkeep),

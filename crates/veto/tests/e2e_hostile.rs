@@ -1,0 +1,252 @@
+//! Findings of a security review (issue 11), each against the real binary: what a hostile caller
+//! or a fault did to the node before, and what it must do now. docs/security.md lists them.
+mod common;
+use common::*;
+use serde_json::json;
+
+const R: &str = "/v1/tenants/default/revocations";
+
+/// Reasons are tenant free text: as metric labels they minted series without bound and showed
+/// one tenant's words to anyone reading `/metrics`.
+#[tokio::test]
+async fn revocation_reasons_never_become_metric_labels() {
+    let srv = Server::start().await;
+    for i in 0..40 {
+        let reason = format!("acme-incident-{i}");
+        srv.post(R, json!({"jti": format!("j{i}"), "reason": reason}))
+            .await
+            .expect(StatusCode::CREATED);
+    }
+    let until = in_seconds(600);
+    srv.post(
+        R,
+        json!({"jti": "s1", "reason": "Compromised: acme-incident-x", "until": until}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let text = srv.metrics().await;
+    assert!(
+        !text.contains("acme-incident"),
+        "a reason leaked into /metrics:\n{text}"
+    );
+    let samples = prometheus_samples(&text);
+    let series: Vec<_> = samples
+        .iter()
+        .filter(|(n, _, _)| n == "veto_revocations_total")
+        .collect();
+    // 40 distinct reasons, 2 series: reason class and kind come from closed sets.
+    assert_eq!(series.len(), 2, "{series:?}");
+    let count = |class: &str, kind: &str| {
+        sum_samples(&samples, |n, l| {
+            let has = |k: &str, v: &str| l.iter().any(|(a, b)| a == k && b == v);
+            n == "veto_revocations_total" && has("reason", class) && has("kind", kind)
+        })
+    };
+    assert_eq!(count("other", "permanent"), 40.0);
+    assert_eq!(count("compromised", "suspension"), 1.0);
+}
+
+// ---- connections: timeouts, caps, credentials before bodies (finding 1) --------------------
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+fn addr_of(srv: &Server) -> SocketAddr {
+    srv.url("")
+        .trim_start_matches("http://")
+        .parse()
+        .expect("listen address")
+}
+
+/// A connection from `source` (any address of 127.0.0.0/8 reaches loopback on Linux, which lets
+/// one test play several clients).
+async fn connect_from(srv: &Server, source: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{source}:0").parse().expect("source"))
+        .expect("bind");
+    socket.connect(addr_of(srv)).await.expect("connect")
+}
+
+/// Reads until the server closes the connection (EOF or reset); what it said before, if
+/// anything. Fails if it is still open after `limit`: the server must close it on its own.
+async fn closed_by_server(conn: &mut TcpStream, limit: Duration, what: &str) -> String {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "{what}: the server kept the connection open");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Whether the server closed this connection at once (it was refused by a cap).
+async fn refused_at_once(conn: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    // A refused connection is closed right after accept; an admitted one waits for a request.
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), conn.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test]
+async fn half_sent_headers_and_idle_connections_are_closed() {
+    let srv = Server::start_with(&[("VETO_HEADER_TIMEOUT", "1s")]).await;
+    // Headers that never finish.
+    let mut slow = connect_from(&srv, "127.0.0.1").await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    closed_by_server(&mut slow, Duration::from_secs(15), "half-sent headers").await;
+    // A connection that never sends anything.
+    let mut silent = connect_from(&srv, "127.0.0.1").await;
+    closed_by_server(&mut silent, Duration::from_secs(15), "silent connection").await;
+    // A kept-alive connection that goes idle after a complete request.
+    let mut idle = connect_from(&srv, "127.0.0.1").await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let said = closed_by_server(&mut idle, Duration::from_secs(15), "idle keep-alive").await;
+    assert!(said.starts_with("HTTP/1.1 200"), "{said}");
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_408() {
+    let srv = Server::start_with(&[("VETO_BODY_TIMEOUT", "1s")]).await;
+    let mut conn = connect_from(&srv, "127.0.0.1").await;
+    let head = format!(
+        "POST {R} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"jti\":"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let said = closed_by_server(&mut conn, Duration::from_secs(15), "stalled body").await;
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+    assert!(said.contains("VETO_BODY_TIMEOUT"), "{said}");
+    // Nothing was written.
+    srv.get(&format!("{R}?limit=10"))
+        .await
+        .expect(StatusCode::OK);
+    assert!(srv.get(&format!("{R}?limit=10")).await.items().is_empty());
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    // Held connections must outlive the checks below (idle ones are closed after this).
+    let srv = Server::start_with(&[
+        ("VETO_MAX_CONNECTIONS_PER_IP", "20"),
+        ("VETO_HEADER_TIMEOUT", "60s"),
+    ])
+    .await;
+    let mut hostile = Vec::new();
+    for _ in 0..60 {
+        hostile.push(connect_from(&srv, "127.0.0.2").await);
+    }
+    let mut refused = 0;
+    for c in &mut hostile {
+        if refused_at_once(c).await {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 40, "20 held, the rest closed at once");
+    // Everyone else is served meanwhile: health, and a real issuance.
+    srv.get_public("/healthz").await.expect(StatusCode::OK);
+    srv.token("default", "u").await;
+    let text = srv.metrics().await;
+    let samples = prometheus_samples(&text);
+    let refusals = sum_samples(&samples, |n, l| {
+        n == "veto_connections_refused_total"
+            && l.iter()
+                .any(|(k, v)| k == "limit" && v == "max_connections_per_ip")
+    });
+    assert_eq!(refusals, 40.0, "{text}");
+    // Closed connections give their slots back.
+    drop(hostile);
+    eventually_within("slots freed", Duration::from_secs(10), || async {
+        let mut c = connect_from(&srv, "127.0.0.2").await;
+        !refused_at_once(&mut c).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_node_cap_closes_connections_beyond_it() {
+    let srv = Server::start_with(&[
+        ("VETO_MAX_CONNECTIONS", "10"),
+        ("VETO_MAX_CONNECTIONS_PER_IP", "0"),
+        ("VETO_HEADER_TIMEOUT", "60s"),
+    ])
+    .await;
+    let mut conns = Vec::new();
+    for i in 0..15 {
+        conns.push(connect_from(&srv, &format!("127.0.0.{}", 10 + i)).await);
+    }
+    let mut refused = 0;
+    for c in &mut conns {
+        if refused_at_once(c).await {
+            refused += 1;
+        }
+    }
+    // Ten slots (one may be held by the test client's kept-alive connection).
+    assert!((5..=6).contains(&refused), "{refused} of 15 refused");
+    drop(conns);
+    eventually_within("a slot again", Duration::from_secs(10), || async {
+        srv.http
+            .get(srv.url("/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn oauth_endpoints_refuse_bad_credentials_before_reading_a_body() {
+    let srv = Server::start().await;
+    for (path, auth) in [
+        ("/t/default/oauth2/introspect", ""),
+        (
+            "/t/default/oauth2/introspect",
+            "Authorization: Bearer vk_wrong\r\n",
+        ),
+        (
+            "/t/default/oauth2/revoke",
+            "Authorization: Bearer vk_wrong\r\n",
+        ),
+    ] {
+        let mut conn = connect_from(&srv, "127.0.0.1").await;
+        // A large body is announced and never sent: the answer must not wait for it.
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{path} {auth:?}: no answer before the body"))
+            .unwrap();
+        let said = String::from_utf8_lossy(&buf[..n]);
+        assert!(said.starts_with("HTTP/1.1 401"), "{path} {auth:?}: {said}");
+    }
+    // An anonymous self-logout is read, but only up to a small form limit.
+    let big = format!("token={}", "a".repeat(64 * 1024));
+    let r = srv
+        .send(
+            "anonymous large revoke",
+            srv.http
+                .post(srv.url("/t/default/oauth2/revoke"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(big),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
+}
