@@ -32,6 +32,7 @@ pub mod reason;
 pub mod refresh;
 pub mod revocation;
 pub mod session;
+pub mod strict_json;
 pub mod tenant;
 pub mod timeutil;
 pub mod token;

@@ -119,7 +119,7 @@ pub struct ServeArgs {
     /// How old this node's revocation state may get (no successful read of the change feed,
     /// e.g. the database is down) before it fails closed: every check answers inactive with
     /// reason `index_stale`, and /readyz answers 503. E.g. 5s, 1500ms.
-    #[arg(long, env = "VETO_MAX_STALENESS", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "VETO_MAX_STALENESS", default_value = "5s", value_parser = parse_positive_duration)]
     pub max_staleness: std::time::Duration,
     /// RISK: keep answering checks from stale state instead of failing closed. A token revoked
     /// on another node while this one is cut off from the database is then ACCEPTED here until
@@ -129,7 +129,7 @@ pub struct ServeArgs {
     pub fail_open: bool,
     /// How often the change feed is read without a notification: bounds the delay a lost
     /// notification can cause, and the lag of an idle node.
-    #[arg(long, env = "VETO_FEED_POLL_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, env = "VETO_FEED_POLL_INTERVAL", default_value = "500ms", value_parser = parse_positive_duration)]
     pub feed_poll_interval: std::time::Duration,
     #[command(flatten)]
     pub keys: MasterKeyArgs,
@@ -137,7 +137,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VETO_BOOTSTRAP_ADMIN_KEY", hide_env_values = true)]
     pub bootstrap_admin_key: Option<String>,
     /// How often expired ledger rows are purged: seconds, or a number with s, m, h or d.
-    #[arg(long, env = "VETO_PURGE_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env = "VETO_PURGE_INTERVAL", default_value = "1h", value_parser = parse_positive_duration)]
     pub purge_interval: std::time::Duration,
     /// Longest token lifetime that may be issued, in seconds.
     #[arg(long, env = "VETO_MAX_TOKEN_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..=31_536_000))]

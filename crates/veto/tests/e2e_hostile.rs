@@ -250,3 +250,72 @@ async fn oauth_endpoints_refuse_bad_credentials_before_reading_a_body() {
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
 }
+
+// ---- what veto issues and stores is what the request says (findings 7, 12) ----------------
+
+#[tokio::test]
+async fn a_token_over_the_size_veto_accepts_is_never_issued() {
+    let srv = Server::start().await;
+    let big = "x".repeat(20 * 1024);
+    let r = srv
+        .post(
+            "/v1/tenants/default/tokens",
+            json!({"sub": "u", "claims": {"blob": big}}),
+        )
+        .await;
+    assert_problem_names(&r, 400, "16384 bytes");
+    // Just under the limit is fine, and such a token can be revoked by presenting it.
+    let fits = "x".repeat(10 * 1024);
+    let t = srv
+        .issue("default", json!({"sub": "u", "claims": {"blob": fits}}))
+        .await;
+    let token = str_of(&t["token"]);
+    srv.oauth_revoke("default", &token, None)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        srv.reason("default", &token).await.as_deref(),
+        Some("revoked")
+    );
+}
+
+#[tokio::test]
+async fn duplicate_members_in_claims_and_metadata_are_refused() {
+    let srv = Server::start().await;
+    let send = |path: &'static str, body: &'static str| {
+        srv.send(
+            "raw JSON",
+            srv.http
+                .post(srv.url(path))
+                .bearer_auth(ADMIN)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+    };
+    let r = send(
+        "/v1/tenants/default/tokens",
+        r#"{"sub": "u", "claims": {"role": "user", "role": "admin"}}"#,
+    )
+    .await;
+    assert_problem_names(&r, 400, "\"role\" appears more than once");
+    let r = send(
+        "/v1/tenants/default/tokens/batch",
+        r#"{"requests": [{"sub": "u", "claims": {"n": {"a": 1, "a": 2}}}]}"#,
+    )
+    .await;
+    assert_problem_names(&r, 400, "\"a\" appears more than once");
+    let r = send(
+        R,
+        r#"{"jti": "j1", "metadata": {"ticket": "1", "ticket": "2"}}"#,
+    )
+    .await;
+    assert_problem_names(&r, 400, "\"ticket\" appears more than once");
+    let r = send(
+        "/v1/tenants/default/revocations/batch",
+        r#"{"revocations": [{"jti": "j2", "metadata": {"a": 1, "a": 1}}]}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    // Nothing was written.
+    assert!(srv.get(&format!("{R}?limit=10")).await.items().is_empty());
+}

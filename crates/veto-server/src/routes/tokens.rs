@@ -17,6 +17,9 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueBatch {
+    /// Kept as JSON and parsed item by item (a bad item fails alone); duplicate members are
+    /// refused here already, before the values would keep only the last.
+    #[serde(deserialize_with = "veto_core::strict_json::values")]
     pub requests: Vec<Value>,
 }
 

@@ -33,6 +33,7 @@ pub struct RevokeRequest {
     pub expires_at: Option<OffsetDateTime>,
     pub reason: Option<String>,
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "veto_core::strict_json::optional_value")]
     pub metadata: Option<Value>,
     /// A temporary suspension that lifts by itself at this time.
     #[serde(default, with = "time::serde::rfc3339::option")]

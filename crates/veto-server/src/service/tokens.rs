@@ -36,6 +36,7 @@ pub struct IssueRequest {
     /// Default: the calling API key's id.
     pub client_id: Option<String>,
     #[schema(value_type = Option<Object>)]
+    #[serde(default, deserialize_with = "veto_core::strict_json::optional_object")]
     pub claims: Option<Map<String, Value>>,
     /// `access` (default) or `refresh` (a refresh token starting a new family: rotate it with
     /// `POST …/tokens/refresh`; default lifetime the server's maximum token lifetime). Not
@@ -208,6 +209,19 @@ impl AppState {
             metrics::issue_failed("signing");
             ApiError::Internal(format!("signing failed: {e}"))
         })?;
+        // veto refuses tokens over this size as `malformed` everywhere it reads one (verify,
+        // introspection, self-logout): issuing one would hand out a token nobody can revoke.
+        if issued.token.len() > veto_core::verify::MAX_TOKEN_BYTES {
+            metrics::issue_failed("too_large");
+            return Err(ApiError::field(
+                "claims",
+                format!(
+                    "the token would be {} bytes, over the {} bytes veto accepts; send fewer or smaller claims",
+                    issued.token.len(),
+                    veto_core::verify::MAX_TOKEN_BYTES
+                ),
+            ));
+        }
         metrics::token_issued(alg.as_str());
         Ok(IssueResponse {
             token: issued.token,
