@@ -1,10 +1,11 @@
 //! Per-client rate limiting of unauthenticated and failed-authentication traffic.
 //!
-//! Only two kinds of request spend a client's tokens: a request whose credentials are missing or
-//! invalid (a 401 carrying `WWW-Authenticate`, counted after authentication failed, so a caller
-//! with a valid key is never limited, whatever others from its address do), and the
-//! unauthenticated self-logout `POST /t/{tenant}/oauth2/revoke` (counted before it runs: it
-//! writes). Over the limit the answer is 429 with `Retry-After`.
+//! Only two kinds of request spend a client's tokens, each from its own bucket: a request whose
+//! credentials are missing or invalid (a 401 carrying `WWW-Authenticate`, counted after
+//! authentication failed, so a caller with a valid key is never limited, whatever others from
+//! its address do), and the unauthenticated self-logout `POST /t/{tenant}/oauth2/revoke`
+//! (counted before it runs: it writes; never refused because of others' failed credentials).
+//! Over the limit the answer is 429 with `Retry-After`.
 //!
 //! The client is the peer address (`ConnectInfo`); IPv6 clients are grouped by /64, the
 //! smallest block one host usually holds. Memory is bounded: a bucket that has refilled is the
@@ -150,14 +151,33 @@ fn is_oauth(path: &str) -> bool {
     path.starts_with("/t/") && path.contains("/oauth2/")
 }
 
+/// The two budgets of a client: one spent by failed authentication, one by self-logouts. Kept
+/// apart so that behind a NAT or a proxy, where many clients share an address, a burst of bad
+/// credentials from one of them cannot get another's genuine logout refused.
+#[derive(Debug)]
+pub struct RateLimits {
+    failures: RateLimiter,
+    logouts: RateLimiter,
+}
+
+impl RateLimits {
+    /// `None` (no limiting) when either setting is 0.
+    pub fn new(per_minute: u32, burst: u32) -> Option<RateLimits> {
+        Some(RateLimits {
+            failures: RateLimiter::new(per_minute, burst)?,
+            logouts: RateLimiter::new(per_minute, burst)?,
+        })
+    }
+}
+
 /// The middleware (a route layer: unmatched routes are never counted).
-pub async fn limit(State(limiter): State<Arc<RateLimiter>>, req: Request, next: Next) -> Response {
+pub async fn limit(State(limits): State<Arc<RateLimits>>, req: Request, next: Next) -> Response {
     let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
         return next.run(req).await;
     };
     let oauth = is_oauth(req.uri().path());
     if is_self_logout(&req) {
-        return match limiter.take(peer.ip(), Instant::now()) {
+        return match limits.logouts.take(peer.ip(), Instant::now()) {
             Ok(()) => next.run(req).await,
             Err(wait) => too_many(oauth, wait, "logout"),
         };
@@ -165,7 +185,7 @@ pub async fn limit(State(limiter): State<Arc<RateLimiter>>, req: Request, next: 
     let resp = next.run(req).await;
     let failed =
         resp.status() == StatusCode::UNAUTHORIZED && resp.headers().contains_key(WWW_AUTHENTICATE);
-    if failed && let Err(wait) = limiter.take(peer.ip(), Instant::now()) {
+    if failed && let Err(wait) = limits.failures.take(peer.ip(), Instant::now()) {
         return too_many(oauth, wait, "auth_failure");
     }
     resp

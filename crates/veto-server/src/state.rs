@@ -24,7 +24,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::feed::Feed;
 use crate::memory::{Memory, Tenants};
 use crate::mirror::{Mirror, Origin};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::RateLimits;
 use crate::redis::RedisBus;
 use crate::session_cache::SessionCache;
 
@@ -53,7 +53,7 @@ pub struct Inner {
     pub api_keys: ApiKeys,
     pub metrics: PrometheusHandle,
     /// Limits unauthenticated and failed-authentication traffic per client; `None` when off.
-    pub limiter: Option<Arc<RateLimiter>>,
+    pub limiter: Option<Arc<RateLimits>>,
     /// Where this node is in the change log, and how fresh its state is.
     pub feed: Arc<Feed>,
     /// Where every change reaches memory (`mirror.rs`).
@@ -153,7 +153,7 @@ impl AppState {
             config.feed_poll_interval,
         );
         feed.set_cursor(snapshot.cursor);
-        let limiter = RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_burst);
+        let limiter = RateLimits::new(config.rate_limit_per_minute, config.rate_limit_burst);
         let memory = Memory::new(master, config.session_cache_capacity);
         let redis = Arc::new(OnceLock::new());
         let mirror = Mirror::new(memory.clone(), store.clone(), redis.clone());

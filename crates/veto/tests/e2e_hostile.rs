@@ -319,3 +319,35 @@ async fn duplicate_members_in_claims_and_metadata_are_refused() {
     // Nothing was written.
     assert!(srv.get(&format!("{R}?limit=10")).await.items().is_empty());
 }
+
+// ---- settings are validated at start-up (finding 14) --------------------------------------
+
+#[test]
+fn settings_that_cannot_work_are_refused_at_start_by_name() {
+    for (var, value, flag) in [
+        ("VETO_BODY_LIMIT", "0", "--body-limit"),
+        ("VETO_MAX_STALENESS", "0s", "--max-staleness"),
+        ("VETO_FEED_POLL_INTERVAL", "0ms", "--feed-poll-interval"),
+        ("VETO_PURGE_INTERVAL", "0", "--purge-interval"),
+        ("VETO_MAX_CONNECTIONS", "0", "--max-connections"),
+        ("VETO_HEADER_TIMEOUT", "0s", "--header-timeout"),
+        ("VETO_BODY_TIMEOUT", "0s", "--body-timeout"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_veto"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("VETO_DATABASE_URL")
+            .env(var, value)
+            .output()
+            .expect("run veto");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        assert!(stderr.contains(flag), "{var}={value}: {stderr}");
+        // Refused before anything was created.
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "{var}={value} wrote to the data dir"
+        );
+    }
+}

@@ -181,3 +181,28 @@ async fn openapi_declares_the_429_where_the_limiter_can_answer_it() {
     }
     assert!(limited > 30, "only {limited} operations take credentials");
 }
+
+/// Behind a NAT or a proxy many clients share an address: one client's bad credentials must
+/// not get another's genuine logout refused (issue 11, finding 8).
+#[tokio::test]
+async fn failed_credentials_never_use_up_self_logouts() {
+    let srv = Server::start_with(&TINY).await;
+    let token = srv.token("default", "erin").await;
+    // Someone at the same address exhausts the failure budget, and more.
+    for _ in 0..10 {
+        let r = introspect_as(&srv, "vk_not-a-key", &token).await;
+        assert!(
+            [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&r.status),
+            "{}",
+            r.text
+        );
+    }
+    assert!(rate_limited(&srv.metrics().await, "auth_failure") >= 1.0);
+    // Erin's logout still goes through, and revokes.
+    let r = srv.oauth_revoke("default", &token, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        srv.reason("default", &token).await.as_deref(),
+        Some("revoked")
+    );
+}
