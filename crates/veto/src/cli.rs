@@ -61,14 +61,15 @@ pub enum MasterKeyCommand {
 #[derive(Debug, Clone, Args)]
 pub struct MasterKeyArgs {
     /// Master key: base64 of 32 random bytes (`veto gen-master-key`). Encrypts signing keys,
-    /// session keys and pending PKCE verifiers at rest.
+    /// session keys and pending PKCE verifiers at rest. From the environment only: on the
+    /// command line it is refused (any local user can read a process's arguments).
     #[arg(long, env = "VETO_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
     /// File holding the master key in base64.
     #[arg(long, env = "VETO_MASTER_KEY_FILE", conflicts_with = "master_key")]
     pub master_key_file: Option<PathBuf>,
     /// The master key being rotated away from (base64): what it sealed still opens, nothing new
-    /// is sealed with it. Set only during a master key rotation.
+    /// is sealed with it. Set only during a master key rotation. From the environment only.
     #[arg(long, env = "VETO_MASTER_KEY_PREVIOUS", hide_env_values = true)]
     pub master_key_previous: Option<String>,
     /// File holding the previous master key in base64.
@@ -133,7 +134,8 @@ pub struct ServeArgs {
     pub feed_poll_interval: std::time::Duration,
     #[command(flatten)]
     pub keys: MasterKeyArgs,
-    /// Secret of an admin API key that must exist after start (created if missing).
+    /// Secret of an admin API key that must exist after start (created if missing). From the
+    /// environment only: on the command line it is refused.
     #[arg(long, env = "VETO_BOOTSTRAP_ADMIN_KEY", hide_env_values = true)]
     pub bootstrap_admin_key: Option<String>,
     /// How often expired ledger rows are purged: seconds, or a number with s, m, h or d.
@@ -197,6 +199,36 @@ pub struct PurgeArgs {
     /// longer than the margin, until every token carrying their id has expired.
     #[arg(long, env = "VETO_MAX_TOKEN_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(60..=31_536_000))]
     pub max_token_ttl_seconds: i64,
+}
+
+/// Settings that are secrets, by argument id, with where to give them instead.
+const SECRETS: [(&str, &str); 3] = [
+    ("master_key", "VETO_MASTER_KEY or VETO_MASTER_KEY_FILE"),
+    (
+        "master_key_previous",
+        "VETO_MASTER_KEY_PREVIOUS or VETO_MASTER_KEY_PREVIOUS_FILE",
+    ),
+    ("bootstrap_admin_key", "VETO_BOOTSTRAP_ADMIN_KEY"),
+];
+
+/// Refuses a secret given as a command-line flag: every local user can read a process's
+/// arguments (`/proc/<pid>/cmdline`, `ps`), and shells keep them in their history. The flags
+/// stay defined so that `--help` documents the variables, but only the environment (or a file)
+/// may carry the value.
+pub fn refuse_secrets_on_the_command_line(m: &clap::ArgMatches) -> Result<(), String> {
+    if let Some((_, sub)) = m.subcommand() {
+        refuse_secrets_on_the_command_line(sub)?;
+    }
+    for (id, instead) in SECRETS {
+        let given = m.ids().any(|i| i.as_str() == id);
+        if given && m.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            let flag = id.replace('_', "-");
+            return Err(format!(
+                "--{flag} on the command line is readable by every local user (ps, /proc/<pid>/cmdline); set {instead} instead"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A count that must be at least 1.

@@ -10,10 +10,18 @@ mod cli;
 mod cmd;
 mod setup;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    if let Err(e) = cli::refuse_secrets_on_the_command_line(&matches) {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     setup::init_logging(&cli.log, cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -46,13 +46,9 @@ pub async fn open_store(args: &StoreArgs) -> Result<OpenedStore, String> {
             store: Arc::new(pg),
         });
     }
-    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
-        format!(
-            "cannot create the data directory {}: {e}",
-            args.data_dir.display()
-        )
-    })?;
+    private_dir(&args.data_dir)?;
     let path = args.data_dir.join("veto.db");
+    private_database_files(&path)?;
     let store = SqliteStore::open(&path)
         .await
         .map_err(|e| format!("cannot open the embedded store {}: {e}", path.display()))?;
@@ -65,16 +61,81 @@ pub async fn open_store(args: &StoreArgs) -> Result<OpenedStore, String> {
     })
 }
 
-/// Writes a secret file readable by its owner only.
+/// Creates the data directory readable by its owner only (0700), or narrows an existing one:
+/// it holds the database (sessions, IP addresses, pre-login state, the audit trail) and maybe the
+/// generated master key and admin key.
+pub fn private_dir(dir: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+    owner_only(dir, 0o700)
+}
+
+/// Creates the embedded database file 0600 before SQLite does (SQLite gives its journal files
+/// the database file's mode), and narrows existing ones.
+fn private_database_files(db: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(db)
+            .map_err(|e| format!("cannot create the embedded store {}: {e}", db.display()))?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = std::path::PathBuf::from(name);
+        if path.exists() {
+            owner_only(&path, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+/// Narrows `path` to `mode` when group or others may access it, saying so.
+fn owner_only(path: &Path, mode: u32) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read the permissions of {}: {e}", path.display()))?;
+        let current = meta.permissions().mode() & 0o777;
+        if current & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+                format!(
+                    "cannot narrow {} (mode {current:o}) to {mode:o}: {e}",
+                    path.display()
+                )
+            })?;
+            tracing::warn!(path = %path.display(), was = format!("{current:o}"), now = format!("{mode:o}"), "narrowed permissions: other local users could read it");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
+/// Writes a secret file readable by its owner only, narrowing an existing file's mode first (an
+/// existing file keeps its mode on open, so a 0644 file would otherwise receive the secret).
 pub fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     opts.mode(0o600);
     let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()
 }
@@ -96,18 +157,14 @@ pub fn master_key(
     }
     let path = data_dir.join("master.key");
     if path.exists() {
+        owner_only(&path, 0o600)?;
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         return MasterKey::from_base64(text.trim()).map_err(|e| e.to_string());
     }
     let key = MasterKey::generate();
     // On PostgreSQL nothing else lives in the data directory, so it may not exist yet.
-    std::fs::create_dir_all(data_dir).map_err(|e| {
-        format!(
-            "cannot create the data directory {}: {e}",
-            data_dir.display()
-        )
-    })?;
+    private_dir(data_dir)?;
     write_secret_file(&path, &key.to_base64())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     tracing::warn!(

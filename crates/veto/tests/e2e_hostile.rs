@@ -351,3 +351,108 @@ fn settings_that_cannot_work_are_refused_at_start_by_name() {
         );
     }
 }
+
+// ---- files and process arguments (findings 9, 10) ----------------------------------------
+
+#[cfg(unix)]
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn set_mode(p: &std::path::Path, m: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn the_data_dir_and_its_secrets_are_private_to_the_owner() {
+    use std::io::BufRead;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let veto = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_veto"));
+        c.env_remove("VETO_DATABASE_URL")
+            .env_remove("VETO_BOOTSTRAP_ADMIN_KEY")
+            .env_remove("VETO_MASTER_KEY")
+            .env("VETO_LOG", "warn");
+        c
+    };
+    // Created private.
+    let out = veto()
+        .args(["migrate", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("veto.db")), 0o600);
+    // Existing files with wide modes are narrowed, with a warning: the directory, the database,
+    // a master key, and an admin key file that a new secret is written into.
+    set_mode(&data, 0o755);
+    set_mode(&data.join("veto.db"), 0o644);
+    let key = veto().arg("gen-master-key").output().unwrap().stdout;
+    std::fs::write(data.join("master.key"), &key).unwrap();
+    set_mode(&data.join("master.key"), 0o644);
+    std::fs::write(data.join("bootstrap-admin.key"), "old").unwrap();
+    set_mode(&data.join("bootstrap-admin.key"), 0o644);
+    let mut child = veto()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(first.starts_with("listening on"), "{first}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("narrowed permissions"), "{stderr}");
+    for (path, want) in [
+        (data.clone(), 0o700),
+        (data.join("veto.db"), 0o600),
+        (data.join("veto.db-wal"), 0o600),
+        (data.join("master.key"), 0o600),
+        (data.join("bootstrap-admin.key"), 0o600),
+    ] {
+        assert_eq!(mode(&path), want, "{}", path.display());
+    }
+    let admin = std::fs::read_to_string(data.join("bootstrap-admin.key")).unwrap();
+    assert!(admin.starts_with("vk_"), "a new admin key was written");
+}
+
+#[test]
+fn secrets_given_as_flags_are_refused() {
+    for args in [
+        vec!["serve", "--master-key", "AAAA"],
+        vec![
+            "serve",
+            "--bootstrap-admin-key",
+            "secret-on-the-command-line",
+        ],
+        vec!["master-key", "rotate", "--master-key-previous", "AAAA"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_veto"))
+            .args(&args)
+            .env("VETO_DATA_DIR", "/nonexistent/never-created")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains("readable by every local user"), "{stderr}");
+        assert!(
+            stderr.contains("VETO_"),
+            "names the variable to use: {stderr}"
+        );
+    }
+}
