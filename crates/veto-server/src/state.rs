@@ -58,6 +58,8 @@ pub struct Inner {
     pub feed: Arc<Feed>,
     /// Where every change reaches memory (`mirror.rs`).
     pub mirror: Arc<Mirror>,
+    /// Where signing that would stall the async workers runs (`service::issuance`).
+    pub signing: Arc<crate::service::issuance::SigningPool>,
     /// Optional Redis (notifications, mirror); set once at start-up, after the state is built.
     redis: Arc<OnceLock<RedisBus>>,
 }
@@ -181,6 +183,7 @@ impl AppState {
             limiter: limiter.map(Arc::new),
             feed: Arc::new(feed),
             mirror: Arc::new(mirror),
+            signing: Arc::new(crate::service::issuance::SigningPool::for_this_machine()),
             redis,
         })))
     }
