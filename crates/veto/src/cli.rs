@@ -189,9 +189,14 @@ pub struct ServeArgs {
 pub struct PurgeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Keep rows whose token expired less than this many seconds ago.
+    /// Keep rows whose token expired less than this many seconds ago. At least the clock-skew
+    /// leeway: a token is accepted that long after it expires, and purging its row before then
+    /// would let it through again.
     #[arg(long, default_value_t = 3_600)]
     pub safety_margin_seconds: i64,
+    /// The servers' clock-skew leeway, the smallest margin allowed.
+    #[arg(long, env = "VETO_CLOCK_SKEW_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=300))]
+    pub clock_skew_seconds: i64,
     /// Rows per transaction.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch: u32,

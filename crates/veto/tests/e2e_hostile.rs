@@ -456,3 +456,44 @@ fn secrets_given_as_flags_are_refused() {
         );
     }
 }
+
+// ---- purge never revives a token within the clock-skew leeway (finding 6) -----------------
+
+#[tokio::test]
+async fn a_purge_margin_below_the_leeway_is_refused() {
+    let srv = Server::start_with(&[("VETO_CLOCK_SKEW_SECONDS", "60")]).await;
+    // A revoked token that expired 10 s ago is still accepted by its signature and claims for
+    // 50 s more (leeway): its row must stay.
+    let t = srv
+        .issue("default", json!({"sub": "u", "ttl_seconds": 1}))
+        .await;
+    let token = str_of(&t["token"]);
+    srv.revoke("default", json!({"token": token}))
+        .await
+        .expect(StatusCode::CREATED);
+    for margin in [0, 30, 59] {
+        let r = srv
+            .post("/v1/admin/purge", json!({"safety_margin_seconds": margin}))
+            .await;
+        assert_problem_names(&r, 400, "VETO_CLOCK_SKEW_SECONDS");
+    }
+    srv.post("/v1/admin/purge", json!({"safety_margin_seconds": 60}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        srv.reason("default", &token).await.as_deref(),
+        Some("revoked")
+    );
+    // The command line refuses it too.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_veto"));
+    cmd.args(["purge", "--safety-margin-seconds", "10", "--data-dir"])
+        .arg(srv.data_dir())
+        .env("VETO_CLOCK_SKEW_SECONDS", "60")
+        .env_remove("VETO_DATABASE_URL");
+    if let Some(url) = srv.database_url() {
+        cmd.env("VETO_DATABASE_URL", url);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("VETO_CLOCK_SKEW_SECONDS"));
+}

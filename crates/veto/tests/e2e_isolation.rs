@@ -238,7 +238,7 @@ fn table(f: &Fixture) -> Vec<Row> {
             .json(json!({"id": "matrix-made", "display_name": "Made by the matrix"})),
         Row::new("POST", "/v1/tenants/{tenant}/suspend", Admin, 200).json(reason()),
         Row::new("POST", "/v1/tenants/{tenant}/resume", Admin, 200).json(reason()),
-        Row::new("POST", "/v1/admin/purge", Admin, 200).json(json!({"safety_margin_seconds": 0})),
+        Row::new("POST", "/v1/admin/purge", Admin, 200).json(json!({"safety_margin_seconds": 30})),
         // API keys.
         Row::new("POST", "/v1/tenants/{tenant}/api-keys", KEYS, 201)
             .json(json!({"name": "made by the matrix", "scopes": ["tokens:issue"]})),

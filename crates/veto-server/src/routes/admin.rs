@@ -29,10 +29,15 @@ pub async fn purge(
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require_admin()?;
     let margin = body.safety_margin_seconds.unwrap_or(st.config.purge_margin);
-    if !(0..=10 * 365 * 86_400).contains(&margin) {
+    // A token is accepted until `exp + leeway`: a row purged before then would let its token
+    // through again for the rest of that window.
+    let least = st.config.leeway;
+    if !(least..=10 * 365 * 86_400).contains(&margin) {
         return Err(ApiError::field(
             "safety_margin_seconds",
-            "must be between 0 and 315360000",
+            format!(
+                "must be between {least} (the clock-skew leeway, VETO_CLOCK_SKEW_SECONDS: a token is accepted that long after it expires) and 315360000"
+            ),
         ));
     }
     let (c, s) = st.purge_everything(margin).await?;

@@ -4,8 +4,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::cli::PurgeArgs;
 
 pub async fn run(args: PurgeArgs) -> Result<(), String> {
-    if args.safety_margin_seconds < 0 {
-        return Err("--safety-margin-seconds must not be negative".into());
+    if args.safety_margin_seconds < args.clock_skew_seconds {
+        return Err(format!(
+            "--safety-margin-seconds must be at least the clock-skew leeway ({} s, VETO_CLOCK_SKEW_SECONDS): a token is accepted that long after it expires, and purging its row sooner would let it through again",
+            args.clock_skew_seconds
+        ));
     }
     let opened = crate::setup::open_store(&args.store).await?;
     let store = opened.store.clone();
