@@ -94,8 +94,9 @@ pub struct RevocationStats {
 ///
 /// Why `iat < C` with `C = floor(revoke time) + 1` rather than `iat <= revoke time`: `iat` has
 /// one-second precision, so a token issued in the same second *after* a revoke-all would look
-/// revoked. Issuance takes `iat = max(now, C)` for the tenant and subject, so tokens issued after
-/// the cutoff always carry `iat >= C`, and tokens issued before always carry `iat < C`.
+/// revoked. Issuance right after a cutoff waits for second `C` to begin (at most a second), so
+/// tokens issued after the cutoff carry `iat >= C` without an `iat` in the future (which strict
+/// verifiers refuse), and tokens issued before always carry `iat < C`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cutoff {
     pub tenant: String,

@@ -497,3 +497,52 @@ async fn a_purge_margin_below_the_leeway_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("VETO_CLOCK_SKEW_SECONDS"));
 }
+
+// ---- iat is never in the future, even right after a cutoff (finding 11) -------------------
+
+#[tokio::test]
+async fn tokens_issued_right_after_a_revoke_all_carry_no_future_iat() {
+    let srv = Server::start().await;
+    for round in 0..3 {
+        let before = srv.token("default", "zoe").await;
+        srv.post(
+            "/v1/tenants/default/subjects/zoe/revoke-all",
+            json!({"reason": "logout everywhere"}),
+        )
+        .await
+        .expect(StatusCode::OK);
+        // In the same second as the cutoff (as good as always, this soon after it).
+        let t = srv.issue("default", json!({"sub": "zoe"})).await;
+        let token = str_of(&t["token"]);
+        let answered = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (_, claims) = decode(&token);
+        let iat = claims["iat"].as_i64().unwrap();
+        assert!(
+            iat <= answered,
+            "round {round}: iat {iat} is after the answer ({answered})"
+        );
+        assert_eq!(srv.reason("default", &token).await, None, "round {round}");
+        assert_eq!(
+            srv.reason("default", &before).await.as_deref(),
+            Some("subject_revoked"),
+            "round {round}"
+        );
+        // And the same for a tenant-wide cutoff, in a batch.
+        srv.post("/v1/tenants/default/revoke-all", json!({"reason": "r"}))
+            .await
+            .expect(StatusCode::OK);
+        let b = srv
+            .post(
+                "/v1/tenants/default/tokens/batch",
+                json!({"requests": [{"sub": "a"}, {"sub": "b"}]}),
+            )
+            .await
+            .expect(StatusCode::OK);
+        let answered = time::OffsetDateTime::now_utc().unix_timestamp();
+        for item in b["results"].as_array().unwrap() {
+            let (_, claims) = decode(&str_of(&item["token"]));
+            assert!(claims["iat"].as_i64().unwrap() <= answered, "{item}");
+            assert_eq!(srv.reason("default", &str_of(&item["token"])).await, None);
+        }
+    }
+}

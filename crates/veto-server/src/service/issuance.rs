@@ -81,6 +81,7 @@ impl AppState {
         req: &IssueRequest,
     ) -> ApiResult<IssueResponse> {
         self.require_live_sid(tenant, req).await?;
+        self.after_cutoff(tenant, &req.sub).await;
         if req.token_use.as_deref() == Some("refresh") {
             self.issue_refresh_token(tenant, actor, req).await
         } else if slow_to_sign(req.alg.as_deref()) {
@@ -131,8 +132,14 @@ impl AppState {
                     .into_iter()
                     .enumerate()
                     .map(|(i, req)| {
-                        req.and_then(|r| st.issue_token(&t, &a, &r))
-                            .map_err(|e| e.at_index(i))
+                        req.and_then(|r| {
+                            // On a blocking-pool thread: sleeping here holds no async worker.
+                            if let Some(wait) = st.cutoff_wait(&t, &r.sub) {
+                                std::thread::sleep(wait);
+                            }
+                            st.issue_token(&t, &a, &r)
+                        })
+                        .map_err(|e| e.at_index(i))
                     })
                     .collect()
             })

@@ -111,6 +111,7 @@ impl AppState {
                 .ok_or_else(|| rejected("revoked", "the refresh token's family is unknown"))?;
             match rotate(&family, claims.generation, now) {
                 RotateDecision::Rotate { next_gen } => {
+                    self.after_cutoff(tenant, &family.sub).await;
                     // Signed before the swap, so that a won swap is never followed by a failure
                     // that would leave the client holding a token already rotated.
                     let pair =

@@ -183,7 +183,8 @@ impl AppState {
             ))
         })?;
         let now = timeutil::now().unix_timestamp();
-        // Never below a cutoff made in this same second (see veto_core::revocation::Cutoff).
+        // Never below a cutoff: the callers waited for it (`cutoff_wait`), so this raises `iat`
+        // only if the clock stepped back meanwhile (see veto_core::revocation::Cutoff).
         let iat = self
             .index
             .min_iat(tenant, &req.sub)
@@ -249,6 +250,28 @@ impl AppState {
             .filter_map(|a| self.keyring.signing_key(tenant, alg, Some(a)))
             .find(|k| k.audience.is_some())
             .or_else(|| self.keyring.signing_key(tenant, alg, None))
+    }
+
+    /// How long to wait before issuing to `sub`: a tenant or subject cutoff made within the
+    /// current second rejects `iat` below the next second (`iat` has whole seconds), and a token
+    /// whose `iat` lies in the future is refused by strict verifiers (PyJWT: "not yet valid").
+    /// So issuance right after a revoke-all waits for that second to begin, at most a second,
+    /// rather than predating the cutoff or postdating `iat`.
+    pub(crate) fn cutoff_wait(&self, tenant: &str, sub: &str) -> Option<std::time::Duration> {
+        let cutoff_ms = self.index.min_iat(tenant, sub)?.saturating_mul(1_000);
+        let now_ms = (timeutil::now().unix_timestamp_nanos() / 1_000_000) as i64;
+        let wait = cutoff_ms.saturating_sub(now_ms);
+        // A cutoff more than a second ahead is a clock that stepped back: no point waiting.
+        (1..=1_000)
+            .contains(&wait)
+            .then(|| std::time::Duration::from_millis(wait as u64))
+    }
+
+    /// [`cutoff_wait`](Self::cutoff_wait), waited for.
+    pub(crate) async fn after_cutoff(&self, tenant: &str, sub: &str) {
+        if let Some(wait) = self.cutoff_wait(tenant, sub) {
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// The tenant's checker over this node's keys and revocation index.
