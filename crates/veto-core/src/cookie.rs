@@ -315,6 +315,11 @@ impl SessionKeyRing {
         self.len() == 0
     }
 
+    /// Keys of one tenant, every status.
+    pub fn count(&self, tenant: &str) -> usize {
+        self.read().get(tenant).map_or(0, Vec::len)
+    }
+
     /// Whether `tenant` has an active key to sign new cookies with.
     pub fn has_signing_key(&self, tenant: &str) -> bool {
         self.signing_key(tenant).is_some()

@@ -100,6 +100,11 @@ impl KeyRing {
         self.read().values().map(HashMap::len).sum()
     }
 
+    /// Keys of one tenant, every status.
+    pub fn count(&self, tenant: &str) -> usize {
+        self.read().get(tenant).map_or(0, HashMap::len)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

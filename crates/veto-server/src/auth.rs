@@ -35,6 +35,14 @@ impl ApiKeys {
         map.insert(k.key_hash, Arc::new(k));
     }
 
+    /// API keys of `tenant` this node knows.
+    pub fn count_of(&self, tenant: &str) -> usize {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        map.values()
+            .filter(|k| k.tenant.as_deref() == Some(tenant))
+            .count()
+    }
+
     pub(crate) fn remove(&self, id: &str) {
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, k| k.id != id);

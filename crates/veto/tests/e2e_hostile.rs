@@ -546,3 +546,105 @@ async fn tokens_issued_right_after_a_revoke_all_carry_no_future_iat() {
         }
     }
 }
+
+// ---- lists page and tenants have caps (finding 13) ----------------------------------------
+
+#[tokio::test]
+async fn signing_keys_page_like_every_list_and_a_tenant_holds_at_most_1000() {
+    let srv = Server::start().await;
+    srv.create_tenant("capped").await;
+    let initial = srv.get("/v1/tenants/capped/keys").await.items().len();
+    for _ in 0..5 {
+        srv.create_key("capped", "ES256").await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => "/v1/tenants/capped/keys?limit=2".to_owned(),
+            Some(c) => format!("/v1/tenants/capped/keys?limit=2&cursor={c}"),
+        };
+        let page = srv.get(&path).await.expect(StatusCode::OK);
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2, "{page}");
+        seen.extend(items.iter().map(|k| str_of(&k["kid"])));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(
+        (seen.len(), unique.len()),
+        (initial + 5, initial + 5),
+        "{seen:?}"
+    );
+    assert_problem(&srv.get("/v1/tenants/capped/keys?limit=1001").await, 400);
+    assert_problem(&srv.get("/v1/tenants/capped/keys?cursor=nope").await, 400);
+    // The cap: 1,000 stored keys.
+    for _ in initial + 5..1000 {
+        srv.post("/v1/tenants/capped/keys", json!({"alg": "HS256"}))
+            .await
+            .expect(StatusCode::CREATED);
+    }
+    let r = srv
+        .post("/v1/tenants/capped/keys", json!({"alg": "HS256"}))
+        .await;
+    assert_problem_names(&r, 409, "1000 signing keys");
+    let r = srv
+        .post("/v1/tenants/capped/keys/rotate", json!({"alg": "HS256"}))
+        .await;
+    assert_problem(&r, 409);
+    // Other tenants are not affected.
+    srv.create_key("default", "HS256").await;
+}
+
+#[tokio::test]
+async fn api_keys_and_session_keys_have_per_tenant_caps() {
+    let srv = Server::start().await;
+    for i in 0..1000 {
+        srv.post(
+            "/v1/tenants/default/api-keys",
+            json!({"name": format!("k{i}"), "scopes": ["tokens:verify"]}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    }
+    let r = srv
+        .post(
+            "/v1/tenants/default/api-keys",
+            json!({"name": "one more", "scopes": ["tokens:verify"]}),
+        )
+        .await;
+    assert_problem_names(&r, 409, "1000 API keys");
+    // Deleting one makes room.
+    let first = srv
+        .get("/v1/tenants/default/api-keys?limit=1")
+        .await
+        .items();
+    srv.delete(&format!(
+        "/v1/tenants/default/api-keys/{}",
+        str_of(&first[0]["id"])
+    ))
+    .await;
+    srv.post(
+        "/v1/tenants/default/api-keys",
+        json!({"name": "room again", "scopes": ["tokens:verify"]}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    // Session keys: 100.
+    let mut last = StatusCode::OK;
+    for _ in 0..101 {
+        let r = srv
+            .post("/v1/tenants/default/session-keys/rotate", json!({}))
+            .await;
+        last = r.status;
+        if r.status != StatusCode::OK {
+            assert_problem_names(&r, 409, "100 session keys");
+            break;
+        }
+    }
+    assert_eq!(last, StatusCode::CONFLICT);
+}

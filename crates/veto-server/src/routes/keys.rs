@@ -9,7 +9,7 @@ use veto_core::apikey::Scope;
 
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiPath, PageBody};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, PageBody, PageParams};
 use crate::service::keys::{KeyView, parse_alg};
 use crate::state::{AppState, Discovery};
 
@@ -88,17 +88,18 @@ pub async fn revoke(
 
 /// List signing keys with their status; never private material.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/keys", tag = "keys",
-    params(("tenant" = String, Path)), responses((status = 200, body = Object)))]
+    params(("tenant" = String, Path), PageParams), responses((status = 200, body = Object)))]
 pub async fn list(
     State(st): State<AppState>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
+    ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<Json<PageBody<KeyView>>> {
     caller.require(&tenant, Scope::KeysManage)?;
-    // A tenant holds a handful of keys: one page always carries them all.
+    let page = st.list_signing_keys(&tenant, &page.to_request()?).await?;
     Ok(Json(PageBody {
-        items: st.list_signing_keys(&tenant).await?,
-        next_cursor: None,
+        items: page.items,
+        next_cursor: page.next_cursor,
     }))
 }
 

@@ -76,6 +76,12 @@ impl AppState {
         if parsed.is_empty() {
             return Err(ApiError::field("scopes", "give at least one scope"));
         }
+        if self.api_keys.count_of(tenant) >= limits::API_KEYS_PER_TENANT {
+            return Err(ApiError::Conflict(format!(
+                "tenant {tenant:?} has {} API keys, the most it may hold; delete unused ones first",
+                limits::API_KEYS_PER_TENANT
+            )));
+        }
         let (id, secret) = generate_api_key();
         let rec = ApiKeyRecord {
             id: id.clone(),

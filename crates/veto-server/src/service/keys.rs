@@ -71,6 +71,13 @@ impl AppState {
             check_ident("audience", a, limits::IDENTIFIER)?;
         }
         self.require_tenant(tenant)?;
+        // Counted in memory (the ring holds every stored key of every status): no read per create.
+        if self.keyring.count(tenant) >= limits::SIGNING_KEYS_PER_TENANT {
+            return Err(ApiError::Conflict(format!(
+                "tenant {tenant:?} holds {} signing keys, the most it may; retired keys go with the purge once their retention ends",
+                limits::SIGNING_KEYS_PER_TENANT
+            )));
+        }
         // RSA generation takes a noticeable fraction of a second: keep it off the async workers.
         let master = self.master.clone();
         let (t, aud) = (tenant.to_owned(), audience.map(str::to_owned));
@@ -113,9 +120,36 @@ impl AppState {
         Ok(KeyView::from(&rec))
     }
 
-    pub async fn list_signing_keys(&self, tenant: &str) -> ApiResult<Vec<KeyView>> {
+    /// One page of the tenant's keys, newest first. The store returns them all (a tenant holds
+    /// at most `SIGNING_KEYS_PER_TENANT`), so the page is cut here; the cursor is the last kid
+    /// of the previous page.
+    pub async fn list_signing_keys(
+        &self,
+        tenant: &str,
+        page: &veto_store::PageRequest,
+    ) -> ApiResult<veto_store::Page<KeyView>> {
         self.require_tenant(tenant)?;
         let recs = self.store.list_signing_keys(tenant).await?;
-        Ok(recs.iter().map(KeyView::from).collect())
+        let start =
+            match &page.cursor {
+                None => 0,
+                Some(kid) => recs.iter().position(|r| &r.kid == kid).ok_or_else(|| {
+                    ApiError::field(
+                        "cursor",
+                        "not a cursor of this list (its key is gone); list again from the start",
+                    )
+                })? + 1,
+            };
+        let limit = page.limit as usize;
+        let items: Vec<KeyView> = recs
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(KeyView::from)
+            .collect();
+        let next_cursor = (start + limit < recs.len())
+            .then(|| items.last().map(|k| k.kid.clone()))
+            .flatten();
+        Ok(veto_store::Page { items, next_cursor })
     }
 }

@@ -232,6 +232,12 @@ impl AppState {
         action: &str,
         mode: SessionKeyInsert,
     ) -> ApiResult<SessionKeyRecord> {
+        if self.session_keys.count(tenant) >= limits::SESSION_KEYS_PER_TENANT {
+            return Err(ApiError::Conflict(format!(
+                "tenant {tenant:?} holds {} session keys, the most it may; retired ones go with the purge 24 h after their rotation",
+                limits::SESSION_KEYS_PER_TENANT
+            )));
+        }
         let rec = SessionKeyRecord::generate(tenant, &self.master, timeutil::now())
             .map_err(|e| ApiError::Internal(format!("cannot create a session key: {e}")))?;
         let audit = AuditEvent::new(tenant, actor, action, &rec.kid);
