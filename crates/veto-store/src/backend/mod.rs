@@ -17,12 +17,14 @@
 use std::future::Future;
 use std::ops::DerefMut;
 
+use sqlx::migrate::MigrateError;
 use sqlx::pool::PoolConnection;
 use sqlx::{Pool, Transaction};
 use veto_core::audit::AuditEvent;
 use veto_core::revocation::Revocation;
 
-use crate::rows::unavailable;
+use crate::change::names;
+use crate::rows::{self, ts, unavailable};
 use crate::sql::{self, BoundedDelete, Conn, WriteTx, commit_if};
 use crate::{Change, FeedCursor, Result, RevokeOutcome, Written};
 
@@ -39,44 +41,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// A write transaction, holding whatever keeps other writers off what it writes.
     type Write: WriteTx + DerefMut<Target = Connection<Self>>;
 
-    /// How the start-up logs name the backend.
-    const NAME: &'static str;
-    /// How a delete of at most n rows is written, for both purges.
-    const BOUNDED_DELETE: BoundedDelete;
-
-    /// The pool for reads: single reads, keyset pages, snapshots.
-    fn readers(&self) -> &Pool<Self::Db>;
-
-    /// Applies pending migrations (`Store::migrate`).
-    fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
+    // ---- writing ----
 
     /// A write transaction that holds `locks` (PostgreSQL) or the single writer (SQLite) from
     /// before its first write.
     fn write(&self, locks: Locks) -> impl Future<Output = Result<Self::Write>> + Send;
-
-    /// A read-only transaction whose statements all read one snapshot.
-    fn snapshot(&self) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
-
-    /// The feed cursor a snapshot is consistent with (see `StateSnapshot::cursor`). Run as the
-    /// first statement of a `snapshot`: PostgreSQL fixes the snapshot with it.
-    fn snapshot_cursor(
-        conn: &mut Connection<Self>,
-    ) -> impl Future<Output = Result<FeedCursor>> + Send;
-
-    /// Inserts the revocations of `items` that are new, with their audit events and change
-    /// rows, in as few statements as the dialect allows; returns the indexes in `items` of the
-    /// new ones (the first occurrence of a jti repeated in `items`).
-    fn insert_revocation_rows(
-        conn: &mut Connection<Self>,
-        items: &[(Revocation, AuditEvent)],
-    ) -> impl Future<Output = Result<Vec<usize>>> + Send;
-
-    /// Appends one change row of `kind` per (tenant, key, value), in bulk.
-    fn insert_changes(
-        conn: &mut Connection<Self>,
-        kind: &str,
-        rows: &[(&str, &str, Option<i64>)],
-    ) -> impl Future<Output = Result<()>> + Send;
 
     /// `Store::insert_revocation`: one write transaction per revocation, unless the backend
     /// commits them in groups (SQLite, whose commits are one fsync each and one at a time).
@@ -105,6 +74,45 @@ pub(crate) trait Backend: Send + Sync + 'static {
         actor_id: &str,
     ) -> impl Future<Output = Result<Self::Write>> + Send;
 
+    // ---- reading ----
+
+    /// The pool for reads: single reads and keyset pages.
+    fn readers(&self) -> &Pool<Self::Db>;
+
+    /// A read-only transaction whose statements all read one snapshot.
+    fn snapshot(&self) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
+
+    /// The feed cursor a snapshot is consistent with (see `StateSnapshot::cursor`). Run as the
+    /// first statement of a `snapshot`: PostgreSQL fixes the snapshot with it.
+    fn snapshot_cursor(
+        conn: &mut Connection<Self>,
+    ) -> impl Future<Output = Result<FeedCursor>> + Send;
+
+    // ---- statements the dialects write differently ----
+
+    /// How a delete of at most n rows is written, for both purges.
+    const BOUNDED_DELETE: BoundedDelete;
+
+    /// Inserts the revocations of `items` whose (tenant, jti) is not stored yet, in as few
+    /// statements as the dialect allows, and returns the (tenant, jti) of the rows inserted.
+    fn insert_revocations_returning(
+        conn: &mut Connection<Self>,
+        items: &[(Revocation, AuditEvent)],
+    ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+
+    /// Inserts audit events in bulk.
+    fn insert_audits(
+        conn: &mut Connection<Self>,
+        events: &[&AuditEvent],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Appends one change row of `kind` per (tenant, key, value), in bulk.
+    fn insert_changes(
+        conn: &mut Connection<Self>,
+        kind: &str,
+        rows: &[(&str, &str, Option<i64>)],
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// `Store::changes_after`: only final changes.
     fn changes_after(
         &self,
@@ -119,6 +127,39 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<i64>>> + Send {
         async { Ok(None) }
     }
+
+    // ---- the schema ----
+
+    /// Applies this dialect's pending migrations.
+    fn migrate(&self) -> impl Future<Output = std::result::Result<(), MigrateError>> + Send;
+
+    /// How the start-up logs name the backend.
+    const NAME: &'static str;
+}
+
+/// Inserts the revocations of `items` that are new, with their audit events and change rows, in
+/// bulk; returns the indexes in `items` of the new ones (of a jti repeated in `items`, the first
+/// occurrence, the one the database inserted).
+pub(crate) async fn insert_new_revocations<B: Backend>(
+    conn: &mut Connection<B>,
+    items: &[(Revocation, AuditEvent)],
+) -> Result<Vec<usize>> {
+    let inserted = B::insert_revocations_returning(conn, items).await?;
+    let created = rows::first_occurrences(items, inserted);
+    if created.is_empty() {
+        return Ok(created);
+    }
+    let audits: Vec<&AuditEvent> = created.iter().map(|&i| &items[i].1).collect();
+    B::insert_audits(conn, &audits).await?;
+    let changes: Vec<_> = created
+        .iter()
+        .map(|&i| {
+            let r = &items[i].0;
+            (r.tenant.as_str(), r.jti.as_str(), r.until.map(ts))
+        })
+        .collect();
+    B::insert_changes(conn, names::REVOCATION, &changes).await?;
+    Ok(created)
 }
 
 /// A backend's connection: what `sql` runs on.

@@ -12,19 +12,21 @@ use veto_core::keys::SigningKeyRecord;
 use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStats};
 use veto_core::tenant::Tenant;
 
-use super::{Backend, Locks, commit_changes_if, read};
+use super::{Backend, Locks, commit_changes_if, insert_new_revocations, read};
 use crate::change::names;
 use crate::rows::{self, as_stored, unavailable};
 use crate::sql::{self, Conn, WriteTx, commit_if, pages};
 use crate::{
     Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Resealed, Result,
-    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, Written,
+    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, Unavailable, Written,
 };
 
 #[async_trait]
 impl<B: Backend> Store for B {
     async fn migrate(&self) -> Result<()> {
-        Backend::migrate(self).await
+        Backend::migrate(self)
+            .await
+            .map_err(|e| Unavailable::caused_by("migration failed", e).into())
     }
 
     async fn ping(&self) -> Result<()> {
@@ -157,7 +159,7 @@ impl<B: Backend> Store for B {
         );
         // One transaction for the whole batch: one commit (SQLite: one fsync), all or nothing.
         let mut tx = self.write(locks).await?;
-        let created: Vec<Revocation> = B::insert_revocation_rows(&mut tx, recs)
+        let created: Vec<Revocation> = insert_new_revocations::<B>(&mut tx, recs)
             .await?
             .into_iter()
             .map(|i| as_stored(&recs[i].0))

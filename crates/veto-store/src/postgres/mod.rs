@@ -97,15 +97,15 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::migrate::MigrateError;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 use veto_core::audit::AuditEvent;
 use veto_core::revocation::Revocation;
 
 use crate::backend::{Backend, Locks};
-use crate::change::names;
 use crate::rows::{
-    self, REVOCATION_COLUMNS, audit_conflict, batch_insert_error, now_ts, ts, unavailable,
+    REVOCATION_COLUMNS, audit_conflict, batch_insert_error, now_ts, ts, unavailable,
 };
 use crate::sql;
 use crate::{Change, FeedCursor, Result, Unavailable};
@@ -163,58 +163,6 @@ fn ordered(locks: &Locks) -> (Vec<i32>, Vec<i32>, Vec<bool>) {
     (class, id, exclusive)
 }
 
-// ---- statements shared by several methods ------------------------------------------------------
-
-/// Audit events in one statement (arrays, whatever their number).
-async fn insert_audits(conn: &mut PgConnection, events: &[&AuditEvent]) -> Result<()> {
-    let col = |f: fn(&AuditEvent) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO audit_events (id, tenant, at, actor, action, target, reason, metadata) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], \
-                              $6::text[], $7::text[], $8::text[])",
-    )
-    .bind(col(|e| e.id.clone()))
-    .bind(col(|e| e.tenant.clone()))
-    .bind(events.iter().map(|e| ts(e.at)).collect::<Vec<_>>())
-    .bind(col(|e| e.actor.clone()))
-    .bind(col(|e| e.action.clone()))
-    .bind(col(|e| e.target.clone()))
-    .bind(events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>())
-    .bind(col(|e| e.metadata.to_string()))
-    .execute(conn)
-    .await
-    .map_err(audit_conflict)?;
-    Ok(())
-}
-
-/// One change row of `kind` per (tenant, key, value), in one statement, positions in order.
-/// `xid` is the column default: this transaction's id.
-async fn insert_changes<'a>(
-    conn: &mut PgConnection,
-    kind: &str,
-    rows: impl Iterator<Item = (&'a str, &'a str, Option<i64>)>,
-) -> Result<()> {
-    let (mut tenants, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
-    for (t, k, v) in rows {
-        tenants.push(t);
-        keys.push(k);
-        values.push(v);
-    }
-    sqlx::query(
-        "INSERT INTO changes (tenant, kind, key, value, at) \
-         SELECT t, $2, k, v, $5 FROM unnest($1::text[], $3::text[], $4::int8[]) AS u(t, k, v)",
-    )
-    .bind(tenants)
-    .bind(kind)
-    .bind(keys)
-    .bind(values)
-    .bind(now_ts())
-    .execute(conn)
-    .await
-    .map_err(unavailable)?;
-    Ok(())
-}
-
 /// The change rows of `(xid, position)` tuples as read from `changes`.
 type ChangeRow = (i64, i64, String, String, String, Option<i64>, i64);
 
@@ -250,65 +198,6 @@ impl sql::WriteTx for Transaction<'_, Postgres> {
     async fn commit_plain(self) -> Result<()> {
         self.commit().await.map_err(unavailable)
     }
-}
-
-/// Inserts the revocations of `items` that are new (one statement, arrays), with their audit
-/// events and change rows, and returns the indexes in `items` of the new ones (the first
-/// occurrence of a jti repeated in `items`).
-async fn insert_revocation_rows(
-    conn: &mut PgConnection,
-    items: &[(Revocation, AuditEvent)],
-) -> Result<Vec<usize>> {
-    let text = |f: fn(&Revocation) -> String| items.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
-    let opt_text =
-        |f: fn(&Revocation) -> Option<String>| items.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
-    // DO NOTHING + RETURNING: only rows actually inserted come back. unnest keeps the order of
-    // `items`, so of a jti repeated in the batch the first occurrence is the one inserted.
-    let inserted: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO revocations ({REVOCATION_COLUMNS}) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
-                              $6::text[], $7::text[], $8::text[], $9::int8[]) \
-         ON CONFLICT (tenant, jti) DO NOTHING RETURNING tenant, jti"
-    )))
-    .bind(text(|r| r.tenant.clone()))
-    .bind(text(|r| r.jti.clone()))
-    .bind(opt_text(|r| r.sub.clone()))
-    .bind(
-        items
-            .iter()
-            .map(|(r, _)| ts(r.expires_at))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        items
-            .iter()
-            .map(|(r, _)| ts(r.revoked_at))
-            .collect::<Vec<_>>(),
-    )
-    .bind(opt_text(|r| r.reason.clone()))
-    .bind(text(|r| r.revoked_by.clone()))
-    .bind(text(|r| r.metadata.to_string()))
-    .bind(
-        items
-            .iter()
-            .map(|(r, _)| r.until.map(ts))
-            .collect::<Vec<_>>(),
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(batch_insert_error)?;
-    let created = rows::first_occurrences(items, inserted);
-    if created.is_empty() {
-        return Ok(created);
-    }
-    let audits: Vec<&AuditEvent> = created.iter().map(|&i| &items[i].1).collect();
-    insert_audits(conn, &audits).await?;
-    let rows = created.iter().map(|&i| {
-        let r = &items[i].0;
-        (r.tenant.as_str(), r.jti.as_str(), r.until.map(ts))
-    });
-    insert_changes(conn, names::REVOCATION, rows).await?;
-    Ok(created)
 }
 
 /// `DELETE … WHERE ctid = ANY(ARRAY(SELECT ctid … LIMIT n))`, for both purges
@@ -407,20 +296,6 @@ impl Backend for PgStore {
     type Db = Postgres;
     type Write = Tx;
 
-    const NAME: &'static str = "PostgreSQL";
-    const BOUNDED_DELETE: sql::BoundedDelete = bounded_delete_sql;
-
-    fn readers(&self) -> &PgPool {
-        &self.pool
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| Unavailable::caused_by("migration failed", e).into())
-    }
-
     /// A write transaction holding `locks` (module comment), taken before anything else.
     async fn write(&self, locks: Locks) -> Result<Tx> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
@@ -439,6 +314,19 @@ impl Backend for PgStore {
         .await
         .map_err(unavailable)?;
         Ok(tx)
+    }
+
+    async fn write_actor_sessions(
+        &self,
+        tenant: &str,
+        actor_type: &str,
+        actor_id: &str,
+    ) -> Result<Tx> {
+        self.lock_actor_sessions(tenant, actor_type, actor_id).await
+    }
+
+    fn readers(&self) -> &PgPool {
+        &self.pool
     }
 
     /// One REPEATABLE READ, READ ONLY transaction: every statement reads the same snapshot.
@@ -464,28 +352,104 @@ impl Backend for PgStore {
         })
     }
 
-    async fn insert_revocation_rows(
+    const BOUNDED_DELETE: sql::BoundedDelete = bounded_delete_sql;
+
+    /// One statement, arrays, whatever their number.
+    async fn insert_revocations_returning(
         conn: &mut PgConnection,
         items: &[(Revocation, AuditEvent)],
-    ) -> Result<Vec<usize>> {
-        insert_revocation_rows(conn, items).await
+    ) -> Result<Vec<(String, String)>> {
+        let text =
+            |f: fn(&Revocation) -> String| items.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
+        let opt_text = |f: fn(&Revocation) -> Option<String>| {
+            items.iter().map(|(r, _)| f(r)).collect::<Vec<_>>()
+        };
+        // DO NOTHING + RETURNING: only rows actually inserted come back. unnest keeps the order of
+        // `items`, so of a jti repeated in the batch the first occurrence is the one inserted.
+        let inserted: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO revocations ({REVOCATION_COLUMNS}) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
+                                  $6::text[], $7::text[], $8::text[], $9::int8[]) \
+             ON CONFLICT (tenant, jti) DO NOTHING RETURNING tenant, jti"
+        )))
+        .bind(text(|r| r.tenant.clone()))
+        .bind(text(|r| r.jti.clone()))
+        .bind(opt_text(|r| r.sub.clone()))
+        .bind(
+            items
+                .iter()
+                .map(|(r, _)| ts(r.expires_at))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            items
+                .iter()
+                .map(|(r, _)| ts(r.revoked_at))
+                .collect::<Vec<_>>(),
+        )
+        .bind(opt_text(|r| r.reason.clone()))
+        .bind(text(|r| r.revoked_by.clone()))
+        .bind(text(|r| r.metadata.to_string()))
+        .bind(
+            items
+                .iter()
+                .map(|(r, _)| r.until.map(ts))
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(batch_insert_error)?;
+        Ok(inserted)
     }
 
+    /// One statement, arrays, whatever their number.
+    async fn insert_audits(conn: &mut PgConnection, events: &[&AuditEvent]) -> Result<()> {
+        let col = |f: fn(&AuditEvent) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO audit_events (id, tenant, at, actor, action, target, reason, metadata) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], \
+                                  $6::text[], $7::text[], $8::text[])",
+        )
+        .bind(col(|e| e.id.clone()))
+        .bind(col(|e| e.tenant.clone()))
+        .bind(events.iter().map(|e| ts(e.at)).collect::<Vec<_>>())
+        .bind(col(|e| e.actor.clone()))
+        .bind(col(|e| e.action.clone()))
+        .bind(col(|e| e.target.clone()))
+        .bind(events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>())
+        .bind(col(|e| e.metadata.to_string()))
+        .execute(conn)
+        .await
+        .map_err(audit_conflict)?;
+        Ok(())
+    }
+
+    /// One statement, positions in order.
+    /// `xid` is the column default: this transaction's id.
     async fn insert_changes(
         conn: &mut PgConnection,
         kind: &str,
         rows: &[(&str, &str, Option<i64>)],
     ) -> Result<()> {
-        insert_changes(conn, kind, rows.iter().copied()).await
-    }
-
-    async fn write_actor_sessions(
-        &self,
-        tenant: &str,
-        actor_type: &str,
-        actor_id: &str,
-    ) -> Result<Tx> {
-        self.lock_actor_sessions(tenant, actor_type, actor_id).await
+        let (mut tenants, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        for &(t, k, v) in rows {
+            tenants.push(t);
+            keys.push(k);
+            values.push(v);
+        }
+        sqlx::query(
+            "INSERT INTO changes (tenant, kind, key, value, at) \
+             SELECT t, $2, k, v, $5 FROM unnest($1::text[], $3::text[], $4::int8[]) AS u(t, k, v)",
+        )
+        .bind(tenants)
+        .bind(kind)
+        .bind(keys)
+        .bind(values)
+        .bind(now_ts())
+        .execute(conn)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>> {
@@ -522,6 +486,12 @@ impl Backend for PgStore {
         .map_err(unavailable)?;
         Ok(oldest.map(|secs| secs.saturating_mul(1_000)))
     }
+
+    async fn migrate(&self) -> std::result::Result<(), MigrateError> {
+        MIGRATOR.run(&self.pool).await
+    }
+
+    const NAME: &'static str = "PostgreSQL";
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ use std::sync::PoisonError;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use sqlx::migrate::MigrateError;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -46,11 +47,11 @@ use tokio::sync::oneshot;
 use veto_core::audit::AuditEvent;
 use veto_core::revocation::Revocation;
 
-use crate::backend::{Backend, Locks};
-use crate::change::{ChangeKind, names};
+use crate::backend::{Backend, Locks, insert_new_revocations};
+use crate::change::ChangeKind;
 use crate::rows::{
-    self, AUDIT_COLUMNS, REVOCATION_COLUMNS, SLOW, as_stored, audit_conflict, batch_insert_error,
-    now_ts, ts, unavailable, vanished,
+    AUDIT_COLUMNS, REVOCATION_COLUMNS, SLOW, as_stored, audit_conflict, batch_insert_error, now_ts,
+    ts, unavailable, vanished,
 };
 use crate::sql;
 use crate::{Change, FeedCursor, Result, RevokeOutcome, StoreError, Unavailable, Written};
@@ -261,94 +262,6 @@ async fn select_changes(
         .collect())
 }
 
-/// One chunk of a batch: inserts the revocations that are new, with their audit events and
-/// change rows, and returns the positions in `chunk` of the new ones (the first occurrence of a
-/// jti repeated in the chunk). At most `BATCH_CHUNK` items.
-async fn insert_revocation_chunk(
-    conn: &mut sqlx::SqliteConnection,
-    chunk: &[(Revocation, AuditEvent)],
-) -> Result<Vec<usize>> {
-    // Only full chunks get a cached prepared statement: the SQL text depends on the row count,
-    // and caching every odd-sized tail would evict the statements that are reused.
-    let reuse = chunk.len() == BATCH_CHUNK;
-    let mut qb =
-        QueryBuilder::<Sqlite>::new(format!("INSERT INTO revocations ({REVOCATION_COLUMNS}) "));
-    qb.push_values(chunk, |mut b, (r, _)| {
-        b.push_bind(&r.tenant)
-            .push_bind(&r.jti)
-            .push_bind(&r.sub)
-            .push_bind(ts(r.expires_at))
-            .push_bind(ts(r.revoked_at))
-            .push_bind(&r.reason)
-            .push_bind(&r.revoked_by)
-            .push_bind(r.metadata.to_string())
-            .push_bind(r.until.map(ts));
-    });
-    // DO NOTHING + RETURNING: only rows actually inserted come back, which is exactly the set
-    // whose audit events must be written.
-    qb.push(" ON CONFLICT (tenant, jti) DO NOTHING RETURNING tenant, jti");
-    let inserted: Vec<(String, String)> = qb
-        .build_query_as()
-        .persistent(reuse)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(batch_insert_error)?;
-    let created_at = rows::first_occurrences(chunk, inserted);
-    if created_at.is_empty() {
-        return Ok(created_at);
-    }
-    let created: Vec<&(Revocation, AuditEvent)> = created_at.iter().map(|&i| &chunk[i]).collect();
-    let reuse = created.len() == BATCH_CHUNK;
-    let mut qb =
-        QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit_events ({AUDIT_COLUMNS}) "));
-    qb.push_values(&created, |mut b, (_, e)| {
-        b.push_bind(&e.id)
-            .push_bind(&e.tenant)
-            .push_bind(ts(e.at))
-            .push_bind(&e.actor)
-            .push_bind(&e.action)
-            .push_bind(&e.target)
-            .push_bind(&e.reason)
-            .push_bind(e.metadata.to_string());
-    });
-    qb.build()
-        .persistent(reuse)
-        .execute(&mut *conn)
-        .await
-        .map_err(audit_conflict)?;
-    let rows = created
-        .iter()
-        .map(|(r, _)| (r.tenant.as_str(), r.jti.as_str(), r.until.map(ts)));
-    insert_changes(conn, names::REVOCATION, rows, reuse).await?;
-    Ok(created_at)
-}
-
-/// Appends one change row of `kind` per (tenant, key, value), in one statement: callers pass at
-/// most `BATCH_CHUNK` rows. `reuse` caches the prepared statement (full chunks only, see
-/// `insert_revocation_chunk`).
-async fn insert_changes<'a>(
-    conn: &mut sqlx::SqliteConnection,
-    kind: &str,
-    rows: impl Iterator<Item = (&'a str, &'a str, Option<i64>)>,
-    reuse: bool,
-) -> Result<()> {
-    let now = now_ts();
-    let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO changes (tenant, kind, key, value, at) ");
-    qb.push_values(rows, |mut b, (tenant, key, value)| {
-        b.push_bind(tenant)
-            .push_bind(kind)
-            .push_bind(key)
-            .push_bind(value)
-            .push_bind(now);
-    });
-    qb.build()
-        .persistent(reuse)
-        .execute(conn)
-        .await
-        .map_err(unavailable)?;
-    Ok(())
-}
-
 /// `DELETE … WHERE rowid IN (SELECT rowid … LIMIT n)`, for both purges (`sql::BoundedDelete`):
 /// SQLite has no `DELETE … LIMIT` unless compiled with an option the bundled build lacks, and a
 /// bounded batch keeps each write transaction (during which every other writer, i.e. every
@@ -429,21 +342,11 @@ async fn insert_group(
     let mut savepoint = sqlx::Connection::begin(&mut **tx)
         .await
         .map_err(unavailable)?;
-    let mut created = vec![false; items.len()];
-    let mut fast = Ok(());
-    for (n, chunk) in items.chunks(BATCH_CHUNK).enumerate() {
-        match insert_revocation_chunk(&mut savepoint, chunk).await {
-            Ok(new) => new
-                .into_iter()
-                .for_each(|i| created[n * BATCH_CHUNK + i] = true),
-            Err(e) => {
-                fast = Err(e);
-                break;
-            }
-        }
-    }
-    if fast.is_ok() {
+    let fast = insert_new_revocations::<SqliteStore>(&mut savepoint, items).await;
+    if let Ok(new) = fast {
         savepoint.commit().await.map_err(unavailable)?;
+        let mut created = vec![false; items.len()];
+        new.into_iter().for_each(|i| created[i] = true);
         let mut outcomes = Vec::with_capacity(items.len());
         for ((rec, _), created) in items.iter().zip(created) {
             outcomes.push(if created {
@@ -521,63 +424,11 @@ impl Backend for SqliteStore {
     type Db = Sqlite;
     type Write = Writing;
 
-    const NAME: &'static str = "the embedded store";
-    const BOUNDED_DELETE: sql::BoundedDelete = bounded_delete_sql;
-
-    fn readers(&self) -> &SqlitePool {
-        &self.reader
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        MIGRATOR
-            .run(&self.writer)
-            .await
-            .map_err(|e| Unavailable::caused_by("migration failed", e).into())
-    }
-
     /// A write transaction holding SQLite's write lock from its first statement (see the module
     /// comment for why `IMMEDIATE`). The one writer is what key locks are elsewhere: no other
     /// write runs until this one ends.
     async fn write(&self, _locks: Locks) -> Result<Writing> {
         Writing::begin(&self.writer, &self.last_position).await
-    }
-
-    /// A read transaction: in WAL mode every statement in it reads the same snapshot.
-    async fn snapshot(&self) -> Result<Tx> {
-        self.reader.begin().await.map_err(unavailable)
-    }
-
-    async fn snapshot_cursor(conn: &mut SqliteConnection) -> Result<FeedCursor> {
-        // With one writer, positions commit in order (module comment): the highest one in this
-        // snapshot is a cursor every later change sorts after.
-        let position: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM changes")
-            .fetch_one(conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(FeedCursor { xid: 0, position })
-    }
-
-    async fn insert_revocation_rows(
-        conn: &mut SqliteConnection,
-        items: &[(Revocation, AuditEvent)],
-    ) -> Result<Vec<usize>> {
-        let mut created = Vec::new();
-        for (n, chunk) in items.chunks(BATCH_CHUNK).enumerate() {
-            let new = insert_revocation_chunk(conn, chunk).await?;
-            created.extend(new.into_iter().map(|i| n * BATCH_CHUNK + i));
-        }
-        Ok(created)
-    }
-
-    async fn insert_changes(
-        conn: &mut SqliteConnection,
-        kind: &str,
-        rows: &[(&str, &str, Option<i64>)],
-    ) -> Result<()> {
-        for chunk in rows.chunks(BATCH_CHUNK) {
-            insert_changes(conn, kind, chunk.iter().copied(), false).await?;
-        }
-        Ok(())
     }
 
     /// Group commit (see `GroupCommit`).
@@ -622,6 +473,114 @@ impl Backend for SqliteStore {
         self.write(Locks::default()).await
     }
 
+    fn readers(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// A read transaction: in WAL mode every statement in it reads the same snapshot.
+    async fn snapshot(&self) -> Result<Tx> {
+        self.reader.begin().await.map_err(unavailable)
+    }
+
+    async fn snapshot_cursor(conn: &mut SqliteConnection) -> Result<FeedCursor> {
+        // With one writer, positions commit in order (module comment): the highest one in this
+        // snapshot is a cursor every later change sorts after.
+        let position: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM changes")
+            .fetch_one(conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(FeedCursor { xid: 0, position })
+    }
+
+    const BOUNDED_DELETE: sql::BoundedDelete = bounded_delete_sql;
+
+    // Each of these writes `BATCH_CHUNK` rows per statement (SQLite limits how many values one
+    // statement binds). Only full chunks get a cached prepared statement: the SQL text depends
+    // on the row count, and caching every odd-sized tail would evict the statements that are
+    // reused.
+
+    async fn insert_revocations_returning(
+        conn: &mut SqliteConnection,
+        items: &[(Revocation, AuditEvent)],
+    ) -> Result<Vec<(String, String)>> {
+        let mut inserted = Vec::new();
+        for chunk in items.chunks(BATCH_CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(format!(
+                "INSERT INTO revocations ({REVOCATION_COLUMNS}) "
+            ));
+            qb.push_values(chunk, |mut b, (r, _)| {
+                b.push_bind(&r.tenant)
+                    .push_bind(&r.jti)
+                    .push_bind(&r.sub)
+                    .push_bind(ts(r.expires_at))
+                    .push_bind(ts(r.revoked_at))
+                    .push_bind(&r.reason)
+                    .push_bind(&r.revoked_by)
+                    .push_bind(r.metadata.to_string())
+                    .push_bind(r.until.map(ts));
+            });
+            // DO NOTHING + RETURNING: only rows actually inserted come back, which is exactly
+            // the set whose audit events must be written.
+            qb.push(" ON CONFLICT (tenant, jti) DO NOTHING RETURNING tenant, jti");
+            let rows: Vec<(String, String)> = qb
+                .build_query_as()
+                .persistent(chunk.len() == BATCH_CHUNK)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(batch_insert_error)?;
+            inserted.extend(rows);
+        }
+        Ok(inserted)
+    }
+
+    async fn insert_audits(conn: &mut SqliteConnection, events: &[&AuditEvent]) -> Result<()> {
+        for chunk in events.chunks(BATCH_CHUNK) {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit_events ({AUDIT_COLUMNS}) "));
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(&e.id)
+                    .push_bind(&e.tenant)
+                    .push_bind(ts(e.at))
+                    .push_bind(&e.actor)
+                    .push_bind(&e.action)
+                    .push_bind(&e.target)
+                    .push_bind(&e.reason)
+                    .push_bind(e.metadata.to_string());
+            });
+            qb.build()
+                .persistent(chunk.len() == BATCH_CHUNK)
+                .execute(&mut *conn)
+                .await
+                .map_err(audit_conflict)?;
+        }
+        Ok(())
+    }
+
+    async fn insert_changes(
+        conn: &mut SqliteConnection,
+        kind: &str,
+        rows: &[(&str, &str, Option<i64>)],
+    ) -> Result<()> {
+        let now = now_ts();
+        for chunk in rows.chunks(BATCH_CHUNK) {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("INSERT INTO changes (tenant, kind, key, value, at) ");
+            qb.push_values(chunk, |mut b, &(tenant, key, value)| {
+                b.push_bind(tenant)
+                    .push_bind(kind)
+                    .push_bind(key)
+                    .push_bind(value)
+                    .push_bind(now);
+            });
+            qb.build()
+                .persistent(chunk.len() == BATCH_CHUNK)
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>> {
         // Every SQLite change has xid 0: a cursor with a higher xid (not one this store issued)
         // is past all of them, one with a lower xid before all of them.
@@ -634,4 +593,10 @@ impl Backend for SqliteStore {
         let mut conn = crate::backend::read(self).await?;
         select_changes(&mut conn, after_position, Some(limit)).await
     }
+
+    async fn migrate(&self) -> std::result::Result<(), MigrateError> {
+        MIGRATOR.run(&self.writer).await
+    }
+
+    const NAME: &'static str = "the embedded store";
 }
