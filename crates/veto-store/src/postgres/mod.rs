@@ -131,8 +131,8 @@ const WHOLE_LOCK_CLASS: i32 = 0x7665_7477;
 
 type Tx = Transaction<'static, Postgres>;
 
-/// `SessionStore` for this store; a child module so that it shares the pool, the key locks and
-/// the change-feed helpers.
+/// The locks `SessionStore::revoke_actor_sessions` needs; a child module so that it shares the
+/// pool and the key locks.
 mod sessions;
 
 pub struct PgStore {
