@@ -27,6 +27,7 @@ use veto_core::keys::SigningKeyRecord;
 use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStats};
 use veto_core::tenant::Tenant;
 
+mod backend;
 pub mod change;
 mod cursor;
 pub mod postgres;

@@ -1,11 +1,11 @@
-//! What both backends share: error mapping, time conversion, record decoding and keyset pages.
+//! What both backends share: error mapping, time conversion and record decoding.
 //!
 //! The two schemas store the same columns under the same names with the same meaning (unix
 //! seconds, JSON as text, scopes as space-separated names), so a record is decoded by one
 //! function whichever backend read it; only the column accessors differ (`Cols`).
 use std::time::Duration;
 
-use sqlx::{Database, Encode, Pool, QueryBuilder, Row, Type};
+use sqlx::Row;
 use time::OffsetDateTime;
 use veto_core::apikey::{ApiKeyRecord, Scope};
 use veto_core::audit::AuditEvent;
@@ -13,13 +13,12 @@ use veto_core::cookie::{SessionKeyRecord, SessionKeyStatus};
 use veto_core::keys::{KeyStatus, SigningKeyRecord};
 use veto_core::prelogin::PreLoginRecord;
 use veto_core::refresh::RefreshFamily;
-use veto_core::revocation::{Revocation, RevocationFilter, RevocationStatus};
+use veto_core::revocation::{Revocation, RevocationStatus};
 use veto_core::session::SessionRecord;
 use veto_core::tenant::Tenant;
 
-use crate::cursor::Cursor;
 use crate::sessions::StoredSession;
-use crate::{Page, PageRequest, PurgeCounts, Result, StoreError, Unavailable};
+use crate::{PurgeCounts, Result, StoreError, Unavailable};
 
 /// How long a write may take before it is worth a log line (slow disk, lock waits).
 pub(crate) const SLOW: Duration = Duration::from_secs(1);
@@ -402,172 +401,6 @@ pub(crate) fn first_occurrences(
         .filter(|(_, (r, _))| inserted.remove(&(r.tenant.clone(), r.jti.clone())))
         .map(|(i, _)| i)
         .collect()
-}
-
-// ---- single rows and keyset pages ------------------------------------------------------------
-
-fn page_limit(p: &PageRequest) -> u32 {
-    // The HTTP layer validates 1..=1000; clamping here keeps a stray 0 or a huge value from
-    // returning an empty page with no cursor or from reading a whole table.
-    p.limit.clamp(1, 1000)
-}
-
-/// Builds a keyset page from up to `limit + 1` fetched rows: the extra row only tells whether
-/// another page exists.
-fn page<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> Cursor) -> Page<T> {
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next_cursor = if more {
-        items.last().map(|i| cursor_of(i).encode())
-    } else {
-        None
-    };
-    Page { items, next_cursor }
-}
-
-/// Writes generic functions over either backend's `Database` with the bounds both satisfy
-/// (binding `i64` and `String`, running on its pool, rows decoded through `Cols`), so that they
-/// are written once.
-macro_rules! over_backends {
-    ($($(#[$m:meta])* $vis:vis async fn $name:ident<DB $(, $g:ident)*>($($args:tt)*) -> $ret:ty $body:block)*) => {
-        $(
-            $(#[$m])*
-            $vis async fn $name<DB $(, $g)*>($($args)*) -> $ret
-            where
-                DB: Database,
-                DB::Row: Cols,
-                DB::Arguments: sqlx::IntoArguments<DB>,
-                for<'q> i64: Encode<'q, DB> + Type<DB>,
-                for<'q> String: Encode<'q, DB> + Type<DB>,
-                for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-            $body
-        )*
-    };
-}
-
-over_backends! {
-    /// One keyset page of `qb` (a `SELECT … WHERE …` without order or limit) ordered by
-    /// `(at_col DESC, id_col DESC)`, newest first.
-    ///
-    /// The "strictly after the cursor" condition is written as
-    /// `at <= c AND (at < c OR id < c_id)` rather than a row-value comparison, so that both
-    /// SQLite and PostgreSQL use the index range on `at_col`. The id columns compare bytewise in
-    /// both backends (SQLite's BINARY collation; `COLLATE "C"` in PostgreSQL), so the same cursor
-    /// means the same place in either.
-    pub(crate) async fn list<DB, T>(
-        pool: &Pool<DB>,
-        mut qb: QueryBuilder<DB>,
-        (at_col, id_col): (&str, &str),
-        p: &PageRequest,
-        from_row: fn(&DB::Row) -> Result<T>,
-        cursor_of: impl Fn(&T) -> Cursor,
-    ) -> Result<Page<T>> {
-        // Decode before touching the database: a bad cursor is the caller's error (400).
-        if let Some(c) = p.cursor.as_deref().map(Cursor::decode).transpose()? {
-            qb.push(format_args!(" AND {at_col} <= "))
-                .push_bind(c.at)
-                .push(format_args!(" AND ({at_col} < "))
-                .push_bind(c.at)
-                .push(format_args!(" OR {id_col} < "))
-                .push_bind(c.id)
-                .push(")");
-        }
-        let limit = page_limit(p);
-        qb.push(format_args!(
-            " ORDER BY {at_col} DESC, {id_col} DESC LIMIT "
-        ))
-        .push_bind(i64::from(limit) + 1);
-        let rows = qb.build().fetch_all(pool).await.map_err(unavailable)?;
-        let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-        Ok(page(items, limit, cursor_of))
-    }
-
-    /// Revocations of a tenant, newest first. Only the filters given become conditions (rather
-    /// than `(? IS NULL OR sub = ?)`), so the planner can use the (tenant, sub) index for a
-    /// subject filter.
-    pub(crate) async fn list_revocations<DB>(
-        pool: &Pool<DB>,
-        tenant: &str,
-        f: &RevocationFilter,
-        p: &PageRequest,
-    ) -> Result<Page<Revocation>> {
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE tenant = "
-        ));
-        qb.push_bind(tenant.to_owned());
-        for (col, val) in [
-            ("sub", &f.sub),
-            ("reason", &f.reason),
-            ("revoked_by", &f.revoked_by),
-        ] {
-            if let Some(v) = val {
-                qb.push(format_args!(" AND {col} = ")).push_bind(v.clone());
-            }
-        }
-        list(pool, qb, ("revoked_at", "jti"), p, revocation_from_row, |r| {
-            Cursor::new(ts(r.revoked_at), &r.jti)
-        })
-        .await
-    }
-
-    /// A tenant's audit trail, newest first, optionally one action only.
-    pub(crate) async fn list_audit<DB>(
-        pool: &Pool<DB>,
-        tenant: &str,
-        action: Option<&str>,
-        p: &PageRequest,
-    ) -> Result<Page<AuditEvent>> {
-        let mut qb =
-            QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE tenant = "));
-        qb.push_bind(tenant.to_owned());
-        if let Some(a) = action {
-            qb.push(" AND action = ").push_bind(a.to_owned());
-        }
-        list(pool, qb, ("at", "id"), p, audit_from_row, |e| {
-            Cursor::new(ts(e.at), &e.id)
-        })
-        .await
-    }
-
-    /// The actor's sessions neither revoked nor expired at `now`, newest first.
-    pub(crate) async fn list_active_sessions<DB>(
-        pool: &Pool<DB>,
-        (tenant, actor_type, actor_id): (&str, &str, &str),
-        now: OffsetDateTime,
-        p: &PageRequest,
-    ) -> Result<Page<SessionRecord>> {
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant = "
-        ));
-        qb.push_bind(tenant.to_owned())
-            .push(" AND actor_type = ")
-            .push_bind(actor_type.to_owned())
-            .push(" AND actor_id = ")
-            .push_bind(actor_id.to_owned())
-            // The idle expiry never passes the absolute one: one comparison covers both.
-            .push(" AND revoked_at IS NULL AND idle_expires_at > ")
-            .push_bind(ts(now));
-        let from_row = |r: &DB::Row| session_from_row(r).map(|s| s.record);
-        list(pool, qb, ("created_at", "id"), p, from_row, |s| {
-            Cursor::new(ts(s.created_at), &s.id)
-        })
-        .await
-    }
-
-    /// A tenant's API keys, newest first.
-    pub(crate) async fn list_api_keys<DB>(
-        pool: &Pool<DB>,
-        tenant: &str,
-        p: &PageRequest,
-    ) -> Result<Page<ApiKeyRecord>> {
-        let mut qb =
-            QueryBuilder::new(format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant = "));
-        qb.push_bind(tenant.to_owned());
-        list(pool, qb, ("created_at", "id"), p, api_key_from_row, |k| {
-            Cursor::new(ts(k.created_at), &k.id)
-        })
-        .await
-    }
 }
 
 // ---- slow-write logs ----------------------------------------------------------------------------

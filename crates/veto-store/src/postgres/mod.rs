@@ -93,31 +93,22 @@
 //! production disk before promising higher write rates (sending the notification after the
 //! commit, outside the transaction, would lift that bound at the price of a lost wake-up on a
 //! crash in between).
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_trait::async_trait;
+use sqlx::migrate::MigrateError;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
-use time::OffsetDateTime;
-use veto_core::apikey::ApiKeyRecord;
 use veto_core::audit::AuditEvent;
-use veto_core::keys::SigningKeyRecord;
-use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStats};
-use veto_core::tenant::Tenant;
+use veto_core::revocation::Revocation;
 
-use crate::change::names;
+use crate::backend::{Backend, Locks};
 use crate::rows::{
-    self, REVOCATION_COLUMNS, as_stored, audit_conflict, batch_insert_error, now_ts, ts,
-    unavailable,
+    REVOCATION_COLUMNS, audit_conflict, batch_insert_error, now_ts, ts, unavailable,
 };
 use crate::sql;
-use crate::{
-    Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Resealed, Result,
-    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, Unavailable, Written,
-};
+use crate::{Change, FeedCursor, Result, Unavailable};
 
 /// The `LISTEN`/`NOTIFY` channel every committed change is announced on (empty payload).
 pub const PG_NOTIFY_CHANNEL: &str = "veto_changes";
@@ -132,11 +123,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// See the module comment: a veto transaction left open this long is ended by the server.
 const IDLE_IN_TRANSACTION_TIMEOUT_MS: u32 = 30_000;
 
-/// More distinct keys than this in one write take the whole-store lock instead of one lock
-/// per key: PostgreSQL's lock table is shared and small (`max_locks_per_transaction` × connections,
-/// 6,400 by default), and a 10,000-row batch would overflow it.
-const MAX_KEY_LOCKS: usize = 64;
-
 /// Advisory-lock namespaces (the first key of the two-key form): "veto" for keys, "vetw" for the
 /// whole store. Other applications sharing the database are unlikely to use the same numbers; if
 /// one did, the cost would be needless waiting, never a wrong result.
@@ -145,8 +131,8 @@ const WHOLE_LOCK_CLASS: i32 = 0x7665_7477;
 
 type Tx = Transaction<'static, Postgres>;
 
-/// `SessionStore` for this store; a child module so that it shares the pool, the key locks and
-/// the change-feed helpers.
+/// The locks `SessionStore::revoke_actor_sessions` needs; a child module so that it shares the
+/// pool and the key locks.
 mod sessions;
 
 pub struct PgStore {
@@ -161,130 +147,20 @@ impl std::fmt::Debug for PgStore {
 
 // ---- key locks -------------------------------------------------------------------------------
 
-/// The advisory locks a write transaction takes before its first write (module comment).
-#[derive(Debug, Default)]
-struct Locks {
-    /// Lock id → exclusive? Ordered, so every transaction takes its locks in the same order.
-    keys: BTreeMap<i32, bool>,
-    whole: bool,
-}
-
-impl Locks {
-    /// The whole store, exclusively: large batches and the purge.
-    fn whole() -> Self {
-        Locks {
-            keys: BTreeMap::new(),
-            whole: true,
+/// (class, id, exclusive) of `locks` in the order they must be taken: the whole-store lock
+/// first, shared unless the write takes the whole store, then the key locks in id order.
+fn ordered(locks: &Locks) -> (Vec<i32>, Vec<i32>, Vec<bool>) {
+    let mut class = vec![WHOLE_LOCK_CLASS];
+    let mut id = vec![0];
+    let mut exclusive = vec![locks.is_whole()];
+    if !locks.is_whole() {
+        for (k, x) in locks.keys() {
+            class.push(KEY_LOCK_CLASS);
+            id.push(k);
+            exclusive.push(x);
         }
     }
-
-    /// Exclusive on a key this transaction changes.
-    fn change(mut self, parts: &[&str]) -> Self {
-        self.keys.insert(lock_id(parts), true);
-        self
-    }
-
-    /// Shared on the tenant the changed rows belong to: waits for a concurrent create or
-    /// suspend of that tenant to commit, so tenant changes sort before the rows that need them.
-    fn within(mut self, tenant: &str) -> Self {
-        self.keys.entry(lock_id(&["t", tenant])).or_insert(false);
-        self
-    }
-
-    /// The lock of a revocation (tenant, jti).
-    fn revocation(self, tenant: &str, jti: &str) -> Self {
-        self.within(tenant).change(&["r", tenant, jti])
-    }
-
-    /// The locks of a batch of revocations, given as (tenant, jti).
-    fn revocations<'a>(keys: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut locks = Locks::default();
-        for (tenant, jti) in keys {
-            locks = locks.revocation(tenant, jti);
-            if locks.keys.len() > MAX_KEY_LOCKS {
-                return Locks::whole();
-            }
-        }
-        locks
-    }
-
-    /// (class, id, exclusive) in the order they must be taken: the whole-store lock first.
-    fn ordered(&self) -> (Vec<i32>, Vec<i32>, Vec<bool>) {
-        let mut class = vec![WHOLE_LOCK_CLASS];
-        let mut id = vec![0];
-        let mut exclusive = vec![self.whole];
-        if !self.whole {
-            for (&k, &x) in &self.keys {
-                class.push(KEY_LOCK_CLASS);
-                id.push(k);
-                exclusive.push(x);
-            }
-        }
-        (class, id, exclusive)
-    }
-}
-
-/// A stable 32-bit id for a key: FNV-1a over its parts, each followed by a 0 byte so that
-/// ("ab", "c") and ("a", "bc") differ. Stable across versions and machines by construction
-/// (every node must compute the same id); a collision only makes two keys share a lock.
-fn lock_id(parts: &[&str]) -> i32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in parts.iter().flat_map(|p| p.bytes().chain([0])) {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    i32::from_ne_bytes(h.to_ne_bytes())
-}
-
-// ---- statements shared by several methods ------------------------------------------------------
-
-/// Audit events in one statement (arrays, whatever their number).
-async fn insert_audits(conn: &mut PgConnection, events: &[&AuditEvent]) -> Result<()> {
-    let col = |f: fn(&AuditEvent) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO audit_events (id, tenant, at, actor, action, target, reason, metadata) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], \
-                              $6::text[], $7::text[], $8::text[])",
-    )
-    .bind(col(|e| e.id.clone()))
-    .bind(col(|e| e.tenant.clone()))
-    .bind(events.iter().map(|e| ts(e.at)).collect::<Vec<_>>())
-    .bind(col(|e| e.actor.clone()))
-    .bind(col(|e| e.action.clone()))
-    .bind(col(|e| e.target.clone()))
-    .bind(events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>())
-    .bind(col(|e| e.metadata.to_string()))
-    .execute(conn)
-    .await
-    .map_err(audit_conflict)?;
-    Ok(())
-}
-
-/// One change row of `kind` per (tenant, key, value), in one statement, positions in order.
-/// `xid` is the column default: this transaction's id.
-async fn insert_changes<'a>(
-    conn: &mut PgConnection,
-    kind: &str,
-    rows: impl Iterator<Item = (&'a str, &'a str, Option<i64>)>,
-) -> Result<()> {
-    let (mut tenants, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
-    for (t, k, v) in rows {
-        tenants.push(t);
-        keys.push(k);
-        values.push(v);
-    }
-    sqlx::query(
-        "INSERT INTO changes (tenant, kind, key, value, at) \
-         SELECT t, $2, k, v, $5 FROM unnest($1::text[], $3::text[], $4::int8[]) AS u(t, k, v)",
-    )
-    .bind(tenants)
-    .bind(kind)
-    .bind(keys)
-    .bind(values)
-    .bind(now_ts())
-    .execute(conn)
-    .await
-    .map_err(unavailable)?;
-    Ok(())
+    (class, id, exclusive)
 }
 
 /// The change rows of `(xid, position)` tuples as read from `changes`.
@@ -318,65 +194,10 @@ impl sql::WriteTx for Transaction<'_, Postgres> {
     fn commit_changes(self) -> impl Future<Output = Result<Vec<Change>>> + Send {
         commit_changes(self)
     }
-}
 
-/// Inserts the revocations of `items` that are new (one statement, arrays), with their audit
-/// events and change rows, and returns the indexes in `items` of the new ones (the first
-/// occurrence of a jti repeated in `items`).
-async fn insert_revocation_rows(
-    conn: &mut PgConnection,
-    items: &[(Revocation, AuditEvent)],
-) -> Result<Vec<usize>> {
-    let text = |f: fn(&Revocation) -> String| items.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
-    let opt_text =
-        |f: fn(&Revocation) -> Option<String>| items.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
-    // DO NOTHING + RETURNING: only rows actually inserted come back. unnest keeps the order of
-    // `items`, so of a jti repeated in the batch the first occurrence is the one inserted.
-    let inserted: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO revocations ({REVOCATION_COLUMNS}) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
-                              $6::text[], $7::text[], $8::text[], $9::int8[]) \
-         ON CONFLICT (tenant, jti) DO NOTHING RETURNING tenant, jti"
-    )))
-    .bind(text(|r| r.tenant.clone()))
-    .bind(text(|r| r.jti.clone()))
-    .bind(opt_text(|r| r.sub.clone()))
-    .bind(
-        items
-            .iter()
-            .map(|(r, _)| ts(r.expires_at))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        items
-            .iter()
-            .map(|(r, _)| ts(r.revoked_at))
-            .collect::<Vec<_>>(),
-    )
-    .bind(opt_text(|r| r.reason.clone()))
-    .bind(text(|r| r.revoked_by.clone()))
-    .bind(text(|r| r.metadata.to_string()))
-    .bind(
-        items
-            .iter()
-            .map(|(r, _)| r.until.map(ts))
-            .collect::<Vec<_>>(),
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(batch_insert_error)?;
-    let created = rows::first_occurrences(items, inserted);
-    if created.is_empty() {
-        return Ok(created);
+    async fn commit_plain(self) -> Result<()> {
+        self.commit().await.map_err(unavailable)
     }
-    let audits: Vec<&AuditEvent> = created.iter().map(|&i| &items[i].1).collect();
-    insert_audits(conn, &audits).await?;
-    let rows = created.iter().map(|&i| {
-        let r = &items[i].0;
-        (r.tenant.as_str(), r.jti.as_str(), r.until.map(ts))
-    });
-    insert_changes(conn, names::REVOCATION, rows).await?;
-    Ok(created)
 }
 
 /// `DELETE … WHERE ctid = ANY(ARRAY(SELECT ctid … LIMIT n))`, for both purges
@@ -471,11 +292,14 @@ impl crate::Database for PgStore {
     }
 }
 
-impl PgStore {
+impl Backend for PgStore {
+    type Db = Postgres;
+    type Write = Tx;
+
     /// A write transaction holding `locks` (module comment), taken before anything else.
-    async fn begin_write(&self, locks: Locks) -> Result<Tx> {
+    async fn write(&self, locks: Locks) -> Result<Tx> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let (class, id, exclusive) = locks.ordered();
+        let (class, id, exclusive) = ordered(&locks);
         // One round trip; the lateral subquery runs once per row in array order, which is the
         // order every transaction takes its locks in.
         sqlx::query(
@@ -492,299 +316,140 @@ impl PgStore {
         Ok(tx)
     }
 
-    /// A pooled connection, for single reads through `sql`.
-    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
-        self.pool.acquire().await.map_err(unavailable)
+    async fn write_actor_sessions(
+        &self,
+        tenant: &str,
+        actor_type: &str,
+        actor_id: &str,
+    ) -> Result<Tx> {
+        self.lock_actor_sessions(tenant, actor_type, actor_id).await
+    }
+
+    fn readers(&self) -> &PgPool {
+        &self.pool
     }
 
     /// One REPEATABLE READ, READ ONLY transaction: every statement reads the same snapshot.
-    async fn begin_snapshot(&self) -> Result<Tx> {
+    async fn snapshot(&self) -> Result<Tx> {
         self.pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
             .map_err(unavailable)
     }
-}
 
-#[async_trait]
-impl Store for PgStore {
-    async fn migrate(&self) -> Result<()> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| Unavailable::caused_by("migration failed", e).into())
+    async fn snapshot_cursor(conn: &mut PgConnection) -> Result<FeedCursor> {
+        // The FIRST statement: in REPEATABLE READ it fixes the transaction's snapshot, so this
+        // xmin is that snapshot's, and every change of a transaction below it is in the
+        // snapshot (module comment, "The change feed").
+        let xmin: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                .fetch_one(conn)
+                .await
+                .map_err(unavailable)?;
+        Ok(FeedCursor {
+            xid: xmin,
+            position: -1,
+        })
     }
 
-    async fn sealed_page(
-        &self,
-        kind: SealedKind,
-        after: Option<(&str, &str)>,
-        limit: u32,
-    ) -> Result<Vec<SealedBlob>> {
-        sql::sealed_page(&mut *self.conn().await?, kind, after, limit).await
+    const BOUNDED_DELETE: sql::BoundedDelete = bounded_delete_sql;
+
+    /// One statement, arrays, whatever their number.
+    async fn insert_revocations_returning(
+        conn: &mut PgConnection,
+        items: &[(Revocation, AuditEvent)],
+    ) -> Result<Vec<(String, String)>> {
+        let text =
+            |f: fn(&Revocation) -> String| items.iter().map(|(r, _)| f(r)).collect::<Vec<_>>();
+        let opt_text = |f: fn(&Revocation) -> Option<String>| {
+            items.iter().map(|(r, _)| f(r)).collect::<Vec<_>>()
+        };
+        // DO NOTHING + RETURNING: only rows actually inserted come back. unnest keeps the order of
+        // `items`, so of a jti repeated in the batch the first occurrence is the one inserted.
+        let inserted: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO revocations ({REVOCATION_COLUMNS}) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
+                                  $6::text[], $7::text[], $8::text[], $9::int8[]) \
+             ON CONFLICT (tenant, jti) DO NOTHING RETURNING tenant, jti"
+        )))
+        .bind(text(|r| r.tenant.clone()))
+        .bind(text(|r| r.jti.clone()))
+        .bind(opt_text(|r| r.sub.clone()))
+        .bind(
+            items
+                .iter()
+                .map(|(r, _)| ts(r.expires_at))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            items
+                .iter()
+                .map(|(r, _)| ts(r.revoked_at))
+                .collect::<Vec<_>>(),
+        )
+        .bind(opt_text(|r| r.reason.clone()))
+        .bind(text(|r| r.revoked_by.clone()))
+        .bind(text(|r| r.metadata.to_string()))
+        .bind(
+            items
+                .iter()
+                .map(|(r, _)| r.until.map(ts))
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(batch_insert_error)?;
+        Ok(inserted)
     }
 
-    async fn reseal(&self, kind: SealedKind, blobs: &[Resealed]) -> Result<u64> {
-        // Compare-and-swap per row: no lock beyond the rows themselves is needed.
-        let mut tx = self.begin_write(Locks::default()).await?;
-        let n = sql::reseal(&mut *tx, kind, blobs).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(n)
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+    /// One statement, arrays, whatever their number.
+    async fn insert_audits(conn: &mut PgConnection, events: &[&AuditEvent]) -> Result<()> {
+        let col = |f: fn(&AuditEvent) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO audit_events (id, tenant, at, actor, action, target, reason, metadata) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], \
+                                  $6::text[], $7::text[], $8::text[])",
+        )
+        .bind(col(|e| e.id.clone()))
+        .bind(col(|e| e.tenant.clone()))
+        .bind(events.iter().map(|e| ts(e.at)).collect::<Vec<_>>())
+        .bind(col(|e| e.actor.clone()))
+        .bind(col(|e| e.action.clone()))
+        .bind(col(|e| e.target.clone()))
+        .bind(events.iter().map(|e| e.reason.clone()).collect::<Vec<_>>())
+        .bind(col(|e| e.metadata.to_string()))
+        .execute(conn)
+        .await
+        .map_err(audit_conflict)?;
         Ok(())
     }
 
-    async fn create_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<Written<()>> {
-        let mut tx = self
-            .begin_write(Locks::default().change(&["t", &t.id]))
-            .await?;
-        sql::create_tenant(&mut *tx, t, audit).await?;
-        Ok(Written::new((), commit_changes(tx).await?))
-    }
-
-    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        sql::get_tenant(&mut *self.conn().await?, id).await
-    }
-
-    async fn set_tenant_suspended(
-        &self,
-        id: &str,
-        suspended: bool,
-        audit: &AuditEvent,
-    ) -> Result<Written<Tenant>> {
-        let mut tx = self
-            .begin_write(Locks::default().change(&["t", id]))
-            .await?;
-        let tenant = sql::set_tenant_suspended(&mut *tx, id, suspended, audit).await?;
-        Ok(Written::new(tenant, commit_changes(tx).await?))
-    }
-
-    async fn set_cutoff(&self, c: &Cutoff, audit: &AuditEvent) -> Result<Written<()>> {
-        // Max-wins makes cutoffs commute anyway; the lock keeps the rule "every write locks
-        // what it changes" without exceptions to reason about.
-        let sub = c.sub.as_deref().unwrap_or("");
-        let locks = Locks::default()
-            .within(&c.tenant)
-            .change(&["c", &c.tenant, sub]);
-        let mut tx = self.begin_write(locks).await?;
-        sql::set_cutoff(&mut *tx, c, audit).await?;
-        Ok(Written::new((), commit_changes(tx).await?))
-    }
-
-    async fn insert_api_key(&self, k: &ApiKeyRecord, audit: &AuditEvent) -> Result<Written<()>> {
-        let tenant = k.tenant.as_deref().unwrap_or("");
-        let locks = Locks::default().within(tenant).change(&["a", &k.id]);
-        let mut tx = self.begin_write(locks).await?;
-        sql::insert_api_key(&mut *tx, k, audit).await?;
-        Ok(Written::new((), commit_changes(tx).await?))
-    }
-
-    async fn list_api_keys(&self, tenant: &str, p: &PageRequest) -> Result<Page<ApiKeyRecord>> {
-        rows::list_api_keys(&self.pool, tenant, p).await
-    }
-
-    async fn delete_api_key(
-        &self,
-        tenant: &str,
-        id: &str,
-        audit: &AuditEvent,
-    ) -> Result<Written<()>> {
-        let locks = Locks::default().within(tenant).change(&["a", id]);
-        let mut tx = self.begin_write(locks).await?;
-        sql::delete_api_key(&mut *tx, tenant, id, audit).await?;
-        Ok(Written::new((), commit_changes(tx).await?))
-    }
-
-    async fn find_api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
-        sql::api_key_by(&mut *self.conn().await?, "key_hash", sql::Arg::Bytes(hash)).await
-    }
-
-    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
-        sql::api_key_by(&mut *self.conn().await?, "id", sql::Arg::Text(id)).await
-    }
-
-    async fn has_admin_key(&self) -> Result<bool> {
-        sql::has_admin_key(&mut *self.conn().await?).await
-    }
-
-    async fn insert_signing_key(
-        &self,
-        k: &SigningKeyRecord,
-        retire_others_until: Option<OffsetDateTime>,
-        audit: &AuditEvent,
-    ) -> Result<Written<Vec<SigningKeyRecord>>> {
-        // One lock for all keys of the tenant: a rotation changes several of them.
-        let locks = Locks::default().within(&k.tenant).change(&["k", &k.tenant]);
-        let mut tx = self.begin_write(locks).await?;
-        let retired = sql::insert_signing_key(&mut *tx, k, retire_others_until, audit).await?;
-        Ok(Written::new(retired, commit_changes(tx).await?))
-    }
-
-    async fn list_signing_keys(&self, tenant: &str) -> Result<Vec<SigningKeyRecord>> {
-        sql::list_signing_keys(&mut *self.conn().await?, tenant).await
-    }
-
-    async fn revoke_signing_key(
-        &self,
-        tenant: &str,
-        kid: &str,
-        reason: Option<&str>,
-        audit: &AuditEvent,
-    ) -> Result<Written<SigningKeyRecord>> {
-        let locks = Locks::default().within(tenant).change(&["k", tenant]);
-        let mut tx = self.begin_write(locks).await?;
-        let (key, changed) = sql::revoke_signing_key(&mut *tx, tenant, kid, reason, audit).await?;
-        sql::commit_if(tx, key, |_| changed).await
-    }
-
-    async fn insert_revocation(
-        &self,
-        rec: &Revocation,
-        audit: &AuditEvent,
-    ) -> Result<Written<RevokeOutcome>> {
-        let mut tx = self
-            .begin_write(Locks::default().revocation(&rec.tenant, &rec.jti))
-            .await?;
-        // A concurrent identical request waits for this one's key lock, then finds the row
-        // (ON CONFLICT DO NOTHING) and reads it back: one record, one audit event, one change.
-        let outcome = sql::insert_revocation(&mut *tx, rec, audit).await?;
-        sql::commit_if(tx, outcome, |o| o.created).await
-    }
-
-    async fn insert_revocations(
-        &self,
-        recs: &[(Revocation, AuditEvent)],
-    ) -> Result<Written<(u64, u64, Vec<Revocation>)>> {
-        if recs.is_empty() {
-            return Ok(Written::new((0, 0, Vec::new()), Vec::new()));
+    /// One statement, positions in order.
+    /// `xid` is the column default: this transaction's id.
+    async fn insert_changes(
+        conn: &mut PgConnection,
+        kind: &str,
+        rows: &[(&str, &str, Option<i64>)],
+    ) -> Result<()> {
+        let (mut tenants, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        for &(t, k, v) in rows {
+            tenants.push(t);
+            keys.push(k);
+            values.push(v);
         }
-        let started = Instant::now();
-        let locks = Locks::revocations(
-            recs.iter()
-                .map(|(r, _)| (r.tenant.as_str(), r.jti.as_str())),
-        );
-        // One transaction for the whole batch: all or nothing.
-        let mut tx = self.begin_write(locks).await?;
-        let created: Vec<Revocation> = insert_revocation_rows(&mut tx, recs)
-            .await?
-            .into_iter()
-            .map(|i| as_stored(&recs[i].0))
-            .collect();
-        let changes = if created.is_empty() {
-            // Nothing written (every jti existed): no changes to announce.
-            tx.commit().await.map_err(unavailable)?;
-            Vec::new()
-        } else {
-            commit_changes(tx).await?
-        };
-        Ok(Written::new(
-            rows::batch_done(started, recs.len(), created),
-            changes,
-        ))
-    }
-
-    async fn get_revocation(&self, tenant: &str, jti: &str) -> Result<Option<Revocation>> {
-        sql::select_revocation(&mut *self.conn().await?, tenant, jti).await
-    }
-
-    async fn list_revocations(
-        &self,
-        tenant: &str,
-        f: &RevocationFilter,
-        p: &PageRequest,
-    ) -> Result<Page<Revocation>> {
-        rows::list_revocations(&self.pool, tenant, f, p).await
-    }
-
-    async fn revocation_stats(&self, tenant: &str, now: OffsetDateTime) -> Result<RevocationStats> {
-        // Both queries in one snapshot, so the counts agree with each other.
-        let mut tx = self.begin_snapshot().await?;
-        let stats = sql::revocation_stats(&mut *tx, tenant, now).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(stats)
-    }
-
-    async fn lift_suspension(
-        &self,
-        tenant: &str,
-        jti: &str,
-        audit: &AuditEvent,
-    ) -> Result<Written<LiftOutcome>> {
-        let mut tx = self
-            .begin_write(Locks::default().revocation(tenant, jti))
-            .await?;
-        let outcome = sql::lift_suspension(&mut *tx, tenant, jti, audit).await?;
-        sql::commit_if(tx, outcome, |o| matches!(o, LiftOutcome::Lifted(_))).await
-    }
-
-    async fn list_audit(
-        &self,
-        tenant: &str,
-        action: Option<&str>,
-        p: &PageRequest,
-    ) -> Result<Page<AuditEvent>> {
-        rows::list_audit(&self.pool, tenant, action, p).await
-    }
-
-    async fn purge_batch(
-        &self,
-        before: OffsetDateTime,
-        batch: u32,
-    ) -> Result<Written<(PurgeCounts, Vec<(String, String)>)>> {
-        let started = Instant::now();
-        // The victims are only known once found, so no per-key locks: the whole store, for one
-        // bounded batch (module comment).
-        let mut tx = self.begin_write(Locks::whole()).await?;
-        let (counts, jtis) =
-            sql::purge_expired(&mut *tx, bounded_delete_sql, before, batch).await?;
-        let written = if jtis.is_empty() {
-            tx.commit().await.map_err(unavailable)?;
-            Vec::new()
-        } else {
-            // Other nodes learn of the deletions from the feed, in the same transaction.
-            let rows = jtis.iter().map(|(t, j)| (t.as_str(), j.as_str(), None));
-            insert_changes(&mut tx, names::REVOCATION_PURGE, rows).await?;
-            commit_changes(tx).await?
-        };
-        Ok(Written::new(
-            rows::purge_done(started, counts, jtis),
-            written,
-        ))
-    }
-
-    async fn load_state(&self, now: OffsetDateTime) -> Result<StateSnapshot> {
-        let started = Instant::now();
-        let mut tx = self.begin_snapshot().await?;
-        // The FIRST statement: in REPEATABLE READ it fixes the transaction's snapshot, so this
-        // xmin is that snapshot's (module comment, "The change feed").
-        let xmin: i64 =
-            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        let state = sql::read_state(&mut *tx, now).await?;
-        tx.commit().await.map_err(unavailable)?;
-        tracing::info!(
-            tenants = state.tenants.len(),
-            revocations = state.revocations.len(),
-            signing_keys = state.signing_keys.len(),
-            xmin,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "loaded state from PostgreSQL"
-        );
-        Ok(StateSnapshot {
-            cursor: FeedCursor {
-                xid: xmin,
-                position: -1,
-            },
-            ..state
-        })
+        sqlx::query(
+            "INSERT INTO changes (tenant, kind, key, value, at) \
+             SELECT t, $2, k, v, $5 FROM unnest($1::text[], $3::text[], $4::int8[]) AS u(t, k, v)",
+        )
+        .bind(tenants)
+        .bind(kind)
+        .bind(keys)
+        .bind(values)
+        .bind(now_ts())
+        .execute(conn)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>> {
@@ -821,29 +486,25 @@ impl Store for PgStore {
         .map_err(unavailable)?;
         Ok(oldest.map(|secs| secs.saturating_mul(1_000)))
     }
+
+    async fn migrate(&self) -> std::result::Result<(), MigrateError> {
+        MIGRATOR.run(&self.pool).await
+    }
+
+    const NAME: &'static str = "PostgreSQL";
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lock_ids_are_stable_and_separate_parts() {
-        // Fixed values: every node (and every version) must compute the same ids.
-        assert_eq!(
-            lock_id(&[]),
-            i32::from_ne_bytes(0x811c_9dc5_u32.to_ne_bytes())
-        );
-        assert_ne!(lock_id(&["ab", "c"]), lock_id(&["a", "bc"]));
-        assert_eq!(lock_id(&["r", "acme", "j1"]), lock_id(&["r", "acme", "j1"]));
-    }
+    use crate::backend::MAX_KEY_LOCKS;
 
     #[test]
     fn locks_are_ordered_whole_first_and_large_sets_take_the_whole_store() {
         let locks = Locks::default()
             .revocation("acme", "j1")
             .change(&["t", "acme"]);
-        let (class, ids, exclusive) = locks.ordered();
+        let (class, ids, exclusive) = ordered(&locks);
         assert_eq!(class[0], WHOLE_LOCK_CLASS);
         assert!(
             !exclusive[0],
@@ -858,7 +519,7 @@ mod tests {
 
         let jtis: Vec<String> = (0..=MAX_KEY_LOCKS).map(|i| format!("j{i}")).collect();
         let many = jtis.iter().map(|j| ("acme", j.as_str()));
-        let (class, _, exclusive) = Locks::revocations(many).ordered();
+        let (class, _, exclusive) = ordered(&Locks::revocations(many));
         assert_eq!((class.len(), exclusive[0]), (1, true));
     }
 }

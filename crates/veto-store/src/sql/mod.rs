@@ -6,8 +6,9 @@
 //! what both dialects share (`RETURNING`, `ON CONFLICT`, `IS NOT DISTINCT FROM`, `CASE` rather
 //! than SQLite's two-argument `max` or PostgreSQL's `GREATEST`). What the dialects do
 //! differently (multi-row inserts, how a delete is bounded, the change feed) stays in the
-//! backends, as do transactions: the backend begins one, calls in here, and commits (through
-//! [`commit_if`] where a write may turn out to have changed nothing).
+//! backends, as do transactions: the generic methods of `backend` begin one through the backend,
+//! call in here, and commit (through [`commit_if`] where a write may turn out to have changed
+//! nothing).
 use std::future::Future;
 
 use time::OffsetDateTime;
@@ -107,10 +108,13 @@ conn_for!(sqlx::PgConnection, sqlx::Postgres, pg_query);
 use Arg::{Bytes, Flag, Int, OptInt, OptText, Text};
 
 /// A backend's write transaction, begun the way that backend's writes need (SQLite's write lock,
-/// PostgreSQL's key locks). `commit_changes` commits it and returns the changes it appended, in
-/// feed order (PostgreSQL also announces them).
+/// PostgreSQL's key locks).
 pub(crate) trait WriteTx: Send {
+    /// Commits, returning the changes this transaction appended, in feed order (PostgreSQL also
+    /// announces them).
     fn commit_changes(self) -> impl Future<Output = Result<Vec<Change>>> + Send;
+    /// Commits a write that appended no changes: nothing to read back or announce.
+    fn commit_plain(self) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// `value` and the changes `tx` appended, committed only if `wrote(&value)`: a write that turned
@@ -129,6 +133,8 @@ pub(crate) async fn commit_if<W: WriteTx, T>(
     Ok(Written::new(value, changes))
 }
 
+/// The keyset pages (`list_*`), written once in the same way.
+pub(crate) mod pages;
 /// The `SessionStore` statements, written once in the same way.
 pub(crate) mod sessions;
 

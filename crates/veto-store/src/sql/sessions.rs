@@ -1,9 +1,9 @@
 //! The `SessionStore` statements both backends run word for word: a child module of `sql`, on
 //! the same [`Conn`] and with the same rules (PostgreSQL's `$n` placeholders, SQL both dialects
-//! share, `CASE` instead of `max`/`GREATEST`). The backend begins the transaction (with its own
-//! locks), calls in here, and commits; what differs (how a bounded delete is written, which
-//! locks a write takes, how it is announced) stays in `sqlite/sessions.rs` and
-//! `postgres/sessions.rs`.
+//! share, `CASE` instead of `max`/`GREATEST`). The methods of `backend/sessions.rs` begin the
+//! transaction through the backend (with the keys it locks), call in here, and commit; what
+//! differs (how a bounded delete is written, how locks are taken, how a commit is announced)
+//! stays in the backends.
 use std::time::Instant;
 
 use time::{Duration, OffsetDateTime};

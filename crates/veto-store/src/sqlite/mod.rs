@@ -23,6 +23,14 @@
 //! With a single writer, `AUTOINCREMENT` positions commit in increasing order, so a reader that
 //! has seen position N has seen every change up to N (the out-of-order commit problem of the
 //! change feed, `docs/architecture.md`, exists only for the multi-writer PostgreSQL backend).
+//!
+//! The single writer is also what PostgreSQL's key locks are (`Locks`, ignored here): every
+//! write transaction holds the write lock from its first statement, so writes run strictly one
+//! after another, and the atomicity `SessionStore` promises (a pre-login consume, a refresh
+//! rotation) follows: the second of two concurrent calls finds the row gone or the generation
+//! moved. What is this backend's own is how it reaches the file (below), its multi-row
+//! statements (`BATCH_CHUNK` rows each), and the group commit of single revocations.
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -30,30 +38,23 @@ use std::sync::PoisonError;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
+use sqlx::migrate::MigrateError;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite, Transaction};
-use time::OffsetDateTime;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::oneshot;
-use veto_core::apikey::ApiKeyRecord;
 use veto_core::audit::AuditEvent;
-use veto_core::keys::SigningKeyRecord;
-use veto_core::revocation::{Cutoff, Revocation, RevocationFilter, RevocationStats};
-use veto_core::tenant::Tenant;
+use veto_core::revocation::Revocation;
 
-use crate::change::{ChangeKind, names};
+use crate::backend::{Backend, Locks, insert_new_revocations};
+use crate::change::ChangeKind;
 use crate::rows::{
-    self, AUDIT_COLUMNS, REVOCATION_COLUMNS, SLOW, as_stored, audit_conflict, batch_insert_error,
-    now_ts, ts, unavailable, vanished,
+    AUDIT_COLUMNS, REVOCATION_COLUMNS, SLOW, as_stored, audit_conflict, batch_insert_error, now_ts,
+    ts, unavailable, vanished,
 };
 use crate::sql;
-use crate::{
-    Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Resealed, Result,
-    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, StoreError, Unavailable, Written,
-};
-use std::collections::HashMap;
+use crate::{Change, FeedCursor, Result, RevokeOutcome, StoreError, Unavailable, Written};
 
 /// Migrations are embedded at compile time from `migrations/sqlite` (`sqlx::migrate!`, which
 /// needs sqlx's `macros` feature; `build.rs` makes cargo rebuild when a migration is added). The
@@ -65,9 +66,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// binds whole arrays and writes a batch in one statement, however large; the HTTP layer bounds
 /// a batch.)
 const BATCH_CHUNK: usize = 500;
-
-/// `SessionStore` for this store; a child module so that it shares the private pools and helpers.
-mod sessions;
 
 pub struct SqliteStore {
     /// Exactly one connection: see the module comment.
@@ -161,7 +159,7 @@ type Tx = Transaction<'static, Sqlite>;
 /// measured the query). Another process writing the same file (`veto purge`) makes it lag; the
 /// read-back then also returns that process's changes, which are committed and in feed order,
 /// so applying them early is as correct as the feed applying them a moment later.
-struct Writing {
+pub(crate) struct Writing {
     tx: Tx,
     since: i64,
     last: LastPosition,
@@ -219,6 +217,11 @@ impl sql::WriteTx for Writing {
     fn commit_changes(self) -> impl Future<Output = Result<Vec<Change>>> + Send {
         self.commit()
     }
+
+    // Nothing appended, so nothing to read back: `LastPosition` only lags (see `Writing`).
+    async fn commit_plain(self) -> Result<()> {
+        self.tx.commit().await.map_err(unavailable)
+    }
 }
 
 impl std::ops::Deref for Writing {
@@ -257,94 +260,6 @@ async fn select_changes(
             Change::from_row(cursor, tenant, (kind, key, value), at)
         })
         .collect())
-}
-
-/// One chunk of a batch: inserts the revocations that are new, with their audit events and
-/// change rows, and returns the positions in `chunk` of the new ones (the first occurrence of a
-/// jti repeated in the chunk). At most `BATCH_CHUNK` items.
-async fn insert_revocation_chunk(
-    conn: &mut sqlx::SqliteConnection,
-    chunk: &[(Revocation, AuditEvent)],
-) -> Result<Vec<usize>> {
-    // Only full chunks get a cached prepared statement: the SQL text depends on the row count,
-    // and caching every odd-sized tail would evict the statements that are reused.
-    let reuse = chunk.len() == BATCH_CHUNK;
-    let mut qb =
-        QueryBuilder::<Sqlite>::new(format!("INSERT INTO revocations ({REVOCATION_COLUMNS}) "));
-    qb.push_values(chunk, |mut b, (r, _)| {
-        b.push_bind(&r.tenant)
-            .push_bind(&r.jti)
-            .push_bind(&r.sub)
-            .push_bind(ts(r.expires_at))
-            .push_bind(ts(r.revoked_at))
-            .push_bind(&r.reason)
-            .push_bind(&r.revoked_by)
-            .push_bind(r.metadata.to_string())
-            .push_bind(r.until.map(ts));
-    });
-    // DO NOTHING + RETURNING: only rows actually inserted come back, which is exactly the set
-    // whose audit events must be written.
-    qb.push(" ON CONFLICT (tenant, jti) DO NOTHING RETURNING tenant, jti");
-    let inserted: Vec<(String, String)> = qb
-        .build_query_as()
-        .persistent(reuse)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(batch_insert_error)?;
-    let created_at = rows::first_occurrences(chunk, inserted);
-    if created_at.is_empty() {
-        return Ok(created_at);
-    }
-    let created: Vec<&(Revocation, AuditEvent)> = created_at.iter().map(|&i| &chunk[i]).collect();
-    let reuse = created.len() == BATCH_CHUNK;
-    let mut qb =
-        QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit_events ({AUDIT_COLUMNS}) "));
-    qb.push_values(&created, |mut b, (_, e)| {
-        b.push_bind(&e.id)
-            .push_bind(&e.tenant)
-            .push_bind(ts(e.at))
-            .push_bind(&e.actor)
-            .push_bind(&e.action)
-            .push_bind(&e.target)
-            .push_bind(&e.reason)
-            .push_bind(e.metadata.to_string());
-    });
-    qb.build()
-        .persistent(reuse)
-        .execute(&mut *conn)
-        .await
-        .map_err(audit_conflict)?;
-    let rows = created
-        .iter()
-        .map(|(r, _)| (r.tenant.as_str(), r.jti.as_str(), r.until.map(ts)));
-    insert_changes(conn, names::REVOCATION, rows, reuse).await?;
-    Ok(created_at)
-}
-
-/// Appends one change row of `kind` per (tenant, key, value), in one statement: callers pass at
-/// most `BATCH_CHUNK` rows. `reuse` caches the prepared statement (full chunks only, see
-/// `insert_revocation_chunk`).
-async fn insert_changes<'a>(
-    conn: &mut sqlx::SqliteConnection,
-    kind: &str,
-    rows: impl Iterator<Item = (&'a str, &'a str, Option<i64>)>,
-    reuse: bool,
-) -> Result<()> {
-    let now = now_ts();
-    let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO changes (tenant, kind, key, value, at) ");
-    qb.push_values(rows, |mut b, (tenant, key, value)| {
-        b.push_bind(tenant)
-            .push_bind(kind)
-            .push_bind(key)
-            .push_bind(value)
-            .push_bind(now);
-    });
-    qb.build()
-        .persistent(reuse)
-        .execute(conn)
-        .await
-        .map_err(unavailable)?;
-    Ok(())
 }
 
 /// `DELETE … WHERE rowid IN (SELECT rowid … LIMIT n)`, for both purges (`sql::BoundedDelete`):
@@ -427,21 +342,11 @@ async fn insert_group(
     let mut savepoint = sqlx::Connection::begin(&mut **tx)
         .await
         .map_err(unavailable)?;
-    let mut created = vec![false; items.len()];
-    let mut fast = Ok(());
-    for (n, chunk) in items.chunks(BATCH_CHUNK).enumerate() {
-        match insert_revocation_chunk(&mut savepoint, chunk).await {
-            Ok(new) => new
-                .into_iter()
-                .for_each(|i| created[n * BATCH_CHUNK + i] = true),
-            Err(e) => {
-                fast = Err(e);
-                break;
-            }
-        }
-    }
-    if fast.is_ok() {
+    let fast = insert_new_revocations::<SqliteStore>(&mut savepoint, items).await;
+    if let Ok(new) = fast {
         savepoint.commit().await.map_err(unavailable)?;
+        let mut created = vec![false; items.len()];
+        new.into_iter().for_each(|i| created[i] = true);
         let mut outcomes = Vec::with_capacity(items.len());
         for ((rec, _), created) in items.iter().zip(created) {
             outcomes.push(if created {
@@ -513,145 +418,20 @@ impl SqliteStore {
             last_position: LastPosition(Arc::new(AtomicI64::new(LastPosition::UNKNOWN))),
         })
     }
-
-    /// A reader connection, for single reads through `sql`.
-    async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>> {
-        self.reader.acquire().await.map_err(unavailable)
-    }
-
-    /// A write transaction holding SQLite's write lock from its first statement (see the module
-    /// comment for why `IMMEDIATE`).
-    async fn begin_write(&self) -> Result<Writing> {
-        Writing::begin(&self.writer, &self.last_position).await
-    }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn migrate(&self) -> Result<()> {
-        MIGRATOR
-            .run(&self.writer)
-            .await
-            .map_err(|e| Unavailable::caused_by("migration failed", e).into())
+impl Backend for SqliteStore {
+    type Db = Sqlite;
+    type Write = Writing;
+
+    /// A write transaction holding SQLite's write lock from its first statement (see the module
+    /// comment for why `IMMEDIATE`). The one writer is what key locks are elsewhere: no other
+    /// write runs until this one ends.
+    async fn write(&self, _locks: Locks) -> Result<Writing> {
+        Writing::begin(&self.writer, &self.last_position).await
     }
 
-    async fn sealed_page(
-        &self,
-        kind: SealedKind,
-        after: Option<(&str, &str)>,
-        limit: u32,
-    ) -> Result<Vec<SealedBlob>> {
-        sql::sealed_page(&mut *self.read_conn().await?, kind, after, limit).await
-    }
-
-    async fn reseal(&self, kind: SealedKind, blobs: &[Resealed]) -> Result<u64> {
-        // Compare-and-swap per row: no lock beyond the rows themselves is needed.
-        let mut tx = self.begin_write().await?;
-        let n = sql::reseal(&mut *tx, kind, blobs).await?;
-        tx.commit().await?;
-        Ok(n)
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn create_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<Written<()>> {
-        let mut tx = self.begin_write().await?;
-        sql::create_tenant(&mut *tx, t, audit).await?;
-        Ok(Written::new((), tx.commit().await?))
-    }
-
-    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        sql::get_tenant(&mut *self.read_conn().await?, id).await
-    }
-
-    async fn set_tenant_suspended(
-        &self,
-        id: &str,
-        suspended: bool,
-        audit: &AuditEvent,
-    ) -> Result<Written<Tenant>> {
-        let mut tx = self.begin_write().await?;
-        let tenant = sql::set_tenant_suspended(&mut *tx, id, suspended, audit).await?;
-        Ok(Written::new(tenant, tx.commit().await?))
-    }
-
-    async fn set_cutoff(&self, c: &Cutoff, audit: &AuditEvent) -> Result<Written<()>> {
-        let mut tx = self.begin_write().await?;
-        sql::set_cutoff(&mut *tx, c, audit).await?;
-        Ok(Written::new((), tx.commit().await?))
-    }
-
-    async fn insert_api_key(&self, k: &ApiKeyRecord, audit: &AuditEvent) -> Result<Written<()>> {
-        let mut tx = self.begin_write().await?;
-        sql::insert_api_key(&mut *tx, k, audit).await?;
-        Ok(Written::new((), tx.commit().await?))
-    }
-
-    async fn list_api_keys(&self, tenant: &str, p: &PageRequest) -> Result<Page<ApiKeyRecord>> {
-        rows::list_api_keys(&self.reader, tenant, p).await
-    }
-
-    async fn delete_api_key(
-        &self,
-        tenant: &str,
-        id: &str,
-        audit: &AuditEvent,
-    ) -> Result<Written<()>> {
-        let mut tx = self.begin_write().await?;
-        sql::delete_api_key(&mut *tx, tenant, id, audit).await?;
-        Ok(Written::new((), tx.commit().await?))
-    }
-
-    async fn find_api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
-        sql::api_key_by(
-            &mut *self.read_conn().await?,
-            "key_hash",
-            sql::Arg::Bytes(hash),
-        )
-        .await
-    }
-
-    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
-        sql::api_key_by(&mut *self.read_conn().await?, "id", sql::Arg::Text(id)).await
-    }
-
-    async fn has_admin_key(&self) -> Result<bool> {
-        sql::has_admin_key(&mut *self.read_conn().await?).await
-    }
-
-    async fn insert_signing_key(
-        &self,
-        k: &SigningKeyRecord,
-        retire_others_until: Option<OffsetDateTime>,
-        audit: &AuditEvent,
-    ) -> Result<Written<Vec<SigningKeyRecord>>> {
-        let mut tx = self.begin_write().await?;
-        let retired = sql::insert_signing_key(&mut *tx, k, retire_others_until, audit).await?;
-        Ok(Written::new(retired, tx.commit().await?))
-    }
-
-    async fn list_signing_keys(&self, tenant: &str) -> Result<Vec<SigningKeyRecord>> {
-        sql::list_signing_keys(&mut *self.read_conn().await?, tenant).await
-    }
-
-    async fn revoke_signing_key(
-        &self,
-        tenant: &str,
-        kid: &str,
-        reason: Option<&str>,
-        audit: &AuditEvent,
-    ) -> Result<Written<SigningKeyRecord>> {
-        let mut tx = self.begin_write().await?;
-        let (key, changed) = sql::revoke_signing_key(&mut *tx, tenant, kid, reason, audit).await?;
-        sql::commit_if(tx, key, |_| changed).await
-    }
-
+    /// Group commit (see `GroupCommit`).
     async fn insert_revocation(
         &self,
         rec: &Revocation,
@@ -688,115 +468,117 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn insert_revocations(
-        &self,
-        recs: &[(Revocation, AuditEvent)],
-    ) -> Result<Written<(u64, u64, Vec<Revocation>)>> {
-        if recs.is_empty() {
-            return Ok(Written::new((0, 0, Vec::new()), Vec::new()));
-        }
-        let started = Instant::now();
-        // One transaction for the whole batch: one fsync, and all or nothing.
-        let mut tx = self.begin_write().await?;
-        let mut created = Vec::new();
-        for chunk in recs.chunks(BATCH_CHUNK) {
-            let new = insert_revocation_chunk(&mut tx, chunk).await?;
-            created.extend(new.into_iter().map(|i| as_stored(&chunk[i].0)));
-        }
-        let changes = tx.commit().await?;
-        Ok(Written::new(
-            rows::batch_done(started, recs.len(), created),
-            changes,
-        ))
+    /// The single writer: no other write, so no new session of the actor, until this commits.
+    async fn write_actor_sessions(&self, _tenant: &str, _type: &str, _id: &str) -> Result<Writing> {
+        self.write(Locks::default()).await
     }
 
-    async fn get_revocation(&self, tenant: &str, jti: &str) -> Result<Option<Revocation>> {
-        sql::select_revocation(&mut *self.read_conn().await?, tenant, jti).await
+    fn readers(&self) -> &SqlitePool {
+        &self.reader
     }
 
-    async fn list_revocations(
-        &self,
-        tenant: &str,
-        f: &RevocationFilter,
-        p: &PageRequest,
-    ) -> Result<Page<Revocation>> {
-        rows::list_revocations(&self.reader, tenant, f, p).await
+    /// A read transaction: in WAL mode every statement in it reads the same snapshot.
+    async fn snapshot(&self) -> Result<Tx> {
+        self.reader.begin().await.map_err(unavailable)
     }
 
-    async fn revocation_stats(&self, tenant: &str, now: OffsetDateTime) -> Result<RevocationStats> {
-        // Both queries in one read transaction, so the counts agree with each other.
-        let mut tx = self.reader.begin().await.map_err(unavailable)?;
-        let stats = sql::revocation_stats(&mut *tx, tenant, now).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(stats)
-    }
-
-    async fn lift_suspension(
-        &self,
-        tenant: &str,
-        jti: &str,
-        audit: &AuditEvent,
-    ) -> Result<Written<LiftOutcome>> {
-        let mut tx = self.begin_write().await?;
-        let outcome = sql::lift_suspension(&mut *tx, tenant, jti, audit).await?;
-        sql::commit_if(tx, outcome, |o| matches!(o, LiftOutcome::Lifted(_))).await
-    }
-
-    async fn list_audit(
-        &self,
-        tenant: &str,
-        action: Option<&str>,
-        p: &PageRequest,
-    ) -> Result<Page<AuditEvent>> {
-        rows::list_audit(&self.reader, tenant, action, p).await
-    }
-
-    async fn purge_batch(
-        &self,
-        before: OffsetDateTime,
-        batch: u32,
-    ) -> Result<Written<(PurgeCounts, Vec<(String, String)>)>> {
-        let started = Instant::now();
-        let mut tx = self.begin_write().await?;
-        let (counts, jtis) =
-            sql::purge_expired(&mut *tx, bounded_delete_sql, before, batch).await?;
-        // Other nodes learn of the deletions from the feed, in the same transaction.
-        for chunk in jtis.chunks(BATCH_CHUNK) {
-            let rows = chunk.iter().map(|(t, j)| (t.as_str(), j.as_str(), None));
-            insert_changes(&mut tx, names::REVOCATION_PURGE, rows, false).await?;
-        }
-        let written = tx.commit().await?;
-        Ok(Written::new(
-            rows::purge_done(started, counts, jtis),
-            written,
-        ))
-    }
-
-    async fn load_state(&self, now: OffsetDateTime) -> Result<StateSnapshot> {
-        let started = Instant::now();
-        // One read transaction: in WAL mode every statement in it reads the same snapshot, so
-        // the tables agree with each other and with the change position read inside it.
-        let mut tx = self.reader.begin().await.map_err(unavailable)?;
-        // With one writer, positions commit in order (module comment): the highest one in
-        // this snapshot is a cursor every later change sorts after.
+    async fn snapshot_cursor(conn: &mut SqliteConnection) -> Result<FeedCursor> {
+        // With one writer, positions commit in order (module comment): the highest one in this
+        // snapshot is a cursor every later change sorts after.
         let position: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM changes")
-            .fetch_one(&mut *tx)
+            .fetch_one(conn)
             .await
             .map_err(unavailable)?;
-        let state = sql::read_state(&mut *tx, now).await?;
-        tx.commit().await.map_err(unavailable)?;
-        tracing::info!(
-            tenants = state.tenants.len(),
-            revocations = state.revocations.len(),
-            signing_keys = state.signing_keys.len(),
-            position,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "loaded state from the embedded store"
-        );
-        Ok(StateSnapshot {
-            cursor: FeedCursor { xid: 0, position },
-            ..state
-        })
+        Ok(FeedCursor { xid: 0, position })
+    }
+
+    const BOUNDED_DELETE: sql::BoundedDelete = bounded_delete_sql;
+
+    // Each of these writes `BATCH_CHUNK` rows per statement (SQLite limits how many values one
+    // statement binds). Only full chunks get a cached prepared statement: the SQL text depends
+    // on the row count, and caching every odd-sized tail would evict the statements that are
+    // reused.
+
+    async fn insert_revocations_returning(
+        conn: &mut SqliteConnection,
+        items: &[(Revocation, AuditEvent)],
+    ) -> Result<Vec<(String, String)>> {
+        let mut inserted = Vec::new();
+        for chunk in items.chunks(BATCH_CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(format!(
+                "INSERT INTO revocations ({REVOCATION_COLUMNS}) "
+            ));
+            qb.push_values(chunk, |mut b, (r, _)| {
+                b.push_bind(&r.tenant)
+                    .push_bind(&r.jti)
+                    .push_bind(&r.sub)
+                    .push_bind(ts(r.expires_at))
+                    .push_bind(ts(r.revoked_at))
+                    .push_bind(&r.reason)
+                    .push_bind(&r.revoked_by)
+                    .push_bind(r.metadata.to_string())
+                    .push_bind(r.until.map(ts));
+            });
+            // DO NOTHING + RETURNING: only rows actually inserted come back, which is exactly
+            // the set whose audit events must be written.
+            qb.push(" ON CONFLICT (tenant, jti) DO NOTHING RETURNING tenant, jti");
+            let rows: Vec<(String, String)> = qb
+                .build_query_as()
+                .persistent(chunk.len() == BATCH_CHUNK)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(batch_insert_error)?;
+            inserted.extend(rows);
+        }
+        Ok(inserted)
+    }
+
+    async fn insert_audits(conn: &mut SqliteConnection, events: &[&AuditEvent]) -> Result<()> {
+        for chunk in events.chunks(BATCH_CHUNK) {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit_events ({AUDIT_COLUMNS}) "));
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(&e.id)
+                    .push_bind(&e.tenant)
+                    .push_bind(ts(e.at))
+                    .push_bind(&e.actor)
+                    .push_bind(&e.action)
+                    .push_bind(&e.target)
+                    .push_bind(&e.reason)
+                    .push_bind(e.metadata.to_string());
+            });
+            qb.build()
+                .persistent(chunk.len() == BATCH_CHUNK)
+                .execute(&mut *conn)
+                .await
+                .map_err(audit_conflict)?;
+        }
+        Ok(())
+    }
+
+    async fn insert_changes(
+        conn: &mut SqliteConnection,
+        kind: &str,
+        rows: &[(&str, &str, Option<i64>)],
+    ) -> Result<()> {
+        let now = now_ts();
+        for chunk in rows.chunks(BATCH_CHUNK) {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("INSERT INTO changes (tenant, kind, key, value, at) ");
+            qb.push_values(chunk, |mut b, &(tenant, key, value)| {
+                b.push_bind(tenant)
+                    .push_bind(kind)
+                    .push_bind(key)
+                    .push_bind(value)
+                    .push_bind(now);
+            });
+            qb.build()
+                .persistent(chunk.len() == BATCH_CHUNK)
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>> {
@@ -808,7 +590,13 @@ impl Store for SqliteStore {
             std::cmp::Ordering::Greater => return Ok(Vec::new()),
         };
         // Committed rows only: the reader sees the last committed WAL snapshot.
-        let mut conn = self.read_conn().await?;
+        let mut conn = crate::backend::read(self).await?;
         select_changes(&mut conn, after_position, Some(limit)).await
     }
+
+    async fn migrate(&self) -> std::result::Result<(), MigrateError> {
+        MIGRATOR.run(&self.writer).await
+    }
+
+    const NAME: &'static str = "the embedded store";
 }
