@@ -149,24 +149,22 @@ pub struct Ready {
 }
 
 /// Why a node may not be sent traffic. `Display` is the sentence `/readyz` shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotReady {
-    StoreDown,
+    /// The store does not answer, or cannot write (its error says which).
+    Store(String),
     /// Stale for longer than the change log keeps changes: only a restart mends it.
     Outlived,
     /// Not caught up with the feed once since start-up.
     CatchingUp,
     /// Caught up once, but longer ago than the staleness bound.
-    Stale {
-        lag: Duration,
-        bound: Duration,
-    },
+    Stale { lag: Duration, bound: Duration },
 }
 
 impl std::fmt::Display for NotReady {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NotReady::StoreDown => f.write_str("the store does not answer"),
+            NotReady::Store(why) => write!(f, "the store is not usable: {why}"),
             NotReady::Outlived => f.write_str(
                 "this node was cut off from the change feed for about as long as the feed keeps changes (a day); some it missed may be gone: restart it to reload the state",
             ),
@@ -189,8 +187,8 @@ impl Feed {
     /// whatever the stale policy, and neither is one whose store does not answer.
     pub async fn readiness(&self, store: &dyn veto_store::Store) -> Result<Ready, NotReady> {
         if let Err(e) = store.ping().await {
-            tracing::warn!(error = %e, "readiness: store does not answer");
-            return Err(NotReady::StoreDown);
+            tracing::warn!(error = %e, "readiness: the store is not usable");
+            return Err(NotReady::Store(e.to_string()));
         }
         if self.outlived() {
             return Err(NotReady::Outlived);

@@ -128,6 +128,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
         async { Ok(None) }
     }
 
+    /// Whether the store answers: by default a read on the reader pool.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send {
+        ping_readers(self)
+    }
+
     // ---- the schema ----
 
     /// Applies this dialect's pending migrations.
@@ -140,6 +145,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
 /// Inserts the revocations of `items` that are new, with their audit events and change rows, in
 /// bulk; returns the indexes in `items` of the new ones (of a jti repeated in `items`, the first
 /// occurrence, the one the database inserted).
+/// `SELECT 1` on a reader connection.
+pub(crate) async fn ping_readers<B: Backend + ?Sized>(b: &B) -> Result<()> {
+    let mut conn = b.readers().acquire().await.map_err(unavailable)?;
+    conn.exec("SELECT 1", Vec::new())
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
 pub(crate) async fn insert_new_revocations<B: Backend>(
     conn: &mut Connection<B>,
     items: &[(Revocation, AuditEvent)],

@@ -15,7 +15,7 @@ use veto_core::tenant::Tenant;
 use super::{Backend, Locks, commit_changes_if, insert_new_revocations, read};
 use crate::change::names;
 use crate::rows::{self, as_stored, unavailable};
-use crate::sql::{self, Conn, WriteTx, commit_if, pages};
+use crate::sql::{self, WriteTx, commit_if, pages};
 use crate::{
     Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Resealed, Result,
     RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, Unavailable, Written,
@@ -30,12 +30,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn ping(&self) -> Result<()> {
-        read(self)
-            .await?
-            .exec("SELECT 1", Vec::new())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        Backend::ping(self).await
     }
 
     async fn create_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<Written<()>> {

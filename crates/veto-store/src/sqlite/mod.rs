@@ -35,7 +35,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::PoisonError;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::migrate::MigrateError;
@@ -75,6 +75,8 @@ pub struct SqliteStore {
     last_position: LastPosition,
     /// Single revocations waiting to be committed together (see `GroupCommit`).
     group: GroupCommit,
+    /// Whether the last write failed and the writer connection must be replaced.
+    health: Arc<WriterHealth>,
 }
 
 /// Group commit for single revocations, the hot write path.
@@ -163,6 +165,43 @@ pub(crate) struct Writing {
     tx: Tx,
     since: i64,
     last: LastPosition,
+    guard: FailedWrite,
+}
+
+/// Marks the writer as failed when a write transaction ends without committing (dropped).
+struct FailedWrite {
+    health: Arc<WriterHealth>,
+    committed: bool,
+}
+
+/// What the last write did to the one writer connection.
+///
+/// A write that fails (most of all a `COMMIT` on a full disk, which SQLite may answer by rolling
+/// the transaction back itself) can leave the connection out of step with sqlx's own record of
+/// its transaction depth: every later `BEGIN` then failed ("begin_with at non-zero transaction
+/// depth") until a restart, even after space was freed. So a write transaction that ends without
+/// committing marks the connection to be replaced, and the pool's `before_acquire` hook opens a
+/// fresh one for the next write. It also marks the store as failing to write, which readiness
+/// checks with a real write (`probe_write`) until one succeeds.
+#[derive(Default)]
+struct WriterHealth {
+    replace_connection: AtomicBool,
+    failing: AtomicBool,
+}
+
+impl WriterHealth {
+    fn failed(&self) {
+        self.replace_connection.store(true, Ordering::Release);
+        self.failing.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for FailedWrite {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.health.failed();
+        }
+    }
 }
 
 /// See `Writing`. `UNKNOWN` until `migrate` has run (the table may not exist before).
@@ -187,7 +226,15 @@ impl LastPosition {
 }
 
 impl Writing {
-    async fn begin(writer: &SqlitePool, last: &LastPosition) -> Result<Writing> {
+    async fn begin(
+        writer: &SqlitePool,
+        last: &LastPosition,
+        health: &Arc<WriterHealth>,
+    ) -> Result<Writing> {
+        let guard = FailedWrite {
+            health: health.clone(),
+            committed: false,
+        };
         let mut tx = writer
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -197,19 +244,29 @@ impl Writing {
             tx,
             since,
             last: last.clone(),
+            guard,
         })
     }
 
     /// Commits, returning the changes this transaction appended, in feed order.
     async fn commit(mut self) -> Result<Vec<Change>> {
         let changes = select_changes(&mut self.tx, self.since, None).await?;
-        self.tx.commit().await.map_err(unavailable)?;
+        let last = self.last.clone();
+        self.finish().await?;
         if let Some(newest) = changes.last() {
-            self.last
-                .0
-                .fetch_max(newest.cursor.position, Ordering::AcqRel);
+            last.0.fetch_max(newest.cursor.position, Ordering::AcqRel);
         }
         Ok(changes)
+    }
+
+    /// `COMMIT`. A failure leaves the guard uncommitted, so the connection is replaced; a
+    /// success says the store writes (again).
+    async fn finish(self) -> Result<()> {
+        let Writing { tx, mut guard, .. } = self;
+        tx.commit().await.map_err(unavailable)?;
+        guard.committed = true;
+        guard.health.failing.store(false, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -220,7 +277,7 @@ impl sql::WriteTx for Writing {
 
     // Nothing appended, so nothing to read back: `LastPosition` only lags (see `Writing`).
     async fn commit_plain(self) -> Result<()> {
-        self.tx.commit().await.map_err(unavailable)
+        self.finish().await
     }
 }
 
@@ -275,11 +332,16 @@ fn bounded_delete_sql(table: &str, condition: &str, returning: &str) -> String {
 
 /// Commits queued single revocations in one transaction and answers each caller (see
 /// `GroupCommit`). If the commit fails, every caller of the group gets that error.
-async fn commit_group(writer: &SqlitePool, last: &LastPosition, pending: Vec<PendingRevocation>) {
+async fn commit_group(
+    writer: &SqlitePool,
+    last: &LastPosition,
+    health: &Arc<WriterHealth>,
+    pending: Vec<PendingRevocation>,
+) {
     let started = Instant::now();
     let (items, waiters): (Vec<_>, Vec<_>) = pending.into_iter().map(|p| (p.item, p.done)).unzip();
     let outcome = async {
-        let mut tx = Writing::begin(writer, last).await?;
+        let mut tx = Writing::begin(writer, last, health).await?;
         let outcomes = insert_group(&mut tx.tx, &items).await?;
         let changes = tx.commit().await?;
         Ok::<_, StoreError>((outcomes, changes))
@@ -401,8 +463,15 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5));
         // The writer connects first: switching a new file to WAL needs an exclusive lock, which
         // must not race with the readers' first connections.
+        let health = Arc::new(WriterHealth::default());
+        let hook = health.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // `false` closes the connection and the pool opens a fresh one (see `WriterHealth`).
+            .before_acquire(move |_, _| {
+                let keep = !hook.replace_connection.swap(false, Ordering::AcqRel);
+                Box::pin(async move { Ok(keep) })
+            })
             .connect_with(opts.clone())
             .await
             .map_err(unavailable)?;
@@ -416,6 +485,7 @@ impl SqliteStore {
             reader,
             group: GroupCommit::default(),
             last_position: LastPosition(Arc::new(AtomicI64::new(LastPosition::UNKNOWN))),
+            health,
         })
     }
 }
@@ -428,7 +498,30 @@ impl Backend for SqliteStore {
     /// comment for why `IMMEDIATE`). The one writer is what key locks are elsewhere: no other
     /// write runs until this one ends.
     async fn write(&self, _locks: Locks) -> Result<Writing> {
-        Writing::begin(&self.writer, &self.last_position).await
+        Writing::begin(&self.writer, &self.last_position, &self.health).await
+    }
+
+    /// While writes are failing (a full disk), a real write: ready again only once the store
+    /// can write again, not merely read.
+    async fn ping(&self) -> Result<()> {
+        if !self.health.failing.load(Ordering::Acquire) {
+            return crate::backend::ping_readers(self).await;
+        }
+        let probe = async {
+            let mut tx = self.write(Locks::default()).await?;
+            sqlx::query(
+                "INSERT INTO store_probe (id, at) VALUES (1, ?) \
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            )
+            .bind(crate::rows::now_ts())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            sql::WriteTx::commit_plain(tx).await
+        };
+        probe.await.map_err(|e| {
+            crate::Unavailable::new(format!("the store cannot write ({e}); free disk space")).into()
+        })
     }
 
     /// Group commit (see `GroupCommit`).
@@ -457,8 +550,11 @@ impl Backend for SqliteStore {
                         // cannot abandon a transaction carrying other callers' revocations.
                         let writer = self.writer.clone();
                         let last = self.last_position.clone();
+                        let health = self.health.clone();
                         let task =
-                            tokio::spawn(async move { commit_group(&writer, &last, items).await });
+                            tokio::spawn(async move {
+                                commit_group(&writer, &last, &health, items).await
+                            });
                         if let Err(e) = task.await {
                             tracing::error!(error = %e, "revocation group commit task failed");
                         }
