@@ -178,9 +178,12 @@ pub struct Page<T> {
 /// Outcome of an idempotent revocation insert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RevokeOutcome {
-    /// The stored record: the new one, or the unchanged original on a repeat.
+    /// The stored record: the new one, the unchanged original on a repeat, or the suspension
+    /// made permanent.
     pub record: Revocation,
     pub created: bool,
+    /// A permanent revocation of a suspended jti: the suspension became permanent.
+    pub made_permanent: bool,
 }
 
 /// Outcome of lifting a temporary suspension.
@@ -312,14 +315,17 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- revocations ----
     /// Idempotent on (tenant, jti): a repeat returns the unchanged original with `created: false`
-    /// and writes no audit event.
+    /// and writes no audit event, except that a permanent revocation of a suspended jti makes the
+    /// suspension permanent (`made_permanent`, audited as `revocation.make_permanent`).
     async fn insert_revocation(
         &self,
         rec: &Revocation,
         audit: &AuditEvent,
     ) -> Result<Written<RevokeOutcome>>;
-    /// All in one transaction; existing jtis are left unchanged. Returns (created, existing) and
-    /// the records that were created. Each record's audit event is written only if it was created.
+    /// All in one transaction; existing jtis are left unchanged, except suspended ones that an
+    /// item revokes permanently (made permanent, as by `insert_revocation`; counted as existing).
+    /// Returns (created, existing) and the records written: the created ones, then those made
+    /// permanent. Each record's audit event is written only if it was written.
     async fn insert_revocations(
         &self,
         recs: &[(Revocation, AuditEvent)],

@@ -409,19 +409,20 @@ pub(crate) fn first_occurrences(
 pub(crate) fn batch_done(
     started: std::time::Instant,
     rows: usize,
-    created: Vec<Revocation>,
+    created: usize,
+    written: Vec<Revocation>,
 ) -> (u64, u64, Vec<Revocation>) {
     let elapsed = started.elapsed();
     if elapsed > SLOW {
         tracing::warn!(
             rows,
-            created = created.len(),
+            created,
             elapsed_ms = elapsed.as_millis() as u64,
             "slow revocation batch"
         );
     }
-    let n = created.len() as u64;
-    (n, rows as u64 - n, created)
+    let n = created as u64;
+    (n, rows as u64 - n, written)
 }
 
 /// The answer of `purge_batch`, after logging the pass if it was slow.

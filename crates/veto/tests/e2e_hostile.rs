@@ -648,3 +648,71 @@ async fn api_keys_and_session_keys_have_per_tenant_caps() {
     }
     assert_eq!(last, StatusCode::CONFLICT);
 }
+
+// ---- a permanent revocation supersedes a suspension (finding 4) --------------------------
+
+#[tokio::test]
+async fn a_permanent_revocation_makes_a_suspension_permanent() {
+    let srv = Server::start().await;
+    let until = in_seconds(600);
+    // Single: suspended, then revoked for good.
+    let t1 = str_of(&srv.issue("default", json!({"sub": "u"})).await["token"]);
+    srv.revoke("default", json!({"token": t1, "until": until}))
+        .await
+        .expect(StatusCode::CREATED);
+    assert_eq!(
+        srv.reason("default", &t1).await.as_deref(),
+        Some("suspended")
+    );
+    let rec = srv
+        .revoke("default", json!({"token": t1, "reason": "compromised"}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        (rec["status"].clone(), rec["until"].clone()),
+        (json!("revoked"), json!(null)),
+        "{rec}"
+    );
+    assert_eq!(rec["reason"], json!("compromised"));
+    assert_eq!(srv.reason("default", &t1).await.as_deref(), Some("revoked"));
+    // It cannot be lifted any more.
+    let jti = str_of(&rec["jti"]);
+    assert_problem(&srv.delete(&format!("{R}/{jti}")).await, 409);
+    // Batch.
+    srv.post(R, json!({"jti": "b1", "until": until}))
+        .await
+        .expect(StatusCode::CREATED);
+    let out = srv
+        .post(
+            &format!("{R}/batch"),
+            json!({"revocations": [{"jti": "b1"}, {"jti": "b2"}]}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        out,
+        json!({"created": 1, "existing": 1, "made_permanent": 1})
+    );
+    let b1 = srv.get(&format!("{R}/b1")).await.expect(StatusCode::OK);
+    assert_eq!(b1["status"], json!("revoked"), "{b1}");
+    // RFC 7009: revoking a suspended token makes it permanent.
+    let t2 = str_of(&srv.issue("default", json!({"sub": "v"})).await["token"]);
+    srv.revoke("default", json!({"token": t2, "until": until}))
+        .await
+        .expect(StatusCode::CREATED);
+    srv.oauth_revoke("default", &t2, Some(ADMIN))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(srv.reason("default", &t2).await.as_deref(), Some("revoked"));
+    // Audited, once per jti made permanent.
+    let audit = srv
+        .get("/v1/tenants/default/audit?action=revocation.make_permanent")
+        .await
+        .items();
+    assert_eq!(audit.len(), 3, "{audit:?}");
+    // Survives a restart (it is the store's state, not only memory's).
+    let mut srv = srv;
+    srv.crash_and_restart();
+    assert_eq!(srv.reason("default", &t1).await.as_deref(), Some("revoked"));
+    assert_eq!(srv.reason("default", &t2).await.as_deref(), Some("revoked"));
+}

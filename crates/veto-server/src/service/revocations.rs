@@ -43,7 +43,10 @@ pub struct RevokeRequest {
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct BatchRevokeResult {
     pub created: u64,
+    /// Items whose jti was already revoked, including those made permanent.
     pub existing: u64,
+    /// Of `existing`: suspensions that a permanent item of the batch made permanent.
+    pub made_permanent: u64,
 }
 
 impl AppState {
@@ -155,7 +158,8 @@ impl AppState {
             .insert_revocation(&rec, &Self::audit_for(&rec))
             .await?;
         let out = self.applied(written).await?;
-        if out.created {
+        // A suspension made permanent is a new permanent revocation for metrics and the mirror.
+        if out.created || out.made_permanent {
             metrics::revoked(out.record.reason.as_deref(), out.record.until, 1);
             if let Some(r) = self.redis() {
                 r.mirror_revocations(vec![out.record.clone()]);
@@ -190,13 +194,19 @@ impl AppState {
         }
         let written = self.store.insert_revocations(&recs).await?;
         let (created, existing, new) = self.applied(written).await?;
+        // `new`: the created records, then the suspensions made permanent.
+        let made_permanent = new.len() as u64 - created;
         for r in &new {
             metrics::revoked(r.reason.as_deref(), r.until, 1);
         }
         if let Some(r) = self.redis() {
             r.mirror_revocations(new);
         }
-        Ok(BatchRevokeResult { created, existing })
+        Ok(BatchRevokeResult {
+            created,
+            existing,
+            made_permanent,
+        })
     }
 
     pub async fn get_revocation(&self, tenant: &str, jti: &str) -> ApiResult<Revocation> {

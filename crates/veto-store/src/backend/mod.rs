@@ -61,7 +61,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
             // then finds the row (ON CONFLICT DO NOTHING) and reads it back: one record, one
             // audit event, one change.
             let outcome = sql::insert_revocation(&mut *tx, rec, audit).await?;
-            commit_if(tx, outcome, |o| o.created).await
+            commit_if(tx, outcome, |o| o.created || o.made_permanent).await
         }
     }
 

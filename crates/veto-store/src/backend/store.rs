@@ -154,15 +154,33 @@ impl<B: Backend> Store for B {
         );
         // One transaction for the whole batch: one commit (SQLite: one fsync), all or nothing.
         let mut tx = self.write(locks).await?;
-        let created: Vec<Revocation> = insert_new_revocations::<B>(&mut tx, recs)
-            .await?
-            .into_iter()
-            .map(|i| as_stored(&recs[i].0))
+        let new = insert_new_revocations::<B>(&mut tx, recs).await?;
+        let mut written: Vec<Revocation> = new.iter().map(|&i| as_stored(&recs[i].0)).collect();
+        let created = written.len();
+        // Repeats that are permanent revocations of suspended jtis make them permanent (one
+        // audit event per jti, as for single revocations); they count as existing.
+        let is_new: std::collections::HashSet<usize> = new.into_iter().collect();
+        let repeats = recs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !is_new.contains(i))
+            .map(|(_, (r, _))| r);
+        let audits: std::collections::HashMap<(&str, &str), &AuditEvent> = recs
+            .iter()
+            .map(|(r, a)| ((r.tenant.as_str(), r.jti.as_str()), a))
             .collect();
-        // Nothing written (every jti existed): no changes to announce.
-        let changes = commit_changes_if(tx, !created.is_empty()).await?;
+        for rec in sql::suspended_among(&mut *tx, repeats).await? {
+            let Some(audit) = audits.get(&(rec.tenant.as_str(), rec.jti.as_str())) else {
+                continue;
+            };
+            if let Some(made) = sql::make_permanent(&mut *tx, rec, audit).await? {
+                written.push(made);
+            }
+        }
+        // Nothing written (every jti existed, none was suspended): no changes to announce.
+        let changes = commit_changes_if(tx, !written.is_empty()).await?;
         Ok(Written::new(
-            rows::batch_done(started, recs.len(), created),
+            rows::batch_done(started, recs.len(), created, written),
             changes,
         ))
     }

@@ -496,7 +496,8 @@ pub(crate) async fn select_revocation<C: Conn>(
 }
 
 /// Inserts one revocation (idempotently) with its audit event and change row. A repeat returns
-/// the stored original with `created: false` and writes nothing.
+/// the stored original with `created: false` and writes nothing, unless it is permanent and the
+/// original a suspension: then the suspension becomes permanent ([`make_permanent`]).
 pub(crate) async fn insert_revocation<C: Conn>(
     c: &mut C,
     rec: &Revocation,
@@ -532,18 +533,110 @@ pub(crate) async fn insert_revocation<C: Conn>(
         return Ok(RevokeOutcome {
             record: as_stored(rec),
             created: true,
+            made_permanent: false,
         });
     }
-    // A repeat: read the original inside the same transaction, so it is the row that made the
-    // insert a no-op (in PostgreSQL's READ COMMITTED, this new statement sees the concurrent
-    // insert ON CONFLICT waited for).
+    repeated_revocation(c, rec, audit).await
+}
+
+/// The answer to a revocation of a jti already in the ledger: the original, unchanged, read
+/// inside the same transaction, so it is the row that made the insert a no-op (in PostgreSQL's
+/// READ COMMITTED, this new statement sees the concurrent insert ON CONFLICT waited for); or, for
+/// a permanent revocation of a suspended jti, the record made permanent.
+pub(crate) async fn repeated_revocation<C: Conn>(
+    c: &mut C,
+    rec: &Revocation,
+    audit: &AuditEvent,
+) -> Result<RevokeOutcome> {
+    if rec.until.is_none()
+        && let Some(record) = make_permanent(c, rec, audit).await?
+    {
+        return Ok(RevokeOutcome {
+            record,
+            created: false,
+            made_permanent: true,
+        });
+    }
     let original = select_revocation(c, &rec.tenant, &rec.jti)
         .await?
         .ok_or_else(vanished)?;
     Ok(RevokeOutcome {
         record: original,
         created: false,
+        made_permanent: false,
     })
+}
+
+/// The permanent revocations among `recs` whose jti is suspended right now (in this
+/// transaction): the repeats of a batch that [`make_permanent`] must handle. One query per
+/// tenant and 500 jtis, so that a batch of repeats does not cost a statement per item.
+pub(crate) async fn suspended_among<'r, C: Conn>(
+    c: &mut C,
+    recs: impl Iterator<Item = &'r Revocation>,
+) -> Result<Vec<&'r Revocation>> {
+    let mut by_tenant: std::collections::BTreeMap<&str, Vec<&Revocation>> = Default::default();
+    for r in recs.filter(|r| r.until.is_none()) {
+        by_tenant.entry(r.tenant.as_str()).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (tenant, recs) in by_tenant {
+        for chunk in recs.chunks(500) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT jti FROM revocations WHERE tenant = $1 AND until IS NOT NULL \
+                 AND jti IN ({})",
+                marks.join(", ")
+            );
+            let mut args = vec![Text(tenant)];
+            args.extend(chunk.iter().map(|r| Text(r.jti.as_str())));
+            let rows = c.rows(&sql, args).await.map_err(unavailable)?;
+            let suspended: std::collections::HashSet<String> =
+                rows.iter().map(|r| r.text_at(0)).collect::<Result<_>>()?;
+            out.extend(chunk.iter().filter(|r| suspended.contains(&r.jti)));
+        }
+    }
+    Ok(out)
+}
+
+/// Turns a temporary suspension of `rec`'s jti into the permanent revocation `rec`: a later
+/// permanent revocation supersedes a suspension (otherwise the token would come back to life
+/// when `until` passes). The record takes the new revocation's time, reason, author and
+/// metadata, and keeps the later of the two expiries. Audited as `revocation.make_permanent`,
+/// announced as a new permanent revocation. `None` when the jti is not suspended (permanent
+/// already, or absent): nothing is written.
+pub(crate) async fn make_permanent<C: Conn>(
+    c: &mut C,
+    rec: &Revocation,
+    audit: &AuditEvent,
+) -> Result<Option<Revocation>> {
+    let metadata = rec.metadata.to_string();
+    let sql = format!(
+        "UPDATE revocations SET until = NULL, revoked_at = $3, reason = $4, revoked_by = $5, \
+         metadata = $6, expires_at = CASE WHEN expires_at < $7 THEN $7 ELSE expires_at END \
+         WHERE tenant = $1 AND jti = $2 AND until IS NOT NULL RETURNING {REVOCATION_COLUMNS}"
+    );
+    let args = vec![
+        Text(&rec.tenant),
+        Text(&rec.jti),
+        Int(ts(rec.revoked_at)),
+        OptText(rec.reason.as_deref()),
+        Text(&rec.revoked_by),
+        Text(&metadata),
+        Int(ts(rec.expires_at)),
+    ];
+    let Some(row) = one(c, &sql, args).await.map_err(unavailable)? else {
+        return Ok(None);
+    };
+    let record = revocation_from_row(&row)?;
+    let mut event = audit.clone();
+    event.action = "revocation.make_permanent".into();
+    insert_audit(c, &event).await?;
+    let kind = ChangeKind::Revoked {
+        jti: rec.jti.clone(),
+        until: None,
+    };
+    insert_change(c, &rec.tenant, kind).await?;
+    Ok(Some(record))
 }
 
 /// Deletes a temporary suspension; permanent records are left alone. The caller commits only

@@ -51,7 +51,7 @@ use crate::backend::{Backend, Locks, insert_new_revocations};
 use crate::change::ChangeKind;
 use crate::rows::{
     AUDIT_COLUMNS, REVOCATION_COLUMNS, SLOW, as_stored, audit_conflict, batch_insert_error, now_ts,
-    ts, unavailable, vanished,
+    ts, unavailable,
 };
 use crate::sql;
 use crate::{Change, FeedCursor, Result, RevokeOutcome, StoreError, Unavailable, Written};
@@ -349,18 +349,23 @@ async fn commit_group(
     .await;
     match outcome {
         Ok((outcomes, changes)) => {
-            // Each caller applies the change of its own revocation, and only that.
-            let mut by_jti: HashMap<(String, String), Change> = changes
-                .into_iter()
-                .filter_map(|c| match &c.kind {
-                    ChangeKind::Revoked { jti, .. } => Some(((c.tenant.clone(), jti.clone()), c)),
-                    _ => None,
-                })
-                .collect();
+            // Each caller applies the change of its own revocation, and only that. A jti may
+            // have two in one group (a suspension, then a permanent revocation making it
+            // permanent): in item order, as they were written.
+            let mut by_jti: HashMap<(String, String), std::collections::VecDeque<Change>> =
+                HashMap::new();
+            for c in changes {
+                if let ChangeKind::Revoked { jti, .. } = &c.kind {
+                    let key = (c.tenant.clone(), jti.clone());
+                    by_jti.entry(key).or_default().push_back(c);
+                }
+            }
             for (done, o) in waiters.into_iter().zip(outcomes) {
                 let o = o.map(|o| {
-                    let mine = if o.created {
-                        by_jti.remove(&(o.record.tenant.clone(), o.record.jti.clone()))
+                    let mine = if o.created || o.made_permanent {
+                        by_jti
+                            .get_mut(&(o.record.tenant.clone(), o.record.jti.clone()))
+                            .and_then(std::collections::VecDeque::pop_front)
                     } else {
                         None
                     };
@@ -410,22 +415,17 @@ async fn insert_group(
         let mut created = vec![false; items.len()];
         new.into_iter().for_each(|i| created[i] = true);
         let mut outcomes = Vec::with_capacity(items.len());
-        for ((rec, _), created) in items.iter().zip(created) {
+        for ((rec, audit), created) in items.iter().zip(created) {
             outcomes.push(if created {
                 Ok(RevokeOutcome {
                     record: as_stored(rec),
                     created: true,
+                    made_permanent: false,
                 })
             } else {
                 // A repeat (of an earlier revocation, or of an item earlier in this group):
-                // answer with the stored original.
-                sql::select_revocation(&mut **tx, &rec.tenant, &rec.jti)
-                    .await
-                    .and_then(|r| r.ok_or_else(vanished))
-                    .map(|record| RevokeOutcome {
-                        record,
-                        created: false,
-                    })
+                // the stored original, or a suspension made permanent.
+                sql::repeated_revocation(&mut **tx, rec, audit).await
             });
         }
         return Ok(outcomes);

@@ -1476,6 +1476,89 @@ async fn revocation_stats_counts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_revocation_supersedes_a_suspension() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
+    let store = open_with_tenants(db, &["acme"]).await;
+    for jti in ["single", "batched"] {
+        let s = suspension("acme", jti, at(500));
+        store
+            .insert_revocation(&s, &rev_audit(&s))
+            .await
+            .expect("suspend");
+    }
+    let permanent = |jti: &str| Revocation {
+        revoked_at: at(100),
+        reason: Some("compromised".into()),
+        expires_at: at(7_200),
+        ..rev("acme", jti)
+    };
+    let pos = feed_end(store.as_ref()).await;
+    // Single.
+    let p = permanent("single");
+    let out = store
+        .insert_revocation(&p, &rev_audit(&p))
+        .await
+        .expect("revoke");
+    assert!(out.value.made_permanent && !out.value.created);
+    assert_eq!(
+        out.value.record, p,
+        "the record takes the permanent revocation's fields"
+    );
+    assert_eq!(out.changes.len(), 1);
+    assert_eq!(
+        store.get_revocation("acme", "single").await.expect("get"),
+        Some(p.clone())
+    );
+    // A repeat of it, and a suspension after it, change nothing.
+    let again = store
+        .insert_revocation(&p, &rev_audit(&p))
+        .await
+        .expect("again");
+    assert!(!again.value.made_permanent && again.changes.is_empty());
+    let late = suspension("acme", "single", at(900));
+    let out = store
+        .insert_revocation(&late, &rev_audit(&late))
+        .await
+        .expect("late");
+    assert_eq!((out.value.record.until, out.changes.len()), (None, 0));
+    // Batch: a new jti, the suspended one, and the already permanent one.
+    let batch: Vec<_> = [permanent("fresh"), permanent("batched"), p.clone()]
+        .into_iter()
+        .map(|r| {
+            let a = rev_audit(&r);
+            (r, a)
+        })
+        .collect();
+    let out = store.insert_revocations(&batch).await.expect("batch");
+    let (created, existing, written) = out.value;
+    assert_eq!((created, existing), (1, 2));
+    let jtis: Vec<_> = written.iter().map(|r| r.jti.as_str()).collect();
+    assert_eq!(jtis, ["fresh", "batched"]);
+    assert_eq!(
+        store
+            .get_revocation("acme", "batched")
+            .await
+            .expect("get")
+            .map(|r| r.until),
+        Some(None)
+    );
+    assert_eq!(
+        count_audit(store.as_ref(), "acme", "revocation.make_permanent").await,
+        2
+    );
+    assert_eq!(
+        what(&changes_before_marker(store.as_ref(), pos).await),
+        vec![
+            said("acme", change::names::REVOCATION, "single", None),
+            said("acme", change::names::REVOCATION, "fresh", None),
+            said("acme", change::names::REVOCATION, "batched", None),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lift_suspension_outcomes() {
     let Some(db) = &fresh().await else {
         return;
