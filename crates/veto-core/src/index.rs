@@ -212,6 +212,13 @@ impl RevocationIndex {
         *c = (*c).max(not_before_iat);
     }
 
+    /// Forgets the tenant-wide cutoff (purged: every token it could reject has expired).
+    pub fn remove_tenant_cutoff(&self, tenant: &str) {
+        if let Some(t) = self.write().tenants.get_mut(tenant) {
+            t.cutoff = None;
+        }
+    }
+
     pub fn remove_subject_cutoff(&self, tenant: &str, sub: &str) {
         let key = self.key(tenant, sub);
         self.write().subjects.remove(&key);

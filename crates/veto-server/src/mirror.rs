@@ -184,6 +184,11 @@ impl Mirror {
                 .memory
                 .index
                 .raise_subject_cutoff(tenant, sub, *not_before_iat),
+            // Every token the cutoff could reject has expired: dropped here as on every node.
+            CutoffPurged { sub } if sub.is_empty() => {
+                self.memory.index.remove_tenant_cutoff(tenant)
+            }
+            CutoffPurged { sub } => self.memory.index.remove_subject_cutoff(tenant, sub),
             Revoked { jti, until } => self.memory.index.insert_jti(tenant, jti, *until),
             Lifted { jti } | RevocationPurged { jti } => self.memory.index.remove_jti(tenant, jti),
             SigningKeyInserted { .. } | SigningKeyRetired { .. } | SigningKeyRevoked { .. } => {

@@ -223,3 +223,59 @@ async fn once_the_feed_has_read_past_a_write_newer_changes_still_apply() {
     n.state.catch_up().await.expect("catch up");
     assert_eq!(jti_state(&n, "j2"), None);
 }
+
+/// A purge drops expired cutoffs from the store and, through the feed, from every node's memory
+/// (issue 11, finding 6): the purging node and the others end up holding the same state.
+#[tokio::test]
+async fn purged_cutoffs_leave_the_memory_of_every_node() {
+    let n = node().await;
+    // A second node on the same store, following it through the feed.
+    let other = AppState::load(
+        Config::new("http://127.0.0.1:1"),
+        n.store.clone(),
+        MasterKey::generate(),
+        veto_server::metrics::install(),
+    )
+    .await
+    .expect("load");
+    let now = timeutil::now();
+    for sub in [Some("alice"), None] {
+        let c = veto_core::revocation::Cutoff {
+            tenant: "acme".into(),
+            sub: sub.map(str::to_owned),
+            not_before_iat: now.unix_timestamp() + 1,
+            expires_at: now + Duration::seconds(60),
+        };
+        let w = n
+            .store
+            .set_cutoff(&c, &audit("revoke_all"))
+            .await
+            .expect("cutoff");
+        n.state
+            .mirror
+            .apply(&w.changes, Origin::Local)
+            .await
+            .expect("apply");
+    }
+    other.catch_up().await.expect("catch up");
+    for node in [&n.state, &other] {
+        assert!(node.index.min_iat("acme", "alice").is_some());
+    }
+    // Purged once every token they could reject has expired.
+    let purged = n
+        .store
+        .purge_batch(now + Duration::hours(1), 100)
+        .await
+        .expect("purge");
+    assert_eq!(purged.value.0.cutoffs, 2);
+    n.state
+        .mirror
+        .apply(&purged.changes, Origin::Local)
+        .await
+        .expect("apply");
+    other.catch_up().await.expect("catch up");
+    for (name, node) in [("purging node", &n.state), ("other node", &other)] {
+        assert_eq!(node.index.min_iat("acme", "alice"), None, "{name}");
+        assert_eq!(node.index.tenant("acme").cutoff, None, "{name}");
+    }
+}

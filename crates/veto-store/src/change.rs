@@ -51,6 +51,11 @@ pub enum ChangeKind {
     RevocationPurged {
         jti: String,
     },
+    /// A cutoff row deleted by the purge (every token it could reject has expired): `sub` is
+    /// empty for the tenant-wide cutoff.
+    CutoffPurged {
+        sub: String,
+    },
     SigningKeyInserted {
         kid: String,
     },
@@ -135,6 +140,7 @@ pub mod names {
     pub const REVOCATION: &str = "revocation";
     pub const REVOCATION_LIFT: &str = "revocation.lift";
     pub const REVOCATION_PURGE: &str = "revocation.purge";
+    pub const CUTOFF_PURGE: &str = "cutoff.purge";
     pub const KEY_INSERT: &str = "key.insert";
     pub const KEY_RETIRE: &str = "key.retire";
     pub const KEY_REVOKE: &str = "key.revoke";
@@ -166,6 +172,7 @@ impl ChangeKind {
             (REVOCATION, until) => Revoked { jti: key, until },
             (REVOCATION_LIFT, _) => Lifted { jti: key },
             (REVOCATION_PURGE, _) => RevocationPurged { jti: key },
+            (CUTOFF_PURGE, _) => CutoffPurged { sub: key },
             (KEY_INSERT, _) => SigningKeyInserted { kid: key },
             (KEY_RETIRE, _) => SigningKeyRetired { kid: key },
             (KEY_REVOKE, _) => SigningKeyRevoked { kid: key },
@@ -205,6 +212,7 @@ impl ChangeKind {
             Revoked { jti, until } => (REVOCATION, jti, *until),
             Lifted { jti } => (REVOCATION_LIFT, jti, None),
             RevocationPurged { jti } => (REVOCATION_PURGE, jti, None),
+            CutoffPurged { sub } => (CUTOFF_PURGE, sub, None),
             SigningKeyInserted { kid } => (KEY_INSERT, kid, None),
             SigningKeyRetired { kid } => (KEY_RETIRE, kid, None),
             SigningKeyRevoked { kid } => (KEY_REVOKE, kid, None),
@@ -238,6 +246,8 @@ impl ChangeKind {
             TenantCreated | TenantSuspended | TenantResumed => Entity::Tenant,
             TenantCutoff { .. } => Entity::Cutoff(None),
             SubjectCutoff { sub, .. } => Entity::Cutoff(Some(sub)),
+            CutoffPurged { sub } if sub.is_empty() => Entity::Cutoff(None),
+            CutoffPurged { sub } => Entity::Cutoff(Some(sub)),
             Revoked { jti, .. } | Lifted { jti } | RevocationPurged { jti } => Entity::Jti(jti),
             SigningKeyInserted { .. } | SigningKeyRetired { .. } | SigningKeyRevoked { .. } => {
                 Entity::SigningKeys
@@ -329,6 +339,8 @@ mod tests {
             },
             Lifted { jti: s() },
             RevocationPurged { jti: s() },
+            CutoffPurged { sub: s() },
+            CutoffPurged { sub: String::new() },
             SigningKeyInserted { kid: s() },
             SigningKeyRetired { kid: s() },
             SigningKeyRevoked { kid: s() },

@@ -235,16 +235,24 @@ impl<B: Backend> Store for B {
         // The victims are only known once found, so no per-key locks: the whole store, for one
         // bounded batch (module comment of `postgres`).
         let mut tx = self.write(Locks::whole()).await?;
-        let (counts, jtis) = sql::purge_expired(&mut *tx, B::BOUNDED_DELETE, before, batch).await?;
-        if !jtis.is_empty() {
-            // Other nodes learn of the deletions from the feed, in the same transaction.
-            let rows: Vec<_> = jtis
-                .iter()
-                .map(|(t, j)| (t.as_str(), j.as_str(), None))
-                .collect();
-            B::insert_changes(&mut tx, names::REVOCATION_PURGE, &rows).await?;
+        let (counts, jtis, cutoffs) =
+            sql::purge_expired(&mut *tx, B::BOUNDED_DELETE, before, batch).await?;
+        // Other nodes learn of the deletions from the feed, in the same transaction, and drop
+        // the rows from memory as the purging node does: a purge has the same effect on every
+        // node (tenant-wide cutoffs have the empty `sub`).
+        for (kind, keys) in [
+            (names::REVOCATION_PURGE, &jtis),
+            (names::CUTOFF_PURGE, &cutoffs),
+        ] {
+            if !keys.is_empty() {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|(t, k)| (t.as_str(), k.as_str(), None))
+                    .collect();
+                B::insert_changes(&mut tx, kind, &rows).await?;
+            }
         }
-        let changes = commit_changes_if(tx, !jtis.is_empty()).await?;
+        let changes = commit_changes_if(tx, !jtis.is_empty() || !cutoffs.is_empty()).await?;
         Ok(Written::new(
             rows::purge_done(started, counts, jtis),
             changes,

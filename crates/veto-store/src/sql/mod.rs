@@ -738,7 +738,7 @@ pub(crate) async fn purge_expired<C: Conn>(
     bounded: BoundedDelete,
     before: OffsetDateTime,
     batch: u32,
-) -> Result<(PurgeCounts, Vec<(String, String)>)> {
+) -> Result<(PurgeCounts, Vec<(String, String)>, Vec<(String, String)>)> {
     let before = ts(before);
     let limit = i64::from(batch.max(1));
     // Old change rows go first, so that this pass never deletes the `revocation.purge` rows the
@@ -762,7 +762,15 @@ pub(crate) async fn purge_expired<C: Conn>(
         .collect::<Result<Vec<_>>>()?;
     // Tenant-wide and subject cutoffs alike: past `expires_at` every token they could reject has
     // expired on its own.
-    let cutoffs = delete_bounded(c, bounded, ("cutoffs", "expires_at < $1"), before, limit).await?;
+    let sql = bounded("cutoffs", "expires_at < $1", "RETURNING tenant, sub");
+    let purged_cutoffs = c
+        .rows(&sql, vec![Int(before), Int(limit)])
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| Ok((r.text_at(0)?, r.text_at(1)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let cutoffs = purged_cutoffs.len() as u64;
     // Retired keys past retention verify nothing any more. Active keys are never purged. Revoked
     // keys are kept: their row is the record that (and when, and why) the key was revoked, they
     // are few, and dropping one would turn `key_revoked` into `unknown_key`.
@@ -774,7 +782,7 @@ pub(crate) async fn purge_expired<C: Conn>(
         signing_keys,
         changes,
     };
-    Ok((counts, jtis))
+    Ok((counts, jtis, purged_cutoffs))
 }
 
 // ---- start-up ---------------------------------------------------------------------------------
