@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod feed;

@@ -20,6 +20,7 @@ use veto_store::{Database, StoreError, Written};
 
 use crate::auth::ApiKeys;
 use crate::config::Config;
+use crate::documents::Versions;
 use crate::error::{ApiError, ApiResult};
 use crate::feed::Feed;
 use crate::memory::{Memory, Tenants};
@@ -58,6 +59,8 @@ pub struct Inner {
     pub feed: Arc<Feed>,
     /// Where every change reaches memory (`mirror.rs`).
     pub mirror: Arc<Mirror>,
+    /// The versions of the public documents served (their ETag and Last-Modified).
+    pub documents: Arc<Versions>,
     /// Optional Redis (notifications, mirror); set once at start-up, after the state is built.
     redis: Arc<OnceLock<RedisBus>>,
 }
@@ -90,12 +93,14 @@ impl FromRef<AppState> for Ops {
     }
 }
 
-/// What the unauthenticated discovery documents (JWKS, RFC 8414 metadata) are made of.
+/// What the unauthenticated discovery documents (JWKS, RFC 8414 metadata) are made of, and
+/// the versions served of them.
 #[derive(Clone)]
 pub struct Discovery {
     pub tenants: Tenants,
     pub keyring: Arc<KeyRing>,
     pub config: Arc<Config>,
+    pub versions: Arc<Versions>,
 }
 
 impl FromRef<AppState> for Discovery {
@@ -104,6 +109,7 @@ impl FromRef<AppState> for Discovery {
             tenants: st.tenants.clone(),
             keyring: st.keyring.clone(),
             config: st.config.clone(),
+            versions: st.documents.clone(),
         }
     }
 }
@@ -181,6 +187,7 @@ impl AppState {
             limiter: limiter.map(Arc::new),
             feed: Arc::new(feed),
             mirror: Arc::new(mirror),
+            documents: Arc::default(),
             redis,
         })))
     }
