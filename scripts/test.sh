@@ -2,11 +2,12 @@
 # The whole test suite, exactly as CI runs it (.ci/run calls this).
 #
 # On a fresh Debian machine with the Rust toolchain it installs what is missing (Debian packages
-# as root or with sudo; Python packages from PyPI into a virtualenv under target/), starts
-# throwaway PostgreSQL and Redis instances on loopback for the tests that use them, then runs:
-# formatting and lint checks, every test of the workspace (unit, property, storage conformance on
-# SQLite and PostgreSQL, end-to-end against the real binary, PyJWT interop), the end-to-end tests
-# a second time with every server on PostgreSQL, a bounded soak (scripts/load/soak.sh), a bounded
+# as root or with sudo; Python packages from PyPI into a virtualenv under target/; npm packages
+# into interop/node/node_modules), starts throwaway PostgreSQL and Redis instances on loopback
+# for the tests that use them, then runs: formatting and lint checks, every test of the
+# workspace (unit, property, storage conformance on SQLite and PostgreSQL, end-to-end against
+# the real binary, interop with PyJWT, authlib, jose and oauth4webapi), the end-to-end tests a
+# second time with every server on PostgreSQL, a bounded soak (scripts/load/soak.sh), a bounded
 # fuzzing run (scripts/fuzz.sh), and a compile of the benchmarks.
 #
 #   ./scripts/test.sh                   everything
@@ -32,9 +33,12 @@ prerequisites() {
   note "$(cargo --version), $(python3 --version)"
 }
 
-# The interop test verifies veto's tokens with PyJWT, a JWT library we did not write.
+# The interop tests drive veto with clients we did not write (crates/veto/tests/interop.rs):
+# PyJWT and authlib from PyPI, jose and oauth4webapi from npm, at the versions pinned in
+# interop/requirements.txt and interop/node/package-lock.json. Each install is skipped when
+# its pin file has not changed since the last one.
 interop_deps() {
-  section "interop dependencies (PyJWT) in target/interop-venv"
+  section "interop dependencies: PyJWT and authlib in target/interop-venv"
   local venv=target/interop-venv
   if ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
     rm -rf "$venv"
@@ -42,13 +46,26 @@ interop_deps() {
   fi
   # Reinstall only when requirements.txt changed since the last install.
   if ! cmp -s interop/requirements.txt "$venv/.installed-requirements" ||
-    ! "$venv/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
+    ! "$venv/bin/python" -c 'import jwt, cryptography, authlib, requests' 2>/dev/null; then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r interop/requirements.txt
     cp interop/requirements.txt "$venv/.installed-requirements"
   fi
-  note "PyJWT $("$venv/bin/python" -c 'import jwt; print(jwt.__version__)')"
+  note "PyJWT $("$venv/bin/python" -c 'import jwt; print(jwt.__version__)'), authlib $("$venv/bin/python" -c 'import authlib; print(authlib.__version__)')"
   export VETO_INTEROP_PYTHON="$PWD/$venv/bin/python"
-  # Missing PyJWT fails the interop test instead of skipping it.
+
+  section "interop dependencies: jose and oauth4webapi in interop/node/node_modules"
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || ensure_debs nodejs npm
+  local node_dir=interop/node
+  # `npm ci` installs exactly the lock file; skipped when the lock is what was last installed.
+  if ! cmp -s "$node_dir/package-lock.json" "$node_dir/node_modules/.installed-lock" ||
+    ! (cd "$node_dir" && node -e 'import("jose").then(() => import("oauth4webapi"))') 2>/dev/null; then
+    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$node_dir/package-lock.json" "$node_dir/node_modules/.installed-lock"
+  fi
+  note "node $(node --version), $(cd "$node_dir" && node -p 'const l = require("./package-lock.json").packages; ["jose", "oauth4webapi"].map(n => n + " " + l["node_modules/" + n].version).join(", ")')"
+  export VETO_INTEROP_NODE
+  VETO_INTEROP_NODE=$(command -v node)
+  # A missing client fails the interop tests instead of skipping them.
   export VETO_REQUIRE_INTEROP=1
   # e2e_disk_full mounts a small tmpfs to fill the embedded store's disk for real: it needs
   # root or passwordless sudo, which this script has wherever it can install Debian packages

@@ -27,6 +27,7 @@ pub mod input;
 pub mod keyring;
 pub mod keys;
 pub mod limits;
+pub mod oauth_scope;
 pub mod prelogin;
 pub mod reason;
 pub mod refresh;

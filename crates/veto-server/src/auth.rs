@@ -15,7 +15,7 @@ use axum::http::request::Parts;
 use base64::Engine;
 use veto_core::apikey::{ApiKeyRecord, Scope, hash_secret};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Presented};
 
 /// The API keys this node accepts, by SHA-256 of their secret: authentication is a hash plus a
 /// map probe, no query. Kept current by the mirror (`AppState::remember_api_key`).
@@ -80,13 +80,14 @@ where
 {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let secret = bearer(parts).ok_or_else(|| ApiError::Unauthorized(MISSING.into()))?;
+        let secret = bearer(parts).ok_or_else(|| ApiError::unauthenticated(MISSING))?;
         ApiKeys::from_ref(state)
             .authenticate(secret)
             .map(Caller)
             .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "the API key is unknown or was deleted; use a current key".into(),
+                ApiError::bad_credential(
+                    Presented::Bearer,
+                    "the API key is unknown or was deleted; use a current key",
                 )
             })
     }
@@ -103,19 +104,29 @@ impl Caller {
     }
 
     pub fn require_any(&self, tenant: &str, scopes: &[Scope]) -> Result<(), ApiError> {
+        // The challenge names a scope only when one would do: RFC 6750's `scope` lists scopes
+        // that are all needed, not alternatives.
+        let one = match scopes {
+            [s] => Some(s.as_str()),
+            _ => None,
+        };
         if !self.0.belongs_to(tenant) {
-            return Err(ApiError::Forbidden(format!(
-                "this API key belongs to another tenant; use a key of tenant {tenant:?}"
-            )));
+            return Err(ApiError::forbidden(
+                one,
+                format!("this API key belongs to another tenant; use a key of tenant {tenant:?}"),
+            ));
         }
         if scopes.iter().any(|s| self.0.allows(tenant, *s)) {
             return Ok(());
         }
         let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-        Err(ApiError::Forbidden(format!(
-            "this API key lacks the scope {}; create a key that has it",
-            names.join(" or ")
-        )))
+        Err(ApiError::forbidden(
+            one,
+            format!(
+                "this API key lacks the scope {}; create a key that has it",
+                names.join(" or ")
+            ),
+        ))
     }
 
     /// Any key of the tenant (or an admin key).
@@ -123,9 +134,10 @@ impl Caller {
         if self.0.belongs_to(tenant) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!(
-                "this API key belongs to another tenant; use a key of tenant {tenant:?}"
-            )))
+            Err(ApiError::forbidden(
+                None,
+                format!("this API key belongs to another tenant; use a key of tenant {tenant:?}"),
+            ))
         }
     }
 
@@ -134,8 +146,9 @@ impl Caller {
         if self.0.is_admin() {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(
-                "this operation needs an admin API key (scope tenants:manage)".into(),
+            Err(ApiError::forbidden(
+                Some(Scope::TenantsManage.as_str()),
+                "this operation needs an admin API key (scope tenants:manage)",
             ))
         }
     }
@@ -172,7 +185,7 @@ impl OAuthClient {
     /// The client, which must have authenticated and hold `scope` in `tenant`.
     pub fn require(self, tenant: &str, scope: Scope) -> ApiResult<Arc<ApiKeyRecord>> {
         let key = self.0?.ok_or_else(|| {
-            ApiError::Unauthorized("authenticate with an API key (Bearer or HTTP Basic)".into())
+            ApiError::unauthenticated("authenticate with an API key (Bearer or HTTP Basic)")
         })?;
         require_client_scope(&key, tenant, scope)?;
         Ok(key)
@@ -195,10 +208,13 @@ fn require_client_scope(key: &ApiKeyRecord, tenant: &str, scope: Scope) -> ApiRe
     if key.allows(tenant, scope) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden(format!(
-            "this client needs scope {} in tenant {tenant:?}",
-            scope.as_str()
-        )))
+        Err(ApiError::forbidden(
+            Some(scope.as_str()),
+            format!(
+                "this client needs scope {} in tenant {tenant:?}",
+                scope.as_str()
+            ),
+        ))
     }
 }
 
@@ -208,24 +224,28 @@ fn oauth_client(keys: &ApiKeys, headers: &HeaderMap) -> ApiResult<Option<Arc<Api
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
-    let bad = || ApiError::Unauthorized("unknown or malformed client credentials".into());
+    let bad =
+        |presented| ApiError::bad_credential(presented, "unknown or malformed client credentials");
     let (scheme, rest) = value
         .to_str()
         .ok()
         .and_then(|v| v.split_once(' '))
-        .ok_or_else(bad)?;
+        .ok_or_else(|| bad(Presented::Nothing))?;
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
-        return keys.authenticate(rest).map(Some).ok_or_else(bad);
+        return keys
+            .authenticate(rest)
+            .map(Some)
+            .ok_or_else(|| bad(Presented::Bearer));
     }
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(bad());
+        return Err(bad(Presented::Nothing));
     }
-    let (id, secret) = basic_credentials(rest).ok_or_else(bad)?;
+    let (id, secret) = basic_credentials(rest).ok_or_else(|| bad(Presented::Basic))?;
     match keys.authenticate(&secret) {
         // The id must name the very key whose secret was given.
         Some(k) if k.id == id => Ok(Some(k)),
-        _ => Err(bad()),
+        _ => Err(bad(Presented::Basic)),
     }
 }
 

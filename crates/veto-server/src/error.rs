@@ -19,8 +19,13 @@ pub enum ApiError {
         /// For batch requests: the item that failed.
         index: Option<usize>,
     },
-    /// No or unknown credentials: 401 with `WWW-Authenticate: Bearer`.
-    Unauthorized(String),
+    /// No credentials, or credentials veto does not accept: 401 with a `WWW-Authenticate`
+    /// challenge (RFC 6750 §3.1: `error="invalid_token"` when a Bearer credential was presented
+    /// and is not good; no `error` when none was presented). The rate limiter counts these.
+    Unauthorized {
+        detail: String,
+        presented: Presented,
+    },
     /// A credential presented on a user's behalf (a session cookie, a refresh token) is not
     /// good: 401 whose problem carries `reason`, the contract's machine-readable why. No
     /// `WWW-Authenticate`: the caller's own API key was fine.
@@ -28,8 +33,12 @@ pub enum ApiError {
         reason: &'static str,
         detail: String,
     },
-    /// Known caller, wrong tenant or missing scope.
-    Forbidden(String),
+    /// Known caller, wrong tenant or missing scope: 403 with RFC 6750's `insufficient_scope`
+    /// challenge, naming the scope when one scope would do.
+    Forbidden {
+        detail: String,
+        scope: Option<&'static str>,
+    },
     NotFound(String),
     Conflict(String),
     Gone(String),
@@ -46,7 +55,43 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// What a refused request presented as its credential: the challenge of the 401 depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented {
+    /// No `Authorization` header, or a scheme this route does not take.
+    Nothing,
+    /// A Bearer credential that is empty, unknown or deleted.
+    Bearer,
+    /// HTTP Basic credentials (OAuth endpoints) that are malformed or wrong.
+    Basic,
+}
+
 impl ApiError {
+    /// 401: the request carries no credential this route takes.
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        ApiError::Unauthorized {
+            detail: detail.into(),
+            presented: Presented::Nothing,
+        }
+    }
+
+    /// 401: the request presented a credential (`presented`) that is not good.
+    pub fn bad_credential(presented: Presented, detail: impl Into<String>) -> Self {
+        ApiError::Unauthorized {
+            detail: detail.into(),
+            presented,
+        }
+    }
+
+    /// 403: the caller is known but may not do this; `scope` is the one scope that would allow
+    /// it, when there is exactly one.
+    pub fn forbidden(scope: Option<&'static str>, detail: impl Into<String>) -> Self {
+        ApiError::Forbidden {
+            detail: detail.into(),
+            scope,
+        }
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> Self {
         ApiError::BadRequest {
             detail: detail.into(),
@@ -82,8 +127,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) | ApiError::Rejected { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized { .. } | ApiError::Rejected { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
@@ -99,9 +144,9 @@ impl ApiError {
     fn kind(&self) -> (&'static str, &'static str) {
         match self {
             ApiError::BadRequest { .. } => ("bad-request", "Bad request"),
-            ApiError::Unauthorized(_) => ("unauthorized", "Authentication required"),
+            ApiError::Unauthorized { .. } => ("unauthorized", "Authentication required"),
             ApiError::Rejected { .. } => ("credential-rejected", "Credential rejected"),
-            ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
+            ApiError::Forbidden { .. } => ("forbidden", "Forbidden"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
             ApiError::Gone(_) => ("gone", "Gone"),
@@ -116,10 +161,11 @@ impl ApiError {
 
     fn detail(&self) -> &str {
         match self {
-            ApiError::BadRequest { detail, .. } | ApiError::Rejected { detail, .. } => detail,
-            ApiError::Unauthorized(d)
-            | ApiError::Forbidden(d)
-            | ApiError::NotFound(d)
+            ApiError::BadRequest { detail, .. }
+            | ApiError::Rejected { detail, .. }
+            | ApiError::Unauthorized { detail, .. }
+            | ApiError::Forbidden { detail, .. } => detail,
+            ApiError::NotFound(d)
             | ApiError::Conflict(d)
             | ApiError::Gone(d)
             | ApiError::PayloadTooLarge(d)
@@ -201,13 +247,43 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The RFC 6750 §3 challenge of a management route's 401 or 403: `Bearer` alone when no
+    /// Bearer credential was presented (§3.1: no error code then), `error="invalid_token"` when
+    /// one was and is not good, `error="insufficient_scope"` (with `scope` when one scope would
+    /// do) when the caller is known but may not do this. The rate limiter counts 401s carrying
+    /// a challenge, so every 401 here has one, and a 403 (a valid key) is never counted.
+    fn bearer_challenge(&self) -> Option<HeaderValue> {
+        match self {
+            ApiError::Unauthorized {
+                presented: Presented::Bearer,
+                ..
+            } => Some(HeaderValue::from_static(r#"Bearer error="invalid_token""#)),
+            ApiError::Unauthorized { .. } => Some(HeaderValue::from_static("Bearer")),
+            ApiError::Forbidden { scope, .. } => Some(insufficient_scope(*scope)),
+            _ => None,
+        }
+    }
+}
+
+/// `Bearer error="insufficient_scope"[, scope="…"]`. Scope names are veto's own constants
+/// (`tokens:verify`, …), so the quoted string needs no escaping.
+fn insufficient_scope(scope: Option<&'static str>) -> HeaderValue {
+    let value = match scope {
+        Some(s) => format!(r#"Bearer error="insufficient_scope", scope="{s}""#),
+        None => r#"Bearer error="insufficient_scope""#.to_owned(),
+    };
+    HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| HeaderValue::from_static(r#"Bearer error="insufficient_scope""#))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if matches!(self, ApiError::Internal(_)) {
             tracing::error!(detail = %self.detail(), "internal error");
         }
         let status = self.status();
-        let bearer_challenge = matches!(self, ApiError::Unauthorized(_));
+        let challenge = self.bearer_challenge();
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
         let mut resp = (status, body).into_response();
         let headers = resp.headers_mut();
@@ -215,8 +291,8 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if bearer_challenge {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        if let Some(c) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, c);
         }
         close_after_413(status, &mut resp);
         resp
@@ -240,14 +316,69 @@ pub struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
+    /// `WWW-Authenticate` of a refused client (401) or scope (403).
+    challenge: Option<HeaderValue>,
+}
+
+/// Every 401 of the OAuth endpoints offers both ways in (HTTP Basic with the key's id and
+/// secret, or the key as Bearer); the scheme the client tried comes first, with RFC 6750's
+/// `invalid_token` when it was Bearer (RFC 6749 §5.2: the challenge matches the scheme used).
+fn oauth_challenge(presented: Presented) -> HeaderValue {
+    HeaderValue::from_static(match presented {
+        Presented::Bearer => r#"Bearer error="invalid_token", Basic realm="veto""#,
+        Presented::Basic | Presented::Nothing => r#"Basic realm="veto", Bearer"#,
+    })
 }
 
 impl OAuthError {
-    pub fn invalid_request(d: impl Into<String>) -> Self {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
         OAuthError {
-            status: StatusCode::BAD_REQUEST,
-            error: "invalid_request",
-            description: d.into(),
+            status,
+            error,
+            description: description.into(),
+            challenge: None,
+        }
+    }
+
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+    }
+
+    /// RFC 6749 §5.2: a `grant_type` the token endpoint does not offer.
+    pub fn unsupported_grant_type(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", d)
+    }
+
+    /// RFC 6749 §5.2: a malformed `scope`, or one beyond what the grant allows.
+    pub fn invalid_scope(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", d)
+    }
+
+    /// RFC 8707 §2: a `resource` that is not an absolute URI without a fragment.
+    pub fn invalid_target(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_target", d)
+    }
+
+    /// The token endpoint's reading of a service error (RFC 6749 §5.2): a refused refresh
+    /// token is `invalid_grant`; a client without `tokens:issue` in the tenant is
+    /// `unauthorized_client` (403, as the contract answers a key outside its tenant or scope);
+    /// a scope the refresh token was not granted is `invalid_scope`; a precondition of issuing
+    /// (tenant suspended, no active key) is the request's problem.
+    pub fn from_token_endpoint(e: ApiError) -> Self {
+        match e {
+            ApiError::Rejected { detail, .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_grant", detail)
+            }
+            ApiError::Forbidden { detail, .. } => {
+                Self::new(StatusCode::FORBIDDEN, "unauthorized_client", detail)
+            }
+            ApiError::Conflict(detail) => Self::invalid_request(detail),
+            ApiError::BadRequest { detail, errors, .. }
+                if errors.iter().any(|e| e.field == "scope") =>
+            {
+                Self::invalid_scope(detail)
+            }
+            other => OAuthError::from(other),
         }
     }
 }
@@ -255,6 +386,11 @@ impl OAuthError {
 impl From<ApiError> for OAuthError {
     fn from(e: ApiError) -> Self {
         let status = e.status();
+        let challenge = match &e {
+            ApiError::Unauthorized { presented, .. } => Some(oauth_challenge(*presented)),
+            ApiError::Forbidden { scope, .. } => Some(insufficient_scope(*scope)),
+            _ => None,
+        };
         let error = match status {
             StatusCode::NOT_FOUND => "invalid_request",
             StatusCode::FORBIDDEN => "insufficient_scope",
@@ -271,6 +407,7 @@ impl From<ApiError> for OAuthError {
             status,
             error,
             description: e.problem().detail,
+            challenge,
         }
     }
 }
@@ -282,11 +419,8 @@ impl IntoResponse for OAuthError {
             Json(serde_json::json!({"error": self.error, "error_description": self.description})),
         )
             .into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"veto\", Bearer"),
-            );
+        if let Some(c) = self.challenge {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, c);
         }
         close_after_413(self.status, &mut resp);
         resp

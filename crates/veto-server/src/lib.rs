@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod feed;

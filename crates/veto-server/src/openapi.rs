@@ -2,7 +2,9 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{admin, api_keys, audit, keys, oauth, revocations, sessions, tenants, tokens};
+use crate::routes::{
+    admin, api_keys, audit, discovery, keys, oauth, revocations, sessions, tenants, tokens,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -11,12 +13,13 @@ use crate::routes::{admin, api_keys, audit, keys, oauth, revocations, sessions, 
         admin::healthz, admin::readyz, admin::metrics, admin::purge,
         tenants::create, tenants::get, tenants::suspend, tenants::resume, tenants::revoke_all,
         api_keys::create, api_keys::list, api_keys::delete,
-        keys::create, keys::rotate, keys::revoke, keys::list, keys::jwks, keys::metadata,
+        keys::create, keys::rotate, keys::revoke, keys::list,
+        discovery::jwks, discovery::metadata, discovery::metadata_rfc8414,
         tokens::issue, tokens::issue_batch, tokens::verify,
         revocations::create, revocations::batch, revocations::get, revocations::list,
         revocations::stats, revocations::lift, revocations::subject_revoke_all,
         audit::list,
-        oauth::introspect, oauth::revoke,
+        oauth::introspect, oauth::revoke, oauth::token,
         sessions::create, sessions::validate, sessions::list, sessions::get, sessions::revoke,
         sessions::revoke_all, sessions::create_prelogin, sessions::consume_prelogin,
         sessions::rotate_key, sessions::list_keys, sessions::refresh,

@@ -20,6 +20,7 @@ use veto_store::{Database, StoreError, Written};
 
 use crate::auth::ApiKeys;
 use crate::config::Config;
+use crate::documents::Versions;
 use crate::error::{ApiError, ApiResult};
 use crate::feed::Feed;
 use crate::memory::{Memory, Tenants};
@@ -60,6 +61,8 @@ pub struct Inner {
     pub mirror: Arc<Mirror>,
     /// Where signing that would stall the async workers runs (`service::issuance`).
     pub signing: Arc<crate::service::issuance::SigningPool>,
+    /// The versions of the public documents served (their ETag and Last-Modified).
+    pub documents: Arc<Versions>,
     /// Optional Redis (notifications, mirror); set once at start-up, after the state is built.
     redis: Arc<OnceLock<RedisBus>>,
 }
@@ -92,12 +95,14 @@ impl FromRef<AppState> for Ops {
     }
 }
 
-/// What the unauthenticated discovery documents (JWKS, RFC 8414 metadata) are made of.
+/// What the unauthenticated discovery documents (JWKS, RFC 8414 metadata) are made of, and
+/// the versions served of them.
 #[derive(Clone)]
 pub struct Discovery {
     pub tenants: Tenants,
     pub keyring: Arc<KeyRing>,
     pub config: Arc<Config>,
+    pub versions: Arc<Versions>,
 }
 
 impl FromRef<AppState> for Discovery {
@@ -106,6 +111,7 @@ impl FromRef<AppState> for Discovery {
             tenants: st.tenants.clone(),
             keyring: st.keyring.clone(),
             config: st.config.clone(),
+            versions: st.documents.clone(),
         }
     }
 }
@@ -184,6 +190,7 @@ impl AppState {
             feed: Arc::new(feed),
             mirror: Arc::new(mirror),
             signing: Arc::new(crate::service::issuance::SigningPool::for_this_machine()),
+            documents: Arc::default(),
             redis,
         })))
     }

@@ -548,3 +548,127 @@ async fn api_key_secrets_are_stored_hashed_and_never_logged() {
         }
     }
 }
+
+/// RFC 6750 §3.1: the challenge says what was wrong with the credential. None presented: a
+/// bare `Bearer` challenge (no error code); a key that is not good: `error="invalid_token"`; a
+/// known key that may not do this: 403 with `error="insufficient_scope"` and the scope that
+/// would allow it, when one scope would.
+#[tokio::test]
+async fn challenges_say_invalid_token_or_insufficient_scope_as_rfc_6750_does() {
+    let srv = Server::start().await;
+    srv.create_tenant("acme").await;
+    let (_, verifier) = srv.create_api_key("default", &["tokens:verify"]).await;
+    let (_, foreign) = srv.create_api_key("acme", &["tokens:issue"]).await;
+    let www = |r: &Resp| r.header("www-authenticate").unwrap_or_default().to_owned();
+
+    for (what, r) in [
+        (
+            "no credentials",
+            srv.call("GET", "/v1/tenants/default", None, None).await,
+        ),
+        (
+            "another scheme",
+            srv.send(
+                "basic",
+                srv.http
+                    .get(srv.url("/v1/tenants/default"))
+                    .basic_auth("admin", Some(ADMIN)),
+            )
+            .await,
+        ),
+    ] {
+        assert_problem(&r, 401);
+        assert_eq!(www(&r), "Bearer", "{what}");
+    }
+    for (what, key) in [("unknown key", "vk_unknown"), ("empty-ish key", "x")] {
+        let r = srv
+            .call("GET", "/v1/tenants/default", Some(key), None)
+            .await;
+        assert_problem(&r, 401);
+        assert_eq!(www(&r), r#"Bearer error="invalid_token""#, "{what}");
+    }
+    let cases = [
+        (
+            "lacks tokens:issue",
+            srv.call(
+                "POST",
+                "/v1/tenants/default/tokens",
+                Some(&verifier),
+                Some(json!({"sub": "u"})),
+            )
+            .await,
+            r#"Bearer error="insufficient_scope", scope="tokens:issue""#,
+        ),
+        (
+            "another tenant's key",
+            srv.call(
+                "POST",
+                "/v1/tenants/default/tokens",
+                Some(&foreign),
+                Some(json!({"sub": "u"})),
+            )
+            .await,
+            r#"Bearer error="insufficient_scope", scope="tokens:issue""#,
+        ),
+        (
+            "admin only",
+            srv.call(
+                "POST",
+                "/v1/tenants",
+                Some(&verifier),
+                Some(json!({"id": "x", "display_name": "x"})),
+            )
+            .await,
+            r#"Bearer error="insufficient_scope", scope="tenants:manage""#,
+        ),
+        (
+            // tokens:revoke or audit:read: alternatives, which RFC 6750's scope cannot say.
+            "either of two scopes",
+            srv.call(
+                "GET",
+                "/v1/tenants/default/revocations",
+                Some(&verifier),
+                None,
+            )
+            .await,
+            r#"Bearer error="insufficient_scope""#,
+        ),
+    ];
+    for (what, r, want) in cases {
+        assert_problem(&r, 403);
+        assert_eq!(www(&r), want, "{what}");
+    }
+
+    // The OAuth endpoints: the same codes, both schemes offered.
+    let token = srv.token("default", "u").await;
+    let introspect = |key: &str| {
+        srv.http
+            .post(srv.url("/t/default/oauth2/introspect"))
+            .bearer_auth(key)
+            .form(&[("token", token.as_str())])
+    };
+    let r = srv.send("introspect", introspect("vk_unknown")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www(&r),
+        r#"Bearer error="invalid_token", Basic realm="veto""#
+    );
+    let (_, issuer) = srv.create_api_key("default", &["tokens:issue"]).await;
+    let r = srv.send("introspect", introspect(&issuer)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json["error"], "insufficient_scope");
+    assert_eq!(
+        www(&r),
+        r#"Bearer error="insufficient_scope", scope="tokens:verify""#
+    );
+    // A credential that is fine but speaks for a user whose session is not: no challenge,
+    // since the caller's own key was good (and the rate limiter must not count it).
+    let r = srv
+        .post(
+            "/v1/tenants/default/sessions/validate",
+            json!({"cookie": "ses-nope.k.sig"}),
+        )
+        .await;
+    assert_problem(&r, 401);
+    assert!(r.header("www-authenticate").is_none(), "{:?}", r.headers);
+}

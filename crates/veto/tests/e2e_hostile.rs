@@ -221,6 +221,11 @@ async fn oauth_endpoints_refuse_bad_credentials_before_reading_a_body() {
             "/t/default/oauth2/revoke",
             "Authorization: Bearer vk_wrong\r\n",
         ),
+        ("/t/default/oauth2/token", ""),
+        (
+            "/t/default/oauth2/token",
+            "Authorization: Bearer vk_wrong\r\n",
+        ),
     ] {
         let mut conn = connect_from(&srv, "127.0.0.1").await;
         // A large body is announced and never sent: the answer must not wait for it.

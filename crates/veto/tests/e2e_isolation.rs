@@ -115,6 +115,11 @@ impl Row {
         self
     }
 
+    fn form_pairs(mut self, pairs: &[(&'static str, &str)]) -> Row {
+        self.body = Body::Form(pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect());
+        self
+    }
+
     fn at(mut self, name: &'static str, value: &str) -> Row {
         self.params.push((name, value.to_owned()));
         self
@@ -149,8 +154,16 @@ impl Row {
         p
     }
 
-    fn is_oauth(&self) -> bool {
-        matches!(self.body, Body::Form(_))
+    /// For the OAuth endpoints, the `error` of their 403: RFC 6749 §5.2's `unauthorized_client`
+    /// at the token endpoint, RFC 6750's `insufficient_scope` at the others. `None` elsewhere.
+    fn oauth_forbidden(&self) -> Option<&'static str> {
+        match self.body {
+            Body::Form(_) if self.template.ends_with("/oauth2/token") => {
+                Some("unauthorized_client")
+            }
+            Body::Form(_) => Some("insufficient_scope"),
+            _ => None,
+        }
     }
 }
 
@@ -263,6 +276,9 @@ fn table(f: &Fixture) -> Vec<Row> {
         Row::new("POST", "/v1/tenants/{tenant}/tokens/refresh", ISSUE, 200)
             .json(json!({"refresh_token": f.refresh})),
         Row::new("POST", "/t/{tenant}/oauth2/introspect", VERIFY, 200).form(&f.token),
+        // The token endpoint's client_credentials grant: the client's own token, nothing stored.
+        Row::new("POST", "/t/{tenant}/oauth2/token", ISSUE, 200)
+            .form_pairs(&[("grant_type", "client_credentials"), ("scope", "matrix")]),
         // Revocations.
         Row::new("POST", "/v1/tenants/{tenant}/revocations", REVOKE, 201)
             .json(json!({"jti": "matrix-jti", "until": in_seconds(3600), "reason": "matrix"})),
@@ -404,24 +420,24 @@ async fn send(srv: &Server, row: &Row, tenant: &str, body: &Body, cred: Cred<'_>
 }
 
 /// A refusal: 401 with a challenge naming Bearer, or 403; problem+json, or on the OAuth
-/// endpoints `{"error", "error_description"}`.
+/// endpoints `{"error", "error_description"}` (`oauth`: the `error` of their 403).
 #[track_caller]
-fn assert_refused(r: &Resp, status: u16, oauth: bool, what: &str) {
+fn assert_refused(r: &Resp, status: u16, oauth: Option<&str>, what: &str) {
     assert_eq!(r.status.as_u16(), status, "{what}: {}", r.text);
     if status == 401 {
         let www = r.header("www-authenticate").unwrap_or_default();
         assert!(www.contains("Bearer"), "{what}: WWW-Authenticate {www:?}");
     }
-    if !oauth {
+    let Some(forbidden) = oauth else {
         assert_problem(r, status);
         return;
-    }
+    };
     let ct = r.header("content-type").unwrap_or_default();
     assert!(ct.starts_with("application/json"), "{what}: {ct}");
     let want = if status == 401 {
         "invalid_client"
     } else {
-        "insufficient_scope"
+        forbidden
     };
     assert_eq!(r.json["error"], want, "{what}: {}", r.text);
     assert!(
@@ -534,7 +550,7 @@ async fn every_route_refuses_missing_unknown_foreign_and_unscoped_keys_and_write
     let requests = Cell::new(0);
     for row in &rows {
         let label = row.label();
-        let oauth = row.is_oauth();
+        let oauth = row.oauth_forbidden();
         let refused = async |tenant: &str, cred: Cred<'_>, status: u16, case: &str| {
             let r = send(&srv, row, tenant, &row.body, cred).await;
             assert_refused(&r, status, oauth, &format!("{label} at {tenant}, {case}"));
@@ -562,7 +578,7 @@ async fn every_route_refuses_missing_unknown_foreign_and_unscoped_keys_and_write
         if let Some((_, secret)) = &lacking {
             refused(VICTIM, Cred::Bearer(secret), 403, "a key without the scope").await;
         }
-        if oauth {
+        if oauth.is_some() {
             let (id, _) = key_of(&keys, TENANT_SCOPES.to_vec());
             refused(
                 VICTIM,
@@ -662,6 +678,10 @@ async fn a_tenant_cannot_reach_another_tenants_state_through_its_own_routes() {
         Row::new("POST", "/t/{tenant}/oauth2/revoke", any, 200).form(&f.refresh),
         Row::new("POST", "/v1/tenants/{tenant}/tokens/refresh", any, 401)
             .json(json!({"refresh_token": f.refresh})),
+        Row::new("POST", "/t/{tenant}/oauth2/token", any, 400).form_pairs(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &f.refresh),
+        ]),
         Row::new("POST", "/v1/tenants/{tenant}/tokens", any, 400)
             .json(json!({"sub": "alice", "sid": sid})),
         Row::new("POST", "/v1/tenants/{tenant}/sessions/validate", any, 401)

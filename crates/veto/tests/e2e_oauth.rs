@@ -494,3 +494,149 @@ async fn self_logout_with_a_forged_token_revokes_nothing() {
             .is_empty()
     );
 }
+
+/// RFC 7662 introspects every token the server issued: a refresh token is active while it can
+/// still be used, with `token_type` saying what it is, and inactive once rotated or revoked.
+#[tokio::test]
+async fn a_refresh_token_introspects_active_while_usable_and_inactive_once_rotated_or_revoked() {
+    let srv = Server::start().await;
+    let (_, verifier) = srv.create_api_key("default", &["tokens:verify"]).await;
+    let (issuer_id, issuer) = srv.create_api_key("default", &["tokens:issue"]).await;
+    let first = srv
+        .call(
+            "POST",
+            "/v1/tenants/default/tokens",
+            Some(&issuer),
+            Some(json!({"sub": "alice", "aud": "api", "token_use": "refresh", "claims": {"scope": "read"}})),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let r0 = str_of(&first["token"]);
+    let (_, claims) = decode(&r0);
+    let introspect = async |token: &str, hint: Option<&str>| {
+        let mut form = vec![("token", token)];
+        if let Some(h) = hint {
+            form.push(("token_type_hint", h));
+        }
+        oauth(
+            &srv,
+            "default",
+            "introspect",
+            Auth::Bearer(&verifier),
+            &form,
+        )
+        .await
+        .expect(StatusCode::OK)
+    };
+    for hint in [Some("refresh_token"), Some("access_token"), None] {
+        let v = introspect(&r0, hint).await;
+        assert_eq!(v["active"], true, "hint {hint:?}: {v}");
+        assert_eq!(v["token_type"], "refresh_token", "{v}");
+        assert_eq!(v["sub"], "alice");
+        assert_eq!(v["aud"], "api");
+        assert_eq!(v["iss"], srv.issuer("default").as_str());
+        assert_eq!(v["exp"], claims["exp"]);
+        assert_eq!(v["jti"], claims["jti"]);
+        assert_eq!(v["client_id"], issuer_id.as_str());
+        assert_eq!(v["scope"], "read");
+    }
+    // Access tokens keep introspecting as Bearer.
+    let access = srv.token("default", "alice").await;
+    assert_eq!(
+        introspect(&access, Some("refresh_token")).await["token_type"],
+        "Bearer"
+    );
+
+    // Rotated: the old one is inactive, the new one active.
+    let pair = srv
+        .post(
+            "/v1/tenants/default/tokens/refresh",
+            json!({"refresh_token": r0}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let r1 = str_of(&pair["refresh_token"]);
+    assert_eq!(
+        introspect(&r0, Some("refresh_token")).await,
+        json!({"active": false})
+    );
+    assert_eq!(introspect(&r1, None).await["active"], true);
+    // Introspecting changed nothing: the rotated token is still the current one.
+    let pair = srv
+        .post(
+            "/v1/tenants/default/tokens/refresh",
+            json!({"refresh_token": r1}),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let r2 = str_of(&pair["refresh_token"]);
+    // Revoked (RFC 7009, the family): inactive.
+    let r = oauth(
+        &srv,
+        "default",
+        "revoke",
+        Auth::None,
+        &[("token", &r2), ("token_type_hint", "refresh_token")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        introspect(&r2, Some("refresh_token")).await,
+        json!({"active": false})
+    );
+    // Another tenant's refresh token, and a forged one, are not tokens of this tenant.
+    srv.create_tenant("acme").await;
+    let foreign = srv
+        .issue("acme", json!({"sub": "alice", "token_use": "refresh"}))
+        .await;
+    assert_eq!(
+        introspect(&str_of(&foreign["token"]), Some("refresh_token")).await,
+        json!({"active": false})
+    );
+    let fresh = srv
+        .issue("default", json!({"sub": "bob", "token_use": "refresh"}))
+        .await;
+    let fresh = str_of(&fresh["token"]);
+    let (head, sig) = fresh.rsplit_once('.').unwrap();
+    let c = if sig.starts_with('A') { 'B' } else { 'A' };
+    let forged = format!("{head}.{c}{}", &sig[1..]);
+    assert_eq!(
+        introspect(&forged, Some("refresh_token")).await,
+        json!({"active": false})
+    );
+    assert_eq!(introspect(&fresh, None).await["active"], true);
+}
+
+#[tokio::test]
+async fn an_expired_refresh_token_introspects_inactive() {
+    // No leeway, so that a 1-second token is expired 2 seconds later.
+    let srv = Server::start_with(&[("VETO_CLOCK_SKEW_SECONDS", "0")]).await;
+    let short = srv
+        .issue(
+            "default",
+            json!({"sub": "alice", "token_use": "refresh", "ttl_seconds": 1}),
+        )
+        .await;
+    let long = srv
+        .issue("default", json!({"sub": "alice", "token_use": "refresh"}))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    for (token, active) in [(&short, false), (&long, true)] {
+        let v = oauth(
+            &srv,
+            "default",
+            "introspect",
+            Auth::Bearer(ADMIN),
+            &[
+                ("token", token["token"].as_str().unwrap()),
+                ("token_type_hint", "refresh_token"),
+            ],
+        )
+        .await
+        .expect(StatusCode::OK);
+        assert_eq!(v["active"], active, "{v}");
+        if !active {
+            assert_eq!(v, json!({"active": false}));
+        }
+    }
+}

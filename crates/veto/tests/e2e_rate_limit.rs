@@ -206,3 +206,58 @@ async fn failed_credentials_never_use_up_self_logouts() {
         Some("revoked")
     );
 }
+
+/// RFC 6750's `error="invalid_token"` challenge on a bad key, and the token endpoint's 401s,
+/// still count as failed authentication; a refused refresh token (a valid client presenting a
+/// bad grant) does not.
+#[tokio::test]
+async fn invalid_token_challenges_and_token_endpoint_failures_are_counted() {
+    let srv = Server::start_with(&TINY).await;
+    let (_, issuer) = srv.create_api_key("default", &["tokens:issue"]).await;
+    for _ in 0..5 {
+        let req = srv
+            .http
+            .post(srv.url("/t/default/oauth2/token"))
+            .bearer_auth(&issuer)
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "garbage"),
+            ]);
+        let r = srv.send("token", req).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert_eq!(r.json["error"], json!("invalid_grant"));
+    }
+    let r = srv
+        .call("GET", "/v1/tenants/default", Some("vk_unknown"), None)
+        .await;
+    assert_problem(&r, 401);
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|w| w.contains(r#"error="invalid_token""#)),
+        "{:?}",
+        r.headers
+    );
+    for _ in 0..2 {
+        let req = srv
+            .http
+            .post(srv.url("/t/default/oauth2/token"))
+            .bearer_auth("vk_unknown")
+            .form(&[("grant_type", "client_credentials")]);
+        let r = srv.send("token", req).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    }
+    let req = srv
+        .http
+        .post(srv.url("/t/default/oauth2/token"))
+        .bearer_auth("vk_unknown")
+        .form(&[("grant_type", "client_credentials")]);
+    assert_oauth_429(&srv.send("token", req).await);
+    // The valid client is still served.
+    let req = srv
+        .http
+        .post(srv.url("/t/default/oauth2/token"))
+        .bearer_auth(&issuer)
+        .form(&[("grant_type", "client_credentials")]);
+    let r = srv.send("token", req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}

@@ -1,17 +1,26 @@
-//! Interop: PyJWT, a JWT library we did not write, verifies veto's tokens for every asymmetric
-//! algorithm using nothing but the tenant's published JWKS (`interop/verify_with_pyjwt.py`).
+//! Interop: clients veto's authors did not write accept veto, used the way their documentation
+//! shows.
 //!
-//! Needs python3 with PyJWT[crypto] (`./scripts/test.sh` installs it into a virtualenv under
-//! `target/` and sets `VETO_INTEROP_PYTHON`). With `VETO_REQUIRE_INTEROP=1` (set by the test
-//! script and so by CI) a missing PyJWT fails the test; otherwise the test says loudly that it
-//! skipped.
+//! - PyJWT verifies veto's tokens for every asymmetric algorithm using nothing but the tenant's
+//!   published JWKS (`interop/verify_with_pyjwt.py`);
+//! - authlib validates the RFC 8414 metadata it finds from the issuer and introspects and
+//!   revokes through it (`interop/authlib_client.py`);
+//! - jose verifies every asymmetric algorithm through `createRemoteJWKSet`, and oauth4webapi
+//!   discovers the tenant, introspects, revokes, validates RFC 9068 access tokens and uses the
+//!   token endpoint's refresh_token and client_credentials grants (`interop/node/clients.mjs`).
+//!
+//! They need python3 with `interop/requirements.txt` and node with `interop/node`'s locked
+//! packages; `./scripts/test.sh` installs both (a virtualenv under `target/`, `npm ci` in
+//! `interop/node`) and sets `VETO_INTEROP_PYTHON` and `VETO_INTEROP_NODE`. With
+//! `VETO_REQUIRE_INTEROP=1` (set by the test script and so by CI) a missing client fails its
+//! test; otherwise the test says loudly that it skipped.
 mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const ASYMMETRIC: [&str; 7] = [
     "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA",
@@ -33,68 +42,59 @@ fn python() -> String {
     "python3".into()
 }
 
-fn has_pyjwt(python: &str) -> Result<(), String> {
-    match Command::new(python)
-        .args(["-c", "import jwt, cryptography; print(jwt.__version__)"])
-        .output()
-    {
+/// The node to use: `VETO_INTEROP_NODE`, else node on the PATH.
+fn node() -> String {
+    std::env::var("VETO_INTEROP_NODE").unwrap_or_else(|_| "node".into())
+}
+
+/// Whether `program args…` (run in `dir`) succeeds: how a client's presence is probed.
+fn runs(program: &str, args: &[&str], dir: &Path) -> Result<(), String> {
+    match Command::new(program).args(args).current_dir(dir).output() {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => Err(String::from_utf8_lossy(&o.stderr).into_owned()),
-        Err(e) => Err(format!("cannot run {python}: {e}")),
+        Err(e) => Err(format!("cannot run {program}: {e}")),
     }
 }
 
-#[tokio::test]
-async fn pyjwt_verifies_every_asymmetric_alg_through_the_jwks() {
-    let python = python();
-    if let Err(why) = has_pyjwt(&python) {
-        let required = std::env::var("VETO_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "VETO_REQUIRE_INTEROP=1 but {python} has no PyJWT[crypto]: {why}\n\
-             install it: python3 -m venv target/interop-venv && \
-             target/interop-venv/bin/pip install -r interop/requirements.txt"
-        );
-        eprintln!(
-            "\n************************************************************\n\
-             * SKIPPED interop test: {python} has no PyJWT[crypto].\n\
-             * ./scripts/test.sh installs it (or set VETO_INTEROP_PYTHON).\n\
-             ************************************************************\n"
-        );
-        return;
-    }
+/// `Ok` to go on; `Err` when the client is missing and the test may be skipped. Fails the test
+/// instead when `VETO_REQUIRE_INTEROP=1`.
+#[track_caller]
+fn present(client: &str, probe: Result<(), String>, install: &str) -> bool {
+    let Err(why) = probe else {
+        return true;
+    };
+    let required = std::env::var("VETO_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "VETO_REQUIRE_INTEROP=1 but {client} is missing: {why}\ninstall it: {install}"
+    );
+    eprintln!(
+        "\n************************************************************\n\
+         * SKIPPED interop test: {client} is missing.\n\
+         * ./scripts/test.sh installs it ({install}).\n\
+         ************************************************************\n"
+    );
+    false
+}
 
-    let srv = Server::start().await;
-    srv.create_tenant("interop").await;
-    let mut tokens = Vec::new();
-    for alg in ASYMMETRIC {
-        // The tenant starts with an ES256 key; every other alg gets one.
-        if alg != "ES256" {
-            srv.create_key("interop", alg).await;
-        }
-        let t = srv
-            .issue(
-                "interop",
-                json!({"sub": format!("user-{alg}"), "aud": "api", "alg": alg, "ttl_seconds": 600}),
-            )
-            .await;
-        assert_eq!(t["alg"], alg);
-        tokens.push(json!({"alg": alg, "token": t["token"]}));
-    }
-    let input = json!({
-        "url": srv.public_url(),
-        "tenant": "interop",
-        "audience": "api",
-        "tokens": tokens,
-    });
-    let script = repo_root().join("interop/verify_with_pyjwt.py");
-    let mut child = Command::new(&python)
-        .arg(&script)
+/// Runs a client script with `input` as JSON on stdin; returns its stdout after checking that it
+/// succeeded and printed `ok NAME` for every expected check.
+async fn run_client(
+    what: &str,
+    program: &str,
+    args: &[PathBuf],
+    dir: &Path,
+    input: &Value,
+    expected: &[String],
+) -> String {
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("run {python} {}: {e}", script.display()));
+        .unwrap_or_else(|e| panic!("run {program} {args:?}: {e}"));
     child
         .stdin
         .take()
@@ -106,16 +106,201 @@ async fn pyjwt_verifies_every_asymmetric_alg_through_the_jwks() {
         .await
         .unwrap()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "PyJWT rejected veto's tokens:\n{stdout}\n{stderr}"
+        "{what} rejected veto:\n{stdout}\n{stderr}"
     );
-    for alg in ASYMMETRIC {
+    for name in expected {
         assert!(
-            stdout.lines().any(|l| l.starts_with(&format!("ok {alg} "))),
-            "no ok line for {alg}:\n{stdout}"
+            stdout
+                .lines()
+                .any(|l| l == format!("ok {name}") || l.starts_with(&format!("ok {name} "))),
+            "{what}: no `ok {name}` line:\n{stdout}\n{stderr}"
         );
     }
+    eprintln!("{what}:\n{stdout}");
+    stdout
+}
+
+/// A tenant with an active key of every asymmetric algorithm and an access token (audience
+/// `api`) signed with each.
+async fn tokens_of_every_alg(srv: &Server, tenant: &str) -> Vec<Value> {
+    let mut tokens = Vec::new();
+    for alg in ASYMMETRIC {
+        // The tenant starts with an ES256 key; every other alg gets one.
+        if alg != "ES256" {
+            srv.create_key(tenant, alg).await;
+        }
+        let t = srv
+            .issue(
+                tenant,
+                json!({"sub": format!("user-{alg}"), "aud": "api", "alg": alg, "ttl_seconds": 600}),
+            )
+            .await;
+        assert_eq!(t["alg"], alg);
+        tokens.push(json!({"alg": alg, "token": t["token"]}));
+    }
+    tokens
+}
+
+#[tokio::test]
+async fn pyjwt_verifies_every_asymmetric_alg_through_the_jwks() {
+    let python = python();
+    let probe = runs(&python, &["-c", "import jwt, cryptography"], &repo_root());
+    if !present("PyJWT", probe, "pip install -r interop/requirements.txt") {
+        return;
+    }
+    let srv = Server::start().await;
+    srv.create_tenant("interop").await;
+    let tokens = tokens_of_every_alg(&srv, "interop").await;
+    let input = json!({
+        "url": srv.public_url(),
+        "tenant": "interop",
+        "audience": "api",
+        "tokens": tokens,
+    });
+    let expected: Vec<String> = ASYMMETRIC.iter().map(|a| a.to_string()).collect();
+    run_client(
+        "PyJWT",
+        &python,
+        &[repo_root().join("interop/verify_with_pyjwt.py")],
+        &repo_root(),
+        &input,
+        &expected,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn authlib_validates_the_metadata_and_introspects_and_revokes_through_it() {
+    let python = python();
+    let probe = runs(&python, &["-c", "import authlib, requests"], &repo_root());
+    if !present("authlib", probe, "pip install -r interop/requirements.txt") {
+        return;
+    }
+    let srv = Server::start().await;
+    srv.create_tenant("interop").await;
+    let (id, secret) = srv
+        .create_api_key("interop", &["tokens:verify", "tokens:revoke"])
+        .await;
+    let access = srv.token("interop", "alice").await;
+    let refresh = srv
+        .issue(
+            "interop",
+            json!({"sub": "alice", "aud": "api", "token_use": "refresh"}),
+        )
+        .await;
+    let refresh = str_of(&refresh["token"]);
+    let input = json!({
+        "url": srv.public_url(),
+        "tenant": "interop",
+        "client": {"id": id, "secret": secret},
+        "access_token": access,
+        "refresh_token": refresh,
+    });
+    let expected: Vec<String> = [
+        "authlib metadata",
+        "authlib introspect_token",
+        "authlib introspect_token refresh_token",
+        "authlib revoke_token",
+        "authlib revoke_token refresh_token",
+    ]
+    .map(String::from)
+    .to_vec();
+    run_client(
+        "authlib",
+        &python,
+        &[repo_root().join("interop/authlib_client.py")],
+        &repo_root(),
+        &input,
+        &expected,
+    )
+    .await;
+    // What authlib did, seen from veto: the access token revoked, the refresh family too.
+    assert_eq!(
+        srv.reason("interop", &access).await.as_deref(),
+        Some("revoked")
+    );
+    let r = srv
+        .post(
+            "/v1/tenants/interop/tokens/refresh",
+            json!({"refresh_token": refresh}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+}
+
+#[tokio::test]
+async fn jose_and_oauth4webapi_accept_veto_unchanged() {
+    let node = node();
+    let dir = repo_root().join("interop/node");
+    let probe = runs(
+        &node,
+        &["-e", "import('jose').then(() => import('oauth4webapi'))"],
+        &dir,
+    );
+    if !present(
+        "node with jose and oauth4webapi",
+        probe,
+        "cd interop/node && npm ci",
+    ) {
+        return;
+    }
+    let srv = Server::start().await;
+    srv.create_tenant("interop").await;
+    let tokens = tokens_of_every_alg(&srv, "interop").await;
+    let (id, secret) = srv
+        .create_api_key(
+            "interop",
+            &["tokens:verify", "tokens:revoke", "tokens:issue"],
+        )
+        .await;
+    let refresh = srv
+        .issue(
+            "interop",
+            json!({"sub": "alice", "aud": "api", "token_use": "refresh"}),
+        )
+        .await;
+    let refresh = str_of(&refresh["token"]);
+    let revoke = srv.token("interop", "bob").await;
+    let input = json!({
+        "url": srv.public_url(),
+        "tenant": "interop",
+        "audience": "api",
+        "tokens": tokens,
+        "client": {"id": id, "secret": secret},
+        "refresh_token": refresh,
+        "revoke": revoke,
+    });
+    let mut expected: Vec<String> = Vec::new();
+    for alg in ASYMMETRIC {
+        expected.push(format!("jose {alg}"));
+        expected.push(format!("oauth4webapi validateJwtAccessToken {alg}"));
+    }
+    for name in [
+        "oauth4webapi discovery",
+        "oauth4webapi introspection",
+        "oauth4webapi introspection of a refresh token",
+        "oauth4webapi refresh_token grant",
+        "oauth4webapi client_credentials grant",
+        "oauth4webapi revocation",
+    ] {
+        expected.push(name.into());
+    }
+    run_client(
+        "jose/oauth4webapi",
+        &node,
+        &[dir.join("clients.mjs")],
+        &dir,
+        &input,
+        &expected,
+    )
+    .await;
+    // What the clients did, seen from veto.
+    assert_eq!(
+        srv.reason("interop", &revoke).await.as_deref(),
+        Some("revoked")
+    );
 }

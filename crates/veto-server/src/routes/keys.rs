@@ -1,9 +1,8 @@
-//! Signing keys (create, rotate, revoke, list) and the public discovery documents made from
-//! them: the tenant's JWKS and its RFC 8414 metadata.
+//! Signing keys: create, rotate, revoke, list. The public documents made from them (the JWKS,
+//! RFC 8414 metadata) are `discovery.rs`'s.
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use veto_core::apikey::Scope;
 
@@ -11,7 +10,7 @@ use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageBody, PageParams};
 use crate::service::keys::{KeyView, parse_alg};
-use crate::state::{AppState, Discovery};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -101,49 +100,4 @@ pub async fn list(
         items: page.items,
         next_cursor: page.next_cursor,
     }))
-}
-
-fn cacheable_json(v: serde_json::Value) -> Response {
-    let mut resp = Json(v).into_response();
-    // Resource servers poll these; a short cache keeps them cheap while a revoked key still
-    // disappears within a minute for caches that honour it.
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
-    );
-    resp
-}
-
-/// RFC 7517 JWKS: active and retired asymmetric public keys. Unauthenticated.
-#[utoipa::path(get, path = "/t/{tenant}/.well-known/jwks.json", tag = "discovery", security(()),
-    params(("tenant" = String, Path)), responses((status = 200, body = Object)))]
-pub async fn jwks(
-    State(d): State<Discovery>,
-    ApiPath(tenant): ApiPath<String>,
-) -> ApiResult<Response> {
-    d.tenants.require(&tenant)?;
-    let now = veto_core::timeutil::now().unix_timestamp();
-    Ok(cacheable_json(d.keyring.jwks(&tenant, now)))
-}
-
-/// RFC 8414 authorization server metadata. Unauthenticated.
-#[utoipa::path(get, path = "/t/{tenant}/.well-known/oauth-authorization-server", tag = "discovery", security(()),
-    params(("tenant" = String, Path)), responses((status = 200, body = Object)))]
-pub async fn metadata(
-    State(d): State<Discovery>,
-    ApiPath(tenant): ApiPath<String>,
-) -> ApiResult<Response> {
-    d.tenants.require(&tenant)?;
-    let iss = d.config.issuer(&tenant);
-    let algs: Vec<&str> = veto_core::Alg::ALL.iter().map(|a| a.as_str()).collect();
-    Ok(cacheable_json(serde_json::json!({
-        "issuer": iss,
-        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
-        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "bearer"],
-        "token_endpoint_auth_signing_alg_values_supported": algs,
-        "response_types_supported": [],
-    })))
 }

@@ -1,7 +1,9 @@
 //! The route table. Each handler authorises, calls one service operation and shapes the answer.
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -9,6 +11,7 @@ use crate::state::AppState;
 pub mod admin;
 pub mod api_keys;
 pub mod audit;
+pub mod discovery;
 pub mod keys;
 pub mod oauth;
 pub mod revocations;
@@ -21,6 +24,22 @@ pub mod tokens;
 pub fn router(state: AppState, docs: Router<AppState>) -> Router {
     let body_limit = state.config.body_limit;
     let limiter = state.limiter.clone();
+    // The public documents, the only routes with CORS (discovery.rs says why). The CORS layer
+    // answers every OPTIONS on them, which has no handler: their method-not-allowed fallback is
+    // set here, before the layer, so that it runs inside the layer (the outer router's
+    // fallback, set after, would answer OPTIONS with 405 before the layer saw it).
+    let documents = Router::new()
+        .route("/t/{tenant}/.well-known/jwks.json", get(discovery::jwks))
+        .route(
+            "/t/{tenant}/.well-known/oauth-authorization-server",
+            get(discovery::metadata),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server/t/{tenant}",
+            get(discovery::metadata_rfc8414),
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(discovery::cors());
     let routes = Router::new()
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
@@ -110,11 +129,7 @@ pub fn router(state: AppState, docs: Router<AppState>) -> Router {
             "/v1/tenants/{tenant}/session-keys/rotate",
             post(sessions::rotate_key),
         )
-        .route("/t/{tenant}/.well-known/jwks.json", get(keys::jwks))
-        .route(
-            "/t/{tenant}/.well-known/oauth-authorization-server",
-            get(keys::metadata),
-        )
+        .merge(documents)
         .route(
             "/t/{tenant}/oauth2/introspect",
             post(oauth::introspect).layer(DefaultBodyLimit::max(oauth::FORM_LIMIT)),
@@ -122,6 +137,10 @@ pub fn router(state: AppState, docs: Router<AppState>) -> Router {
         .route(
             "/t/{tenant}/oauth2/revoke",
             post(oauth::revoke).layer(DefaultBodyLimit::max(oauth::FORM_LIMIT)),
+        )
+        .route(
+            "/t/{tenant}/oauth2/token",
+            post(oauth::token).layer(DefaultBodyLimit::max(oauth::FORM_LIMIT)),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -136,6 +155,13 @@ pub fn router(state: AppState, docs: Router<AppState>) -> Router {
     routes
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
+        // Answers about tokens, keys and sessions are for the caller alone and only for now: no
+        // cache may keep them (RFC 6749 §5.1 for tokens, RFC 7662 §4 for introspection; verify
+        // answers likewise). The public documents set their own policy, which this leaves.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .with_state(state)
 }
 

@@ -3,6 +3,7 @@
 //! docs/architecture.md ("Writes") for why in that order.
 pub mod apikeys;
 pub mod bootstrap;
+pub mod grants;
 pub mod issuance;
 pub mod keys;
 pub mod purge;

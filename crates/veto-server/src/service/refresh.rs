@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use veto_core::Reason;
 use veto_core::audit::AuditEvent;
+use veto_core::oauth_scope;
 use veto_core::refresh::{REUSE_REASON, RefreshClaims, RefreshFamily, RotateDecision, rotate};
 use veto_core::timeutil;
 use veto_core::token::RESERVED_CLAIMS;
@@ -43,6 +44,9 @@ pub struct RefreshResponse {
     pub token_type: &'static str,
     /// Lifetime of the access token, in seconds.
     pub expires_in: i64,
+    /// The access token's `scope` claim, for the token endpoint's answer (RFC 6749 §5.1).
+    #[serde(skip)]
+    pub scope: Option<String>,
 }
 
 fn rejected(reason: &'static str, detail: impl Into<String>) -> ApiError {
@@ -78,6 +82,21 @@ impl AppState {
         caller_id: &str,
         token: &str,
     ) -> ApiResult<RefreshResponse> {
+        self.refresh_scoped(tenant, caller_id, token, None).await
+    }
+
+    /// [`refresh`](Self::refresh), with the access token's scope narrowed to `scope` (RFC 6749
+    /// §6, the token endpoint's `scope` parameter): every token of it must be in the refresh
+    /// token's own `scope`, else a 400 naming the field `scope` and nothing is rotated. The
+    /// next refresh token keeps the scope originally granted, so a later refresh may ask for
+    /// all of it again.
+    pub async fn refresh_scoped(
+        &self,
+        tenant: &str,
+        caller_id: &str,
+        token: &str,
+        scope: Option<&[&str]>,
+    ) -> ApiResult<RefreshResponse> {
         self.require_tenant(tenant)?;
         let v = match self.check_typed(tenant, token, None, REFRESH_TYP) {
             Check::Active(v) => v,
@@ -101,6 +120,24 @@ impl AppState {
         for name in RESERVED_CLAIMS.iter().chain(&NOT_CARRIED) {
             custom.remove(*name);
         }
+        // Judged now, raised only when the token is the family's current one: a rotated token
+        // is reuse whatever scope it asks for, and must revoke its family all the same.
+        let granted = custom.get("scope").and_then(Value::as_str);
+        let access_scope: Result<Option<String>, String> = match scope {
+            None => Ok(granted.map(str::to_owned)),
+            Some(requested) => {
+                let beyond = oauth_scope::beyond(requested, granted);
+                if beyond.is_empty() {
+                    Ok(Some(oauth_scope::join(requested)))
+                } else {
+                    Err(format!(
+                        "{} was not granted to this refresh token; ask for its scope ({}) or part of it",
+                        oauth_scope::join(&beyond),
+                        granted.unwrap_or("none")
+                    ))
+                }
+            }
+        };
         let now = timeutil::now();
         for _ in 0..ROTATION_ATTEMPTS {
             let family = self
@@ -112,10 +149,21 @@ impl AppState {
             match rotate(&family, claims.generation, now) {
                 RotateDecision::Rotate { next_gen } => {
                     self.after_cutoff(tenant, &family.sub).await;
+                    let access_scope = access_scope
+                        .clone()
+                        .map_err(|m| ApiError::field("scope", m))?;
                     // Signed before the swap, so that a won swap is never followed by a failure
                     // that would leave the client holding a token already rotated.
-                    let pair =
-                        self.mint_pair(tenant, caller_id, &v, &custom, &family, next_gen, now)?;
+                    let pair = self.mint_pair(
+                        tenant,
+                        caller_id,
+                        &v,
+                        &custom,
+                        access_scope.as_deref(),
+                        &family,
+                        next_gen,
+                        now,
+                    )?;
                     if self
                         .store
                         .rotate_refresh_family(tenant, &family.id, claims.generation, next_gen)
@@ -157,8 +205,8 @@ impl AppState {
 
     /// The access token and next refresh token of a rotation: same subject, audience, session,
     /// client, algorithm and `custom` claims (the presented token's, less veto's own) as the
-    /// presented refresh token. The refresh token expires with its family; the access token
-    /// carries `fam`.
+    /// presented refresh token, except that the access token's `scope` is `access_scope`. The
+    /// refresh token expires with its family; the access token carries `fam`.
     #[allow(clippy::too_many_arguments)]
     fn mint_pair(
         &self,
@@ -166,6 +214,7 @@ impl AppState {
         caller_id: &str,
         v: &VerifiedToken,
         custom: &Map<String, Value>,
+        access_scope: Option<&str>,
         family: &RefreshFamily,
         next_gen: u32,
         now: OffsetDateTime,
@@ -181,10 +230,18 @@ impl AppState {
             claims: Some(custom.clone()),
             token_use: None,
         };
+        let mut access_claims = custom.clone();
+        match access_scope {
+            Some(s) => access_claims.insert("scope".into(), s.into()),
+            None => access_claims.remove("scope"),
+        };
         let access = self.sign_token(
             tenant,
             caller_id,
-            &base,
+            &IssueRequest {
+                claims: Some(access_claims),
+                ..base.clone()
+            },
             Minting::AccessOfFamily(&family.id),
         )?;
         let remaining = (family.expires_at - now).whole_seconds();
@@ -206,6 +263,7 @@ impl AppState {
             access_token: access.token,
             refresh_token: refresh.token,
             token_type: "Bearer",
+            scope: access_scope.map(str::to_owned),
         })
     }
 
@@ -232,6 +290,34 @@ impl AppState {
             self.index.revoke_family(tenant, fam);
         }
         Ok(true)
+    }
+
+    /// RFC 7662 for refresh tokens: `Some` while `token` is usable, that is while it passes the
+    /// whole check (signature, claims, the revocation index, its family not revoked) and is
+    /// still its family's current token, neither rotated nor past the family's expiry. Where a
+    /// family stands in its rotation is kept only in the store's family row (one row per
+    /// family, docs/architecture.md), so this reads it: one query, for refresh tokens only.
+    pub async fn usable_refresh_token(
+        &self,
+        tenant: &str,
+        token: &str,
+    ) -> ApiResult<Option<VerifiedToken>> {
+        let v = match self.check_typed(tenant, token, None, REFRESH_TYP) {
+            Check::Active(v) => v,
+            Check::Inactive(_) => return Ok(None),
+        };
+        let Some(c) = RefreshClaims::from_claims(&v.claims.to_map()) else {
+            return Ok(None);
+        };
+        let Some(family) = self.store.get_refresh_family(tenant, &c.fam).await? else {
+            return Ok(None);
+        };
+        let current = v.sub.as_deref() == Some(family.sub.as_str())
+            && matches!(
+                rotate(&family, c.generation, timeutil::now()),
+                RotateDecision::Rotate { .. }
+            );
+        Ok(current.then_some(*v))
     }
 
     /// RFC 7009 for refresh tokens: when `token` is a refresh token of this tenant (signature

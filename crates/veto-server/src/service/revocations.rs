@@ -40,12 +40,18 @@ pub struct RevokeRequest {
     pub until: Option<OffsetDateTime>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct BatchRevokeResult {
     pub created: u64,
     /// Items whose jti was already revoked, including those made permanent.
     pub existing: u64,
-    /// Of `existing`: suspensions that a permanent item of the batch made permanent.
+    /// Of `existing`: suspensions that a permanent item of the batch made permanent. Left out
+    /// when 0, so that the contract's `{"created", "existing"}` stays the whole answer then.
+    #[serde(skip_serializing_if = "is_zero")]
     pub made_permanent: u64,
 }
 
