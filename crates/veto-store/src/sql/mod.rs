@@ -733,6 +733,22 @@ async fn delete_bounded<C: Conn>(
 /// revocation deleted: the caller appends their `revocation.purge` changes (in bulk, its own way)
 /// in the same transaction. The caller holds whatever keeps other writers off the victims
 /// (SQLite's write lock, PostgreSQL's whole-store lock).
+/// Runs a bounded delete (`$1` the time bound, `$2` the batch) that returns two text columns:
+/// the (tenant, key) pairs it deleted, for the caller's change rows.
+async fn deleted_pairs<C: Conn>(
+    c: &mut C,
+    sql: &str,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>> {
+    c.rows(sql, vec![Int(before), Int(limit)])
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| Ok((r.text_at(0)?, r.text_at(1)?)))
+        .collect()
+}
+
 pub(crate) async fn purge_expired<C: Conn>(
     c: &mut C,
     bounded: BoundedDelete,
@@ -753,23 +769,11 @@ pub(crate) async fn purge_expired<C: Conn>(
         "expires_at < $1 OR (until IS NOT NULL AND until < $1)",
         "RETURNING tenant, jti",
     );
-    let jtis = c
-        .rows(&sql, vec![Int(before), Int(limit)])
-        .await
-        .map_err(unavailable)?
-        .iter()
-        .map(|r| Ok((r.text_at(0)?, r.text_at(1)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let jtis = deleted_pairs(c, &sql, before, limit).await?;
     // Tenant-wide and subject cutoffs alike: past `expires_at` every token they could reject has
     // expired on its own.
     let sql = bounded("cutoffs", "expires_at < $1", "RETURNING tenant, sub");
-    let purged_cutoffs = c
-        .rows(&sql, vec![Int(before), Int(limit)])
-        .await
-        .map_err(unavailable)?
-        .iter()
-        .map(|r| Ok((r.text_at(0)?, r.text_at(1)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let purged_cutoffs = deleted_pairs(c, &sql, before, limit).await?;
     let cutoffs = purged_cutoffs.len() as u64;
     // Retired keys past retention verify nothing any more. Active keys are never purged. Revoked
     // keys are kept: their row is the record that (and when, and why) the key was revoked, they
