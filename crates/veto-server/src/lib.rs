@@ -26,6 +26,7 @@ pub mod redis;
 pub mod routes;
 pub mod service;
 pub mod session_cache;
+pub mod signing;
 pub mod state;
 
 pub use config::Config;

@@ -60,7 +60,7 @@ pub struct Inner {
     /// Where every change reaches memory (`mirror.rs`).
     pub mirror: Arc<Mirror>,
     /// Where signing that would stall the async workers runs (`service::issuance`).
-    pub signing: Arc<crate::service::issuance::SigningPool>,
+    pub signing: Arc<crate::signing::SigningPool>,
     /// The versions of the public documents served (their ETag and Last-Modified).
     pub documents: Arc<Versions>,
     /// Optional Redis (notifications, mirror); set once at start-up, after the state is built.
@@ -189,7 +189,7 @@ impl AppState {
             limiter: limiter.map(Arc::new),
             feed: Arc::new(feed),
             mirror: Arc::new(mirror),
-            signing: Arc::new(crate::service::issuance::SigningPool::for_this_machine()),
+            signing: Arc::new(crate::signing::SigningPool::for_this_machine()),
             documents: Arc::default(),
             redis,
         })))
