@@ -4,46 +4,6 @@ use base64::Engine;
 use common::*;
 use serde_json::json;
 
-enum Auth<'a> {
-    None,
-    Bearer(&'a str),
-    /// HTTP Basic with client id and secret, each form-urlencoded first (RFC 6749 §2.3.1).
-    Basic(&'a str, &'a str),
-    /// A raw Authorization header value.
-    Raw(&'a str),
-}
-
-fn form_encode(s: &str) -> String {
-    serde_urlencoded::to_string([("", s)]).unwrap()[1..].to_owned()
-}
-
-async fn oauth(
-    srv: &Server,
-    tenant: &str,
-    endpoint: &str,
-    auth: Auth<'_>,
-    form: &[(&str, &str)],
-) -> Resp {
-    let mut req = srv
-        .http
-        .post(srv.url(&format!("/t/{tenant}/oauth2/{endpoint}")))
-        .form(form);
-    req = match auth {
-        Auth::None => req,
-        Auth::Bearer(k) => req.bearer_auth(k),
-        Auth::Basic(id, secret) => {
-            let cred = base64::engine::general_purpose::STANDARD.encode(format!(
-                "{}:{}",
-                form_encode(id),
-                form_encode(secret)
-            ));
-            req.header("authorization", format!("Basic {cred}"))
-        }
-        Auth::Raw(v) => req.header("authorization", v),
-    };
-    srv.send(endpoint, req).await
-}
-
 #[tokio::test]
 async fn introspection_of_an_active_token_answers_rfc7662_fields() {
     let srv = Server::start().await;

@@ -2,39 +2,11 @@
 //! (the same rotation and reuse detection as `/v1/tenants/{tenant}/tokens/refresh`) and the
 //! `client_credentials` grant, with RFC 6749 §5.2's error codes and `Cache-Control: no-store`.
 mod common;
-use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
 
-enum Auth<'a> {
-    None,
-    Bearer(&'a str),
-    /// HTTP Basic with key id and secret, each form-urlencoded first (RFC 6749 §2.3.1).
-    Basic(&'a str, &'a str),
-}
-
-fn form_encode(s: &str) -> String {
-    serde_urlencoded::to_string([("", s)]).unwrap()[1..].to_owned()
-}
-
 async fn token_request(srv: &Server, tenant: &str, auth: Auth<'_>, form: &[(&str, &str)]) -> Resp {
-    let mut req = srv
-        .http
-        .post(srv.url(&format!("/t/{tenant}/oauth2/token")))
-        .form(form);
-    req = match auth {
-        Auth::None => req,
-        Auth::Bearer(k) => req.bearer_auth(k),
-        Auth::Basic(id, secret) => {
-            let cred = base64::engine::general_purpose::STANDARD.encode(format!(
-                "{}:{}",
-                form_encode(id),
-                form_encode(secret)
-            ));
-            req.header("authorization", format!("Basic {cred}"))
-        }
-    };
-    srv.send("token", req).await
+    oauth(srv, tenant, "token", auth, form).await
 }
 
 /// An RFC 6749 §5.2 error: status, `error`, a non-empty `error_description`.

@@ -729,3 +729,43 @@ pub fn faketime_lib() -> &'static str {
         panic!("libfaketime is missing: apt-get install libfaketime (scripts/test.sh does)")
     })
 }
+
+/// How a request to the OAuth endpoints authenticates its client.
+pub enum Auth<'a> {
+    None,
+    Bearer(&'a str),
+    /// HTTP Basic with client id and secret, each form-urlencoded first (RFC 6749 §2.3.1).
+    Basic(&'a str, &'a str),
+    /// A raw Authorization header value.
+    Raw(&'a str),
+}
+
+/// One value form-urlencoded, as HTTP Basic credentials for OAuth are (RFC 6749 §2.3.1).
+pub fn form_encode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)]).unwrap()[1..].to_owned()
+}
+
+/// `POST /t/{tenant}/oauth2/{endpoint}` with `form`, authenticated as `auth`.
+pub async fn oauth(
+    srv: &Server,
+    tenant: &str,
+    endpoint: &str,
+    auth: Auth<'_>,
+    form: &[(&str, &str)],
+) -> Resp {
+    let mut req = srv
+        .http
+        .post(srv.url(&format!("/t/{tenant}/oauth2/{endpoint}")))
+        .form(form);
+    req = match auth {
+        Auth::None => req,
+        Auth::Bearer(k) => req.bearer_auth(k),
+        Auth::Basic(id, secret) => {
+            let pair = format!("{}:{}", form_encode(id), form_encode(secret));
+            let cred = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair);
+            req.header("authorization", format!("Basic {cred}"))
+        }
+        Auth::Raw(v) => req.header("authorization", v),
+    };
+    srv.send(endpoint, req).await
+}
