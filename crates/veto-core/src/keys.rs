@@ -156,6 +156,12 @@ enum Material {
     Ec(EcdsaKeyPair, ParsedPublicKey),
     Ed(Ed25519KeyPair, ParsedPublicKey),
     Rsa(RsaKeyPair, &'static dyn sig::RsaEncoding, ParsedPublicKey),
+    /// The public half only, from a JWK: what a verifier outside veto holds. Verifies, never signs.
+    Public(ParsedPublicKey),
+    /// No material at all: a key known only by its kid to be revoked. Its status answers
+    /// `key_revoked` before any signature is looked at, and should it ever be asked, no
+    /// signature verifies against it.
+    None,
 }
 
 debug_fields!(LoadedKey {
@@ -275,9 +281,124 @@ impl LoadedKey {
         })
     }
 
-    /// Active keys sign; nothing else does.
+    /// A key of `tenant` from one entry of its JWKS (RFC 7517): public material only, so it
+    /// verifies and never signs. For verifiers outside veto, which get no private material.
+    ///
+    /// The JWK must name its `kid` and its `alg` (veto's JWKS always does), and its `kty`/`crv`
+    /// must be those of that alg: the alg is pinned to the key exactly as for a key veto loads
+    /// from its store, so a token cannot pick another algorithm for it. HMAC algs have no
+    /// public form and are refused. Status is `Active`: a key is in the JWKS exactly while it
+    /// verifies (active, or retired within its retention), so whoever holds the JWKS drops the
+    /// key when it leaves it; `created_at` is unknown and left at the epoch.
+    pub fn from_public_jwk(tenant: &str, jwk: &serde_json::Value) -> Result<LoadedKey, KeyError> {
+        let str_member = |name: &'static str| jwk.get(name).and_then(serde_json::Value::as_str);
+        let kid = str_member("kid")
+            .filter(|k| !k.is_empty())
+            .ok_or(KeyError::BadJwk("no kid"))?;
+        let alg: Alg = str_member("alg")
+            .and_then(|a| a.parse().ok())
+            .ok_or(KeyError::BadJwk("no alg, or one veto does not know"))?;
+        if jwk.get("use").is_some_and(|u| u.as_str() != Some("sig")) {
+            return Err(KeyError::BadJwk("use is not \"sig\""));
+        }
+        let bytes = |name: &'static str| {
+            str_member(name)
+                .and_then(crate::encoding::b64url_decode)
+                .ok_or(KeyError::BadJwk("a key member is missing or not base64url"))
+        };
+        let kty = str_member("kty");
+        let crv = str_member("crv");
+        let bad = |_| KeyError::BadJwk("the key material does not parse");
+        let parsed = match alg {
+            Alg::ES256 | Alg::ES384 => {
+                let (verify_alg, want_crv, coord): (&'static dyn sig::VerificationAlgorithm, _, _) =
+                    if alg == Alg::ES256 {
+                        (&sig::ECDSA_P256_SHA256_FIXED, "P-256", 32)
+                    } else {
+                        (&sig::ECDSA_P384_SHA384_FIXED, "P-384", 48)
+                    };
+                if kty != Some("EC") || crv != Some(want_crv) {
+                    return Err(KeyError::BadJwk("kty/crv do not match the alg"));
+                }
+                let (x, y) = (bytes("x")?, bytes("y")?);
+                if x.len() != coord || y.len() != coord {
+                    return Err(KeyError::BadJwk("EC coordinates of the wrong length"));
+                }
+                // Uncompressed SEC1 point: 0x04 || X || Y, as `parse_material` builds it.
+                let point = [&[4u8][..], &x, &y].concat();
+                ParsedPublicKey::new(verify_alg, &point).map_err(bad)?
+            }
+            Alg::EdDSA => {
+                if kty != Some("OKP") || crv != Some("Ed25519") {
+                    return Err(KeyError::BadJwk("kty/crv do not match the alg"));
+                }
+                let x = bytes("x")?;
+                if x.len() != 32 {
+                    return Err(KeyError::BadJwk("an Ed25519 key is 32 bytes"));
+                }
+                ParsedPublicKey::new(&sig::ED25519, &x).map_err(bad)?
+            }
+            Alg::HS256 | Alg::HS384 | Alg::HS512 => {
+                return Err(KeyError::BadJwk("HMAC keys have no public form"));
+            }
+            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 => {
+                if kty != Some("RSA") {
+                    return Err(KeyError::BadJwk("kty does not match the alg"));
+                }
+                let (_, params) = rsa_params(alg).ok_or(KeyError::BadJwk("unsupported alg"))?;
+                let (n, e) = (bytes("n")?, bytes("e")?);
+                // The bounds `rsa_params` verifies with (RSA_*_2048_8192_*), refused here already
+                // so that a JWK no token could ever verify against is not taken for a key.
+                let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+                if !(2048..=8192).contains(&bits) {
+                    return Err(KeyError::BadJwk("RSA modulus outside 2048 to 8192 bits"));
+                }
+                sig::RsaPublicKeyComponents { n: &n, e: &e }
+                    .to_parsed_public_key(params)
+                    .map_err(bad)?
+            }
+        };
+        Ok(LoadedKey {
+            kid: kid.to_owned(),
+            tenant: tenant.to_owned(),
+            alg,
+            status: KeyStatus::Active,
+            audience: None,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            retain_until: None,
+            public_jwk: Some(jwk.clone()),
+            material: Material::Public(parsed),
+        })
+    }
+
+    /// A key known only as revoked: a verifier outside veto learns of a key revocation by kid,
+    /// and the key has left the JWKS by then (or never reached this verifier). Holding it lets
+    /// the verify pipeline answer `key_revoked` for its tokens, as veto does, instead of
+    /// `unknown_key`. `alg` is a placeholder: the status is read before the alg, and the key
+    /// has no material, so nothing verifies or signs with it.
+    pub fn known_revoked(tenant: &str, kid: &str) -> LoadedKey {
+        LoadedKey {
+            kid: kid.to_owned(),
+            tenant: tenant.to_owned(),
+            alg: Alg::ES256,
+            status: KeyStatus::Revoked,
+            audience: None,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            retain_until: None,
+            public_jwk: None,
+            material: Material::None,
+        }
+    }
+
+    /// Whether the key holds private material (a key loaded from veto's store) rather than
+    /// only the public half or nothing.
+    pub fn has_private(&self) -> bool {
+        !matches!(self.material, Material::Public(_) | Material::None)
+    }
+
+    /// Active keys with private material sign; nothing else does.
     pub fn signs(&self) -> bool {
-        self.status == KeyStatus::Active
+        self.status == KeyStatus::Active && self.has_private()
     }
 
     /// Active keys verify; retired ones until their retention ends; revoked ones never.
@@ -306,6 +427,7 @@ impl LoadedKey {
                     .map_err(|_| KeyError::Sign)?;
                 Ok(out)
             }
+            Material::Public(_) | Material::None => Err(KeyError::NoPrivateKey),
         }
     }
 
@@ -314,9 +436,11 @@ impl LoadedKey {
     pub fn verify_signature(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.material {
             Material::Hmac(k) => aws_lc_rs::hmac::verify(k, message, signature).is_ok(),
-            Material::Ec(_, p) | Material::Ed(_, p) | Material::Rsa(_, _, p) => {
-                p.verify_sig(message, signature).is_ok()
-            }
+            Material::Ec(_, p)
+            | Material::Ed(_, p)
+            | Material::Rsa(_, _, p)
+            | Material::Public(p) => p.verify_sig(message, signature).is_ok(),
+            Material::None => false,
         }
     }
 }

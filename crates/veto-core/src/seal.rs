@@ -36,6 +36,11 @@ pub enum KeyError {
     BadMaterial(Alg),
     #[error("signing failed")]
     Sign,
+    /// A key built from a public JWK (or known only as revoked) holds no private material.
+    #[error("this key holds no private material (built from a public JWK): it cannot sign")]
+    NoPrivateKey,
+    #[error("public JWK is not a usable verification key: {0}")]
+    BadJwk(&'static str),
 }
 
 /// The kinds of blob sealed under the master key, each in its own table.
