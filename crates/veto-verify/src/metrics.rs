@@ -1,0 +1,38 @@
+//! The verifier's metrics, through the `metrics` facade: the service installs its own recorder
+//! (e.g. `metrics-exporter-prometheus`) and these appear in its scrape. Every name starts with
+//! `veto_verify_` and carries the tenant as a label.
+//!
+//! | name | kind | labels | meaning |
+//! |---|---|---|---|
+//! | `veto_verify_checks_total` | counter | `tenant`, `outcome` | checks by outcome: `active`, a veto reason (`revoked`, `index_stale`, ...) or `hmac_unsupported` |
+//! | `veto_verify_stream_reconnects_total` | counter | `tenant` | revocation stream connections that ended and were tried again |
+//! | `veto_verify_jwks_fetches_total` | counter | `tenant`, `result` (`ok`, `error`) | JWKS fetches |
+//! | `veto_verify_state_age_seconds` | gauge | `tenant` | age of the revocation state (+Inf before the first snapshot) |
+//! | `veto_verify_revocations` | gauge | `tenant` | revoked or suspended jtis held |
+//! | `veto_verify_stream_connected` | gauge | `tenant` | 1 while the stream is connected |
+
+pub const CHECKS: &str = "veto_verify_checks_total";
+pub const RECONNECTS: &str = "veto_verify_stream_reconnects_total";
+pub const JWKS_FETCHES: &str = "veto_verify_jwks_fetches_total";
+pub const STATE_AGE: &str = "veto_verify_state_age_seconds";
+pub const REVOCATIONS: &str = "veto_verify_revocations";
+pub const CONNECTED: &str = "veto_verify_stream_connected";
+
+pub fn check(tenant: &str, outcome: &'static str) {
+    metrics::counter!(CHECKS, "tenant" => tenant.to_owned(), "outcome" => outcome).increment(1);
+}
+
+pub fn reconnect(tenant: &str) {
+    metrics::counter!(RECONNECTS, "tenant" => tenant.to_owned()).increment(1);
+}
+
+pub fn jwks_fetch(tenant: &str, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::counter!(JWKS_FETCHES, "tenant" => tenant.to_owned(), "result" => result).increment(1);
+}
+
+pub fn state(tenant: &str, age_seconds: f64, revocations: usize, connected: bool) {
+    metrics::gauge!(STATE_AGE, "tenant" => tenant.to_owned()).set(age_seconds);
+    metrics::gauge!(REVOCATIONS, "tenant" => tenant.to_owned()).set(revocations as f64);
+    metrics::gauge!(CONNECTED, "tenant" => tenant.to_owned()).set(f64::from(u8::from(connected)));
+}
