@@ -16,16 +16,6 @@ const NOW: i64 = 1_800_000_000;
 const TENANT: &str = "acme";
 const ISS: &str = "https://veto.test/t/acme";
 
-const ASYMMETRIC: [Alg; 7] = [
-    Alg::RS256,
-    Alg::RS384,
-    Alg::RS512,
-    Alg::PS256,
-    Alg::ES256,
-    Alg::ES384,
-    Alg::EdDSA,
-];
-
 fn key(alg: Alg) -> (SigningKeyRecord, LoadedKey) {
     let master = MasterKey::generate();
     let created = OffsetDateTime::from_unix_timestamp(NOW - 100).unwrap();
@@ -70,7 +60,7 @@ fn check(ring: &KeyRing, token: &str) -> Result<String, Reason> {
 
 #[test]
 fn a_public_key_from_the_jwk_verifies_what_the_private_key_signed() {
-    for alg in ASYMMETRIC {
+    for alg in Alg::ALL.into_iter().filter(|a| !a.is_hmac()) {
         let (rec, private) = key(alg);
         let jwk = rec.public_jwk.clone().unwrap();
         let public = LoadedKey::from_public_jwk(TENANT, &jwk).unwrap();

@@ -550,14 +550,19 @@ async fn follow_stream(shared: Arc<Shared>) {
 async fn keep_jwks(shared: Arc<Shared>) {
     let mut attempt: u32 = 0;
     loop {
-        let fetched = {
+        // The wait for the rate limit is slept without the gate held: a check meeting an
+        // unknown kid meanwhile must find the gate free and be told no, not queue behind it.
+        let fetched = loop {
             let mut last = shared.jwks_gate.lock().await;
-            if let Some(t) = *last {
-                let wait = shared.config.jwks_min_interval.saturating_sub(t.elapsed());
-                tokio::time::sleep(wait).await;
+            let wait = last.map_or(Duration::ZERO, |t| {
+                shared.config.jwks_min_interval.saturating_sub(t.elapsed())
+            });
+            if wait.is_zero() {
+                *last = Some(Instant::now());
+                break shared.fetch_jwks().await;
             }
-            *last = Some(Instant::now());
-            shared.fetch_jwks().await
+            drop(last);
+            tokio::time::sleep(wait).await;
         };
         let c = &shared.config;
         match fetched {
