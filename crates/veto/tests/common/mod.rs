@@ -224,6 +224,13 @@ impl Server {
     /// port; unless the test set `VETO_PUBLIC_URL`, the first address stays the public URL so
     /// that the issuer of earlier tokens is unchanged.
     pub fn restart(&mut self, crash: bool) {
+        self.stop(crash);
+        self.start_again();
+    }
+
+    /// Stops the server (`kill -9` when `crash`, else SIGTERM and wait) and leaves it stopped
+    /// until [`start_again`](Self::start_again); the public URL stays the first address.
+    pub fn stop(&mut self, crash: bool) {
         if !self.env.iter().any(|(k, _)| k == "VETO_PUBLIC_URL") {
             self.env.push(("VETO_PUBLIC_URL".into(), self.base.clone()));
         }
@@ -245,6 +252,11 @@ impl Server {
             }
         }
         let _ = self.child.wait();
+    }
+
+    /// Starts a stopped server again on the same data directory and settings, on a new
+    /// ephemeral port (`base` changes).
+    pub fn start_again(&mut self) {
         let (child, base, stderr) = spawn(self.dir.path(), &self.env);
         self.child = child;
         self.base = base;
@@ -536,6 +548,78 @@ fn merge(all: &mut Vec<(String, String)>, env: &[(&str, &str)]) {
         if !v.is_empty() {
             all.push(((*k).into(), (*v).into()));
         }
+    }
+}
+
+/// A TCP proxy the test can cut (every connection dropped, new ones closed at once), restore,
+/// and point at another address: an outage of whatever is behind it, for the clients going
+/// through it alone, or a server that moved to a new port after a restart.
+pub struct Proxy {
+    pub port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    target: Arc<Mutex<String>>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// A proxy to `target` (`host:port`).
+    pub async fn start(target: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let target = Arc::new(Mutex::new(target));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (o, t, c) = (open.clone(), target.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !o.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees its connection closed
+                }
+                let target = t.lock().unwrap().clone();
+                c.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                }));
+            }
+        });
+        Proxy {
+            port,
+            open,
+            target,
+            conns,
+            accept,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, for HTTP clients.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// New connections go to `target` (`host:port`); open ones stay where they are.
+    pub fn retarget(&self, target: String) {
+        *self.target.lock().unwrap() = target;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
     }
 }
 
