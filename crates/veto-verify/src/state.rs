@@ -156,8 +156,14 @@ impl Ledger {
                 if self.building.is_some() {
                     return Ok(Fed::Ignored);
                 }
-                // The position is not taken from a heartbeat: only events that carried state
-                // move the resume position (docs/stream.md: "the position it fully applied").
+                // veto sends a heartbeat at its feed position after every change of the tenant
+                // up to it, so that position is fully applied too: resuming from it keeps a
+                // quiet tenant's resume position within the change log (kept for a day)
+                // instead of falling back to a full snapshot. Not before the first snapshot,
+                // which a resume position would skip.
+                if self.has_state {
+                    self.position = Some(position);
+                }
                 Ok(Fed::Heartbeat {
                     age_ms: beat.age_ms,
                 })
@@ -596,8 +602,7 @@ mod tests {
             l.feed(&ev("heartbeat", "0-40", beat)).unwrap(),
             Fed::Heartbeat { age_ms: 12 }
         );
-        // Only events that carried state move the resume position.
-        assert_eq!(l.position(), Some("0-10"));
+        assert_eq!(l.position(), Some("0-40"));
         assert!(matches!(
             l.feed(&ev("change", "0-41", "{not json")),
             Err(ProtocolError::BadJson { .. })
@@ -612,7 +617,12 @@ mod tests {
             id: None,
         };
         assert!(matches!(l.feed(&no_id), Err(ProtocolError::NoPosition(_))));
-        assert_eq!(l.position(), Some("0-10"));
+        assert_eq!(l.position(), Some("0-40"));
+        // Before the first snapshot, a heartbeat gives no resume position.
+        let mut fresh = Ledger::new(T);
+        let beat_fed = fresh.feed(&ev("heartbeat", "0-40", beat)).unwrap();
+        assert_eq!(beat_fed, Fed::Heartbeat { age_ms: 12 });
+        assert_eq!(fresh.position(), None);
         l.forget_position();
         assert_eq!(l.position(), None);
         assert!(

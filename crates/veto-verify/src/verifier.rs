@@ -77,8 +77,8 @@ pub enum StartError {
 /// How current the verifier's revocation state is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Freshness {
-    /// The stream position of the last change (or snapshot) applied: what a reconnect resumes
-    /// after. Opaque, like every veto position.
+    /// The stream position up to which every change is applied (the last snapshot, change or
+    /// heartbeat received): what a reconnect resumes after. Opaque, like every veto position.
     pub position: Option<String>,
     /// Age of the state: time since the last heartbeat or change plus the age veto reported
     /// with it. `None` before the first complete snapshot.
@@ -127,6 +127,8 @@ struct KeySources {
 
 struct Shared {
     config: Config,
+    /// The tenant, as the metrics label.
+    label: Arc<str>,
     http: reqwest::Client,
     metadata_url: String,
     jwks_url: String,
@@ -189,6 +191,7 @@ impl Verifier {
             jwks_gate: tokio::sync::Mutex::new(None),
             jwks_generation: AtomicU64::new(0),
             jwks_wake: Notify::new(),
+            label: Arc::from(config.tenant.as_str()),
             http,
             config,
         });
@@ -319,7 +322,7 @@ impl Shared {
             Ok(_) => "active",
             Err(e) => e.code(),
         };
-        metrics::check(self.tenant(), label);
+        metrics::check(&self.label, label);
     }
 
     fn is_current(&self) -> bool {
@@ -371,7 +374,7 @@ impl Shared {
                 .await
         }
         .await;
-        metrics::jwks_fetch(self.tenant(), fetched.is_ok());
+        metrics::jwks_fetch(&self.label, fetched.is_ok());
         let jwks = fetched?;
         self.sync_keys(|src| src.jwks = jwks.keys);
         self.jwks_generation.fetch_add(1, Ordering::AcqRel);
@@ -534,7 +537,7 @@ async fn follow_stream(shared: Arc<Shared>) {
             Ok(()) => tracing::info!(tenant = shared.tenant(), "revocation stream ended"),
             Err(e) => tracing::warn!(tenant = shared.tenant(), error = %e, "revocation stream"),
         }
-        metrics::reconnect(shared.tenant());
+        metrics::reconnect(&shared.label);
         if progressed {
             attempt = 0;
         }
@@ -595,7 +598,7 @@ async fn report(shared: Arc<Shared>) {
     loop {
         let (age, connected) = verifier_view(&shared);
         let held = shared.index.read().unwrap_or_else(|e| e.into_inner()).len();
-        metrics::state(shared.tenant(), age, held, connected);
+        metrics::state(&shared.label, age, held, connected);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -593,3 +593,27 @@ async fn the_layer_answers_401_with_the_rfc_6750_challenge_or_passes_the_claims(
     let (_, challenge, _) = call(&other_aud, Some(&format!("Bearer {}", fresh.token))).await;
     assert_eq!(challenge, invalid("wrong_audience"));
 }
+
+#[tokio::test]
+async fn checks_are_counted_by_outcome_in_the_services_recorder() {
+    let mut fake = FakeVeto::start().await;
+    let (v, k, _conn) = {
+        let c = fake.config();
+        started(&mut fake, c).await
+    };
+    let t = token(&fake, &k, "alice", None);
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        assert!(v.check(&t.token, None).is_ok());
+        assert!(v.check(&t.token, None).is_ok());
+        assert!(v.check("x.y.z", None).is_err());
+    });
+    let text = handle.render();
+    for line in [
+        r#"veto_verify_checks_total{tenant="acme",outcome="active"} 2"#,
+        r#"veto_verify_checks_total{tenant="acme",outcome="malformed"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
+}
