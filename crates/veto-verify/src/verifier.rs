@@ -439,7 +439,10 @@ impl Shared {
                 Err(_) => ledger.forget_position(),
             }
         }
-        let mut resp = req.send().await?;
+        // A veto that accepts the connection and then says nothing is as good as gone.
+        let mut resp = tokio::time::timeout(self.config.idle_timeout, req.send())
+            .await
+            .map_err(|_| StreamError::Idle)??;
         let status = resp.status();
         if status == http::StatusCode::BAD_REQUEST && ledger.position().is_some() {
             // veto cannot read the position (docs/stream.md): start over with a snapshot.
