@@ -677,6 +677,15 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
+    async fn oldest_change(&self) -> Result<Option<FeedCursor>> {
+        let mut conn = crate::backend::read(self).await?;
+        let position: Option<i64> = sqlx::query_scalar("SELECT min(position) FROM changes")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(position.map(|position| FeedCursor { xid: 0, position }))
+    }
+
     async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>> {
         // Every SQLite change has xid 0: a cursor with a higher xid (not one this store issued)
         // is past all of them, one with a lower xid before all of them.
