@@ -217,10 +217,11 @@ pub struct FeedCursor {
 }
 
 /// The text form clients see (`Veto-Position`, `min_position`, the stream's event ids):
-/// `<xid>-<position>` in decimal. Documented as opaque (docs/stream.md), so that it may change.
+/// `<xid>:<position>` in decimal. Documented as opaque (docs/stream.md), so that it may change.
+/// A snapshot's cursor on PostgreSQL has position -1 ("before every change of that xid").
 impl std::fmt::Display for FeedCursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.xid, self.position)
+        write!(f, "{}:{}", self.xid, self.position)
     }
 }
 
@@ -231,20 +232,26 @@ pub struct BadPosition;
 impl std::str::FromStr for FeedCursor {
     type Err = BadPosition;
 
-    /// Only what `Display` writes: two non-negative decimals, no sign, no padding beyond what
-    /// an i64 holds.
+    /// Only what `Display` writes: decimals without `+` or padding beyond what an i64 holds;
+    /// the xid is never negative, the position at least -1.
     fn from_str(s: &str) -> std::result::Result<FeedCursor, BadPosition> {
-        let (xid, position) = s.split_once('-').ok_or(BadPosition)?;
+        let (xid, position) = s.split_once(':').ok_or(BadPosition)?;
         let number = |t: &str| -> std::result::Result<i64, BadPosition> {
-            if t.is_empty() || t.len() > 19 || !t.bytes().all(|b| b.is_ascii_digit()) {
+            let digits = t.strip_prefix('-').unwrap_or(t);
+            if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
                 return Err(BadPosition);
             }
             t.parse().map_err(|_| BadPosition)
         };
-        Ok(FeedCursor {
+        let c = FeedCursor {
             xid: number(xid)?,
             position: number(position)?,
-        })
+        };
+        if c.xid < 0 || c.position < -1 {
+            return Err(BadPosition);
+        }
+        Ok(c)
     }
 }
 

@@ -1197,7 +1197,11 @@ fn a_position_reads_back_as_written_and_nothing_else_reads() {
             position: 42,
         },
         FeedCursor {
-            xid: 9_223_372_036_854_775_807,
+            xid: 1527,
+            position: -1,
+        },
+        FeedCursor {
+            xid: i64::MAX,
             position: 1,
         },
     ] {
@@ -1209,19 +1213,22 @@ fn a_position_reads_back_as_written_and_nothing_else_reads() {
             position: 42
         }
         .to_string(),
-        "7-42"
+        "7:42"
     );
     for bad in [
         "",
         "42",
-        "-1-2",
-        "1--2",
-        "+1-2",
-        "1-2-3",
-        "a-1",
-        "1-",
-        " 1-2",
-        "99999999999999999999-1",
+        "-1:2",
+        "1:-2",
+        "1::2",
+        "+1:2",
+        "1:2:3",
+        "a:1",
+        "1:",
+        " 1:2",
+        "1:2 ",
+        "-:1",
+        "99999999999999999999:1",
     ] {
         assert!(bad.parse::<FeedCursor>().is_err(), "{bad:?}");
     }
