@@ -38,6 +38,9 @@ pub struct Config {
     /// Session rows kept in memory for validation (`session_cache`); 0 reads the store on
     /// every validation.
     pub session_cache_capacity: usize,
+    /// How often a revocation stream sends a heartbeat while the node is fresh
+    /// (`VETO_STREAM_HEARTBEAT`); a subscriber's state ages from its last heartbeat.
+    pub stream_heartbeat: Duration,
 }
 
 impl Config {
@@ -59,6 +62,7 @@ impl Config {
             rate_limit_per_minute: 600,
             rate_limit_burst: 60,
             session_cache_capacity: 100_000,
+            stream_heartbeat: Duration::from_secs(1),
         }
     }
 

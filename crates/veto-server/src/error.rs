@@ -51,6 +51,9 @@ pub enum ApiError {
     TooManyRequests(String),
     /// The store (or the freshness of our state) cannot be trusted right now: retry later.
     Unavailable(String),
+    /// A `min_position` this node did not reach within the wait (docs/stream.md): 503 whose
+    /// problem carries `reason: not_caught_up`.
+    NotCaughtUp(String),
     /// A bug or an invariant that failed. Never caused by input.
     Internal(String),
 }
@@ -136,7 +139,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NotCaughtUp(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -155,6 +158,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::TooManyRequests(_) => ("rate-limited", "Too many requests"),
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
+            ApiError::NotCaughtUp(_) => ("not-caught-up", "Not caught up"),
             ApiError::Internal(_) => ("internal", "Internal error"),
         }
     }
@@ -173,6 +177,7 @@ impl ApiError {
             | ApiError::MethodNotAllowed(d)
             | ApiError::TooManyRequests(d)
             | ApiError::Unavailable(d)
+            | ApiError::NotCaughtUp(d)
             | ApiError::Internal(d) => d,
         }
     }
@@ -199,6 +204,7 @@ impl ApiError {
             index,
             reason: match self {
                 ApiError::Rejected { reason, .. } => Some((*reason).to_owned()),
+                ApiError::NotCaughtUp(_) => Some("not_caught_up".to_owned()),
                 _ => None,
             },
         }

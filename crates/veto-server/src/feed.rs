@@ -28,13 +28,13 @@
 //! feed and are skipped there (the entity already reflects them), the first read after start-up
 //! may repeat changes already in the snapshot, and a change older than what an entity reflects
 //! is never applied, so memory never moves backwards.
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast, watch};
 use veto_core::timeutil;
-use veto_store::FeedCursor;
+use veto_store::{Change, FeedCursor};
 
 use crate::config::StalePolicy;
 use crate::metrics;
@@ -55,11 +55,22 @@ fn outlived_retention(fresh_as_of_ms: i64, now_ms: i64) -> bool {
 /// reads; small enough that one read never holds a huge result in memory.
 const READ_LIMIT: u32 = 5_000;
 
+/// How many reads of the feed a stream subscriber may fall behind before it is dropped (it then
+/// resumes from its last event id): the bound on what a slow subscriber makes the node hold.
+/// One read is up to `READ_LIMIT` changes, shared by every subscriber (an `Arc`), not copied.
+const PUBLISHED_READS: usize = 64;
+
 /// The node's position in the change log and how fresh its in-memory state is.
 pub struct Feed {
-    /// Only the follower moves it (one catch-up at a time, see `catch_up`); a std Mutex because
-    /// it is never held across an await.
-    cursor: Mutex<FeedCursor>,
+    /// Only the follower moves it (one catch-up at a time, see `catch_up`); a watch channel, so
+    /// that requests with a `min_position` wait for it without polling.
+    cursor: watch::Sender<FeedCursor>,
+    /// Every read of the feed, in order, for the revocation streams (`stream.rs`) of this node.
+    published: broadcast::Sender<Arc<[Change]>>,
+    /// Requests waiting for the cursor to reach a `min_position`.
+    waiting: AtomicUsize,
+    /// Set once the server is shutting down: streams end instead of holding the drain up.
+    closing: watch::Sender<bool>,
     /// Unix milliseconds: every change committed before this instant has been applied.
     /// 0 = not yet caught up since start-up.
     fresh_as_of_ms: AtomicI64,
@@ -77,7 +88,10 @@ pub struct Feed {
 impl Feed {
     pub fn new(max_staleness: Duration, policy: StalePolicy, poll_interval: Duration) -> Feed {
         Feed {
-            cursor: Mutex::new(FeedCursor::default()),
+            cursor: watch::Sender::new(FeedCursor::default()),
+            published: broadcast::Sender::new(PUBLISHED_READS),
+            waiting: AtomicUsize::new(0),
+            closing: watch::Sender::new(false),
             fresh_as_of_ms: AtomicI64::new(0),
             outlived: AtomicBool::new(false),
             running: tokio::sync::Mutex::new(()),
@@ -89,16 +103,58 @@ impl Feed {
     }
 
     pub(crate) fn set_cursor(&self, c: FeedCursor) {
-        *self.cursor.lock().unwrap_or_else(|e| e.into_inner()) = c;
+        self.cursor.send_replace(c);
     }
 
     pub fn cursor(&self) -> FeedCursor {
-        *self.cursor.lock().unwrap_or_else(|e| e.into_inner())
+        *self.cursor.borrow()
     }
 
     /// Asks the follower to read the log now (a notification arrived).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// After a local write: asks the follower to read the log now only when someone waits for
+    /// what it reads (a stream subscriber of this node, a request with a `min_position`).
+    /// Otherwise the write is already in memory and the next poll is soon enough; waking on
+    /// every write would add a feed read per write to the hot path.
+    pub fn wake_if_followed(&self) {
+        if self.published.receiver_count() > 0 || self.waiting.load(Ordering::Acquire) > 0 {
+            self.wake();
+        }
+    }
+
+    /// Waits up to `bound` until every change up to `min` is applied; whether it was.
+    pub async fn wait_for(&self, min: FeedCursor, bound: Duration) -> bool {
+        let mut rx = self.cursor.subscribe();
+        if *rx.borrow_and_update() >= min {
+            return true;
+        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        // The write may be this node's own, applied to memory but not yet read back from the
+        // log: read it now rather than at the next poll.
+        self.wake();
+        let reached = tokio::time::timeout(bound, rx.wait_for(|c| *c >= min)).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        matches!(reached, Ok(Ok(_)))
+    }
+
+    /// Every read of the feed from now on, in order (`stream.rs`). A receiver that falls more
+    /// than `PUBLISHED_READS` reads behind gets `Lagged` and must start over.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[Change]>> {
+        self.published.subscribe()
+    }
+
+    /// The server is shutting down.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once `close` was called.
+    pub async fn closed(&self) {
+        let mut rx = self.closing.subscribe();
+        let _ = rx.wait_for(|closing| *closing).await;
     }
 
     /// Age of the in-memory state: how long ago the newest instant before which every change
@@ -254,6 +310,10 @@ impl Feed {
                     );
                 }
                 mirror.apply(&changes, Origin::Feed).await?;
+                // For this node's streams (`stream.rs`), when it has any.
+                if self.published.receiver_count() > 0 {
+                    let _ = self.published.send(Arc::from(changes));
+                }
                 self.set_cursor(last);
                 mirror.forget_applied_before(last).await;
                 metrics::feed_position(last.position);

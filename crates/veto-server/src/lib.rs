@@ -21,6 +21,7 @@ pub mod memory;
 pub mod metrics;
 pub mod mirror;
 pub mod openapi;
+pub mod position;
 pub mod ratelimit;
 pub mod redis;
 pub mod routes;
@@ -28,6 +29,7 @@ pub mod service;
 pub mod session_cache;
 pub mod signing;
 pub mod state;
+pub mod stream;
 
 pub use config::Config;
 pub use state::AppState;

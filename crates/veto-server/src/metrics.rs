@@ -152,3 +152,14 @@ pub fn session_lookup(outcome: &'static str) {
 pub fn feed_outlived() {
     metrics::gauge!("veto_feed_outlived").set(1.0);
 }
+
+/// Revocation streams open on this node (`delta` +1 when one opens, -1 when it ends).
+pub fn stream_subscribers(delta: f64) {
+    metrics::gauge!("veto_stream_subscribers").increment(delta);
+}
+
+/// A revocation stream that ended other than by shutdown: `gone` (the client left), `lagged`
+/// (dropped for falling behind; it resumes), `store`, `no_tenant`.
+pub fn stream_ended(why: &'static str) {
+    metrics::counter!("veto_stream_ended_total", "why" => why).increment(1);
+}

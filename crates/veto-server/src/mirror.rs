@@ -66,6 +66,30 @@ fn entity_key(c: &Change) -> EntityKey {
     (c.tenant.clone(), family, key.to_owned())
 }
 
+tokio::task_local! {
+    /// The newest cursor applied for the local writes of the current request, when it runs in
+    /// `recording_writes` (a task-local: the handler's future runs inside that one's).
+    static WRITTEN: std::cell::Cell<Option<FeedCursor>>;
+}
+
+/// Runs `request`, returning also the newest cursor the mirror applied for its local writes
+/// (`None` when it wrote no change): what `position.rs` answers as `Veto-Position`.
+pub async fn recording_writes<F: Future>(request: F) -> (F::Output, Option<FeedCursor>) {
+    WRITTEN
+        .scope(std::cell::Cell::new(None), async {
+            let out = request.await;
+            (out, WRITTEN.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+/// Outside a request (start-up, the purge timer) there is nowhere to note it, and no one asks.
+fn note_written(newest: FeedCursor) {
+    let _ = WRITTEN.try_with(|slot| {
+        slot.set(Some(slot.get().map_or(newest, |c| c.max(newest))));
+    });
+}
+
 /// The writer of memory: applies changes in an order that never moves an entity back.
 pub struct Mirror {
     /// The newest change applied per entity, for the entities changed after the feed's cursor.
@@ -97,10 +121,18 @@ impl Mirror {
         if changes.is_empty() {
             return Ok(());
         }
+        if origin == Origin::Local
+            && let Some(newest) = changes.iter().map(|c| c.cursor).max()
+        {
+            note_written(newest);
+        }
         let mut applied = self.applied.lock().await;
         let keys: Vec<EntityKey> = changes.iter().map(entity_key).collect();
-        let last_of: HashMap<&EntityKey, usize> =
-            keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+        // Only the feed may replay several changes of one entity in one read.
+        let last_of: HashMap<&EntityKey, usize> = match origin {
+            Origin::Feed => keys.iter().enumerate().map(|(i, k)| (k, i)).collect(),
+            Origin::Local => HashMap::new(),
+        };
         for (i, (c, key)) in changes.iter().zip(&keys).enumerate() {
             if origin == Origin::Feed && last_of.get(key) != Some(&i) {
                 continue;

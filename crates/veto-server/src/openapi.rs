@@ -17,7 +17,7 @@ use crate::routes::{
         discovery::jwks, discovery::metadata, discovery::metadata_rfc8414,
         tokens::issue, tokens::issue_batch, tokens::verify,
         revocations::create, revocations::batch, revocations::get, revocations::list,
-        revocations::stats, revocations::lift, revocations::subject_revoke_all,
+        revocations::stats, revocations::lift, revocations::subject_revoke_all, revocations::stream,
         audit::list,
         oauth::introspect, oauth::revoke, oauth::token,
         sessions::create, sessions::validate, sessions::list, sessions::get, sessions::revoke,

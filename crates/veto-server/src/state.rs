@@ -116,6 +116,22 @@ impl FromRef<AppState> for Discovery {
     }
 }
 
+impl FromRef<AppState> for crate::stream::Streams {
+    fn from_ref(st: &AppState) -> crate::stream::Streams {
+        crate::stream::Streams {
+            store: st.store.clone(),
+            feed: st.feed.clone(),
+            heartbeat: st.config.stream_heartbeat,
+        }
+    }
+}
+
+impl FromRef<AppState> for Arc<Feed> {
+    fn from_ref(st: &AppState) -> Arc<Feed> {
+        st.feed.clone()
+    }
+}
+
 impl FromRef<AppState> for Tenants {
     fn from_ref(st: &AppState) -> Tenants {
         st.tenants.clone()

@@ -1,55 +1,18 @@
 //! The mirror's ordering rule, deterministically: changes applied out of order (a feed read that
 //! raced this node's own later write) never move memory back to an older state. Real SQLite
 //! store, real writes; only the order in which their changes reach memory is chosen here.
-use std::sync::Arc;
-
 use time::{Duration, OffsetDateTime};
 use veto_core::audit::AuditEvent;
-use veto_core::keys::MasterKey;
 use veto_core::reason::Reason;
 use veto_core::revocation::{Revocation, RevocationStatus};
-use veto_core::tenant::Tenant;
 use veto_core::timeutil;
 use veto_server::mirror::Origin;
+use veto_store::{Change, Store};
+
+mod common;
+use common::{Node, node};
+use veto_core::keys::MasterKey;
 use veto_server::{AppState, Config};
-use veto_store::{Change, SqliteStore, Store};
-
-struct Node {
-    state: AppState,
-    store: Arc<SqliteStore>,
-    _dir: tempfile::TempDir,
-}
-
-async fn node() -> Node {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("veto.db"))
-            .await
-            .expect("open"),
-    );
-    store.migrate().await.expect("migrate");
-    let t = Tenant {
-        id: "acme".into(),
-        display_name: "Acme".into(),
-        suspended: false,
-        created_at: timeutil::now(),
-    };
-    let audit = AuditEvent::new("acme", "test", "tenant.create", "acme");
-    store.create_tenant(&t, &audit).await.expect("tenant");
-    let state = AppState::load(
-        Config::new("http://127.0.0.1:1"),
-        store.clone(),
-        MasterKey::generate(),
-        veto_server::metrics::install(),
-    )
-    .await
-    .expect("load");
-    Node {
-        state,
-        store,
-        _dir: dir,
-    }
-}
 
 fn suspension(jti: &str, until: OffsetDateTime) -> Revocation {
     let now = timeutil::now();

@@ -216,6 +216,45 @@ pub struct FeedCursor {
     pub position: i64,
 }
 
+/// The text form clients see (`Veto-Position`, `min_position`, the stream's event ids):
+/// `<xid>:<position>` in decimal. Documented as opaque (docs/stream.md), so that it may change.
+/// A snapshot's cursor on PostgreSQL has position -1 ("before every change of that xid").
+impl std::fmt::Display for FeedCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.xid, self.position)
+    }
+}
+
+/// A text that is not a position veto wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadPosition;
+
+impl std::str::FromStr for FeedCursor {
+    type Err = BadPosition;
+
+    /// Only what `Display` writes: decimals without `+` or padding beyond what an i64 holds;
+    /// the xid is never negative, the position at least -1.
+    fn from_str(s: &str) -> std::result::Result<FeedCursor, BadPosition> {
+        let (xid, position) = s.split_once(':').ok_or(BadPosition)?;
+        let number = |t: &str| -> std::result::Result<i64, BadPosition> {
+            let digits = t.strip_prefix('-').unwrap_or(t);
+            if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(BadPosition);
+            }
+            t.parse().map_err(|_| BadPosition)
+        };
+        let c = FeedCursor {
+            xid: number(xid)?,
+            position: number(position)?,
+        };
+        if c.xid < 0 || c.position < -1 {
+            return Err(BadPosition);
+        }
+        Ok(c)
+    }
+}
+
 /// How long change rows are kept; `purge_batch` deletes change rows with
 /// `at < before - CHANGE_RETENTION_SECS`. A node whose cursor is older than this may have missed
 /// changes that are gone from the log: it must reload its state (`load_state`) instead of
@@ -230,6 +269,26 @@ pub struct IndexedRevocation {
     pub tenant: String,
     pub jti: String,
     pub until: Option<i64>,
+}
+
+/// One tenant's whole revocation state, consistent with one feed cursor: the first event of a
+/// revocation stream (docs/stream.md, "snapshot").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantRevocationState {
+    pub suspended: bool,
+    /// The tenant-wide cutoff: tokens with an earlier `iat` are rejected.
+    pub tenant_cutoff: Option<i64>,
+    /// (subject, not_before_iat).
+    pub subject_cutoffs: Vec<(String, i64)>,
+    /// (jti, until): `None` is permanent. Suspensions already lifted by time are left out.
+    pub revocations: Vec<(String, Option<i64>)>,
+    pub revoked_keys: Vec<String>,
+    /// Sessions not revoked, expired ones included: (id, idle expiry in unix seconds).
+    pub sessions: Vec<(String, i64)>,
+    pub revoked_sessions: Vec<String>,
+    pub revoked_families: Vec<String>,
+    /// Applying `changes_after(cursor, ..)` of this tenant on top yields the current state.
+    pub cursor: FeedCursor,
 }
 
 /// Everything the revocation index and key ring are built from at start-up.
@@ -392,6 +451,16 @@ pub trait Store: Send + Sync + 'static {
     /// no change may ever appear later with a cursor <= the last one returned, so a reader
     /// that continues from the last cursor it got never skips one.
     async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>>;
+    /// One tenant's revocation state in one snapshot, with the cursor it is consistent with.
+    /// `None` for a tenant that does not exist.
+    async fn tenant_revocation_state(
+        &self,
+        tenant: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<TenantRevocationState>>;
+    /// The cursor of the oldest change the log still holds (`None`: the log is empty). A reader
+    /// at a cursor before it may have missed changes the purge deleted.
+    async fn oldest_change(&self) -> Result<Option<FeedCursor>>;
 
     /// Unix milliseconds of the oldest change after `after` that is committed but not yet final
     /// (held back by an older transaction still running), or `None` when there is none. A node

@@ -132,6 +132,11 @@ pub struct ServeArgs {
     /// notification can cause, and the lag of an idle node.
     #[arg(long, env = "VETO_FEED_POLL_INTERVAL", default_value = "500ms", value_parser = parse_positive_duration)]
     pub feed_poll_interval: std::time::Duration,
+    /// How often a revocation stream (GET /v1/tenants/{t}/revocations/stream) sends a heartbeat
+    /// while this node's state is fresh. Subscribers (veto-verify) count their state's age from
+    /// the last one, so keep it well below their staleness bound (default 5s).
+    #[arg(long, env = "VETO_STREAM_HEARTBEAT", default_value = "1s", value_parser = parse_positive_duration)]
+    pub stream_heartbeat: std::time::Duration,
     #[command(flatten)]
     pub keys: MasterKeyArgs,
     /// Secret of an admin API key that must exist after start (created if missing). From the

@@ -579,3 +579,40 @@ async fn a_node_cut_off_for_longer_than_the_change_log_keeps_changes_stays_close
     })
     .await;
 }
+
+// Multi-threaded: starting a node blocks its thread until the node listens, and the proxy's
+// tasks must keep running meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_reach_a_min_position_says_so_instead_of_answering_from_before_it() {
+    // A staleness bound far beyond the test: B would go on answering from memory, so only
+    // `min_position` stands between its old state and the client.
+    let (a, b, proxy) = pair_with_cuttable_b("1h", &[]).await;
+    let tok = a.token("default", "hal").await;
+    eventually("B accepts", || async {
+        b.reason("default", &tok).await.is_none()
+    })
+    .await;
+    proxy.cut();
+    let r = a.revoke("default", json!({"token": tok})).await;
+    let position = r.header("veto-position").expect("Veto-Position").to_owned();
+    r.expect(StatusCode::CREATED);
+    let verify = |min: Option<&str>| {
+        b.post_expecting_outage(
+            "/v1/tenants/default/tokens/verify",
+            json!({"token": tok, "min_position": min}),
+        )
+    };
+    // Without a position B answers from what it has (its bound has not passed)...
+    let stale = verify(None).await;
+    assert_eq!(stale.json["active"], true, "{}", stale.text);
+    // ...with A's, it refuses to answer from before it.
+    let r = verify(Some(&position)).await;
+    assert_problem(&r, 503);
+    assert_eq!(r.json["reason"], "not_caught_up", "{}", r.text);
+    proxy.restore();
+    eventually("B reaches A's position", || async {
+        verify(Some(&position)).await.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(verify(Some(&position)).await.json["reason"], "revoked");
+}

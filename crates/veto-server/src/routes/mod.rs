@@ -84,6 +84,10 @@ pub fn router(state: AppState, docs: Router<AppState>) -> Router {
             get(revocations::stats),
         )
         .route(
+            "/v1/tenants/{tenant}/revocations/stream",
+            get(revocations::stream),
+        )
+        .route(
             "/v1/tenants/{tenant}/revocations/{jti}",
             get(revocations::get).delete(revocations::lift),
         )
@@ -152,7 +156,12 @@ pub fn router(state: AppState, docs: Router<AppState>) -> Router {
         )),
         None => routes,
     };
+    let feed = state.feed.clone();
     routes
+        .route_layer(axum::middleware::from_fn_with_state(
+            feed,
+            crate::position::stamp,
+        ))
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
         // Answers about tokens, keys and sessions are for the caller alone and only for now: no

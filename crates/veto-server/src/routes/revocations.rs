@@ -8,12 +8,14 @@ use veto_core::apikey::Scope;
 use veto_core::revocation::{Revocation, RevocationFilter, RevocationStats};
 
 use crate::auth::Caller;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery, PageBody, PageParams};
+use crate::memory::Tenants;
 use crate::routes::tenants::ReasonBody;
 use crate::service::revocations::{BatchRevokeResult, RevokeRequest};
 use crate::service::tenants::CutoffResult;
 use crate::state::AppState;
+use crate::stream::{OpenError, Streams};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -147,4 +149,43 @@ pub async fn subject_revoke_all(
         st.revoke_all_subject(caller.actor(), &tenant, &sub, body.reason.as_deref())
             .await?,
     ))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    /// Resume after this position (a previous event's id); `Last-Event-ID` wins when both are
+    /// given.
+    pub from: Option<String>,
+}
+
+/// The tenant's revocation state as Server-Sent Events: a snapshot (or the changes after a
+/// resume position), then every change, and heartbeats while this node is fresh. The event
+/// format is in docs/stream.md.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/revocations/stream", tag = "revocations",
+    params(("tenant" = String, Path), StreamParams,
+        ("Last-Event-ID" = Option<String>, Header, description = "resume after this position")),
+    responses((status = 200, content_type = "text/event-stream", body = String)))]
+pub async fn stream(
+    State(streams): State<Streams>,
+    State(tenants): State<Tenants>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+    headers: axum::http::HeaderMap,
+    ApiQuery(q): ApiQuery<StreamParams>,
+) -> ApiResult<impl axum::response::IntoResponse> {
+    caller.require(&tenant, Scope::TokensVerify)?;
+    tenants.require(&tenant)?;
+    let header = headers.get("last-event-id").map(|v| {
+        v.to_str()
+            .map_err(|_| ApiError::field("Last-Event-ID", "not a position veto wrote"))
+    });
+    let resume = match header.transpose()?.or(q.from.as_deref()) {
+        Some(text) => Some(crate::position::parse("Last-Event-ID", text)?),
+        None => None,
+    };
+    let events = streams.open(tenant, resume).await.map_err(|e| match e {
+        OpenError::Store(e) => ApiError::from(e),
+    })?;
+    Ok(axum::response::sse::Sse::new(events))
 }

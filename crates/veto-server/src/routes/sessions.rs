@@ -10,6 +10,7 @@ use veto_core::session::SessionRecord;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery, PageBody, PageParams};
+use crate::position;
 use crate::routes::tenants::ReasonBody;
 use crate::service::refresh::{RefreshRequest, RefreshResponse};
 use crate::service::sessions::{
@@ -23,6 +24,8 @@ use crate::state::AppState;
 pub struct SessionBody {
     #[schema(value_type = Object)]
     pub session: SessionRecord,
+    /// The change-log position of the state the session was judged on (docs/stream.md).
+    pub position: String,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -60,8 +63,10 @@ pub async fn validate(
     ApiJson(body): ApiJson<ValidateSession>,
 ) -> ApiResult<Json<SessionBody>> {
     caller.require(&tenant, Scope::SessionsWrite)?;
+    position::reach(&st.feed, body.min_position.as_deref()).await?;
+    let position = st.feed.cursor().to_string();
     let session = st.validate_session(&tenant, &body).await?;
-    Ok(Json(SessionBody { session }))
+    Ok(Json(SessionBody { session, position }))
 }
 
 /// The actor's active sessions, newest first.

@@ -11,6 +11,7 @@ use veto_core::apikey::Scope;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath};
+use crate::position;
 use crate::service::tokens::{Check, IssueRequest, IssueResponse};
 use crate::state::AppState;
 
@@ -29,6 +30,9 @@ pub struct VerifyRequest {
     pub token: String,
     /// When given, the token's `aud` must contain it.
     pub audience: Option<String>,
+    /// Answer only from a state holding every change up to this position (a `Veto-Position`
+    /// header value), waiting up to 2 s for it; 503 `not_caught_up` otherwise.
+    pub min_position: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -44,24 +48,32 @@ pub struct VerifyResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub revocation: Option<veto_core::revocation::Revocation>,
+    /// The change-log position of the state the token was judged on (docs/stream.md).
+    pub position: String,
 }
 
 impl VerifyResponse {
-    fn active(claims: veto_core::verify::Claims) -> Self {
+    fn active(claims: veto_core::verify::Claims, position: String) -> Self {
         VerifyResponse {
             active: true,
             claims: Some(claims),
             reason: None,
             revocation: None,
+            position,
         }
     }
 
-    fn inactive(reason: Reason, revocation: Option<veto_core::revocation::Revocation>) -> Self {
+    fn inactive(
+        reason: Reason,
+        revocation: Option<veto_core::revocation::Revocation>,
+        position: String,
+    ) -> Self {
         VerifyResponse {
             active: false,
             claims: None,
             reason: Some(reason),
             revocation,
+            position,
         }
     }
 }
@@ -115,12 +127,15 @@ pub async fn verify(
 ) -> ApiResult<Json<VerifyResponse>> {
     caller.require(&tenant, Scope::TokensVerify)?;
     st.require_tenant(&tenant)?;
+    position::reach(&st.feed, body.min_position.as_deref()).await?;
+    // Read before the check: the state judged on holds at least every change up to it.
+    let position = st.feed.cursor().to_string();
     Ok(Json(
         match st.check_token(&tenant, &body.token, body.audience.as_deref()) {
-            Check::Active(v) => VerifyResponse::active(v.claims),
+            Check::Active(v) => VerifyResponse::active(v.claims, position),
             Check::Inactive(reason) => {
                 let revocation = st.revocation_behind(&tenant, &body.token, reason).await;
-                VerifyResponse::inactive(reason, revocation)
+                VerifyResponse::inactive(reason, revocation, position)
             }
         },
     ))

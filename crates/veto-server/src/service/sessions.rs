@@ -71,6 +71,9 @@ pub struct ValidateSession {
     pub csrf_token: Option<String>,
     /// Slide the idle expiry (default true: a validation is activity).
     pub touch: Option<bool>,
+    /// Answer only from a state holding every change up to this position (a `Veto-Position`
+    /// header value), waiting up to 2 s for it; 503 `not_caught_up` otherwise.
+    pub min_position: Option<String>,
 }
 
 /// A session signing key as listings show it: never the secret.

@@ -120,6 +120,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Change>>> + Send;
 
+    /// `Store::oldest_change`.
+    fn oldest_change(&self) -> impl Future<Output = Result<Option<FeedCursor>>> + Send;
+
     /// `Store::feed_pending_since`: nothing held back unless positions can commit out of order.
     fn feed_pending_since(
         &self,

@@ -18,7 +18,8 @@ use crate::rows::{self, as_stored, unavailable};
 use crate::sql::{self, WriteTx, commit_if, pages};
 use crate::{
     Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Resealed, Result,
-    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, Unavailable, Written,
+    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, TenantRevocationState,
+    Unavailable, Written,
 };
 
 #[async_trait]
@@ -298,6 +299,23 @@ impl<B: Backend> Store for B {
 
     async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>> {
         Backend::changes_after(self, after, limit).await
+    }
+
+    async fn tenant_revocation_state(
+        &self,
+        tenant: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<TenantRevocationState>> {
+        // One snapshot, as `load_state`: the tables agree with each other and with the cursor.
+        let mut tx = self.snapshot().await?;
+        let cursor = B::snapshot_cursor(&mut tx).await?;
+        let state = sql::read_tenant_state(&mut *tx, tenant, now).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(state.map(|s| TenantRevocationState { cursor, ..s }))
+    }
+
+    async fn oldest_change(&self) -> Result<Option<FeedCursor>> {
+        Backend::oldest_change(self).await
     }
 
     async fn feed_pending_since(&self, after: FeedCursor) -> Result<Option<i64>> {

@@ -470,6 +470,15 @@ impl Backend for PgStore {
         Ok(rows.into_iter().map(to_change).collect())
     }
 
+    async fn oldest_change(&self) -> Result<Option<FeedCursor>> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT xid, position FROM changes ORDER BY xid, position LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(row.map(|(xid, position)| FeedCursor { xid, position }))
+    }
+
     async fn feed_pending_since(&self, after: FeedCursor) -> Result<Option<i64>> {
         // Committed (visible to this statement) but not final: rows of transactions at or above
         // the snapshot's xmin, which `changes_after` holds back. `at` has whole seconds, so the

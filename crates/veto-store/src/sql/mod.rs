@@ -27,7 +27,8 @@ use crate::rows::{
 };
 use crate::{
     CHANGE_RETENTION_SECS, IndexedRevocation, LiftOutcome, PurgeCounts, Resealed, Result,
-    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, StoreError, Unavailable,
+    RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, StoreError, TenantRevocationState,
+    Unavailable,
 };
 
 /// A bound value.
@@ -869,6 +870,62 @@ pub(crate) async fn read_state<C: Conn>(c: &mut C, now: OffsetDateTime) -> Resul
         api_keys,
         cursor: Default::default(),
     })
+}
+
+/// One tenant's part of what `read_state` and `read_sessions` read (a revocation stream's
+/// snapshot); `None` for an unknown tenant. Cursor left default: the caller reads it in the same
+/// snapshot.
+pub(crate) async fn read_tenant_state<C: Conn>(
+    c: &mut C,
+    tenant: &str,
+    now: OffsetDateTime,
+) -> Result<Option<TenantRevocationState>> {
+    let sql = format!(
+        "SELECT {TENANT_COLUMNS}, (SELECT not_before_iat FROM cutoffs \
+           WHERE cutoffs.tenant = tenants.id AND cutoffs.sub = '') AS cutoff \
+         FROM tenants WHERE id = $1"
+    );
+    let rows = c
+        .rows(&sql, vec![Text(tenant)])
+        .await
+        .map_err(unavailable)?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let mut state = TenantRevocationState {
+        suspended: tenant_from_row(row)?.suspended,
+        tenant_cutoff: row.opt_int("cutoff")?,
+        ..Default::default()
+    };
+    let pairs = |rows: Vec<C::Row>| -> Result<Vec<(String, i64)>> {
+        rows.iter()
+            .map(|r| Ok((r.text_at(0)?, r.int_at(1)?)))
+            .collect()
+    };
+    let texts =
+        |rows: Vec<C::Row>| -> Result<Vec<String>> { rows.iter().map(|r| r.text_at(0)).collect() };
+    let q = "SELECT sub, not_before_iat FROM cutoffs WHERE tenant = $1 AND sub <> ''";
+    state.subject_cutoffs = pairs(c.rows(q, vec![Text(tenant)]).await.map_err(unavailable)?)?;
+    // As `read_state`: every permanent row, and the suspensions still running.
+    let q =
+        "SELECT jti, until FROM revocations WHERE tenant = $1 AND (until IS NULL OR until > $2)";
+    let rows = c
+        .rows(q, vec![Text(tenant), Int(ts(now))])
+        .await
+        .map_err(unavailable)?;
+    state.revocations = rows
+        .iter()
+        .map(|r| Ok((r.text_at(0)?, r.opt_int_at(1)?)))
+        .collect::<Result<_>>()?;
+    let q = "SELECT kid FROM signing_keys WHERE tenant = $1 AND status = 'revoked'";
+    state.revoked_keys = texts(c.rows(q, vec![Text(tenant)]).await.map_err(unavailable)?)?;
+    let q = "SELECT id, idle_expires_at FROM sessions WHERE tenant = $1 AND revoked_at IS NULL";
+    state.sessions = pairs(c.rows(q, vec![Text(tenant)]).await.map_err(unavailable)?)?;
+    let q = "SELECT id FROM sessions WHERE tenant = $1 AND revoked_at IS NOT NULL";
+    state.revoked_sessions = texts(c.rows(q, vec![Text(tenant)]).await.map_err(unavailable)?)?;
+    let q = "SELECT id FROM refresh_families WHERE tenant = $1 AND revoked_at IS NOT NULL";
+    state.revoked_families = texts(c.rows(q, vec![Text(tenant)]).await.map_err(unavailable)?)?;
+    Ok(Some(state))
 }
 
 // ---- master key rotation ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ use veto_store::{FeedCursor, PageRequest, Store, StoreError, change};
 
 use super::{
     TestDatabase, all_audit, at, audit, audit_at, changes_before_marker, collect_pages,
-    marker_feed, said, tenant, what,
+    marker_feed, rev, rev_audit, said, signing_key, suspension, tenant, what,
 };
 use crate::fresh;
 
@@ -1042,4 +1042,194 @@ async fn sessions_survive_reopen() {
         Some(p)
     );
     assert_eq!(sessions.list_session_keys("acme").await.unwrap(), vec![k]);
+}
+
+// ---- a tenant's revocation state (the revocation stream's snapshot) -----------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_revocation_state_is_the_tenants_alone_at_one_cursor() {
+    let Some(db) = &fresh().await else {
+        return;
+    };
+    let f = open_with_tenants(db, &["acme", "globex"]).await;
+    let store = f.store.as_ref();
+    let now = at(100);
+    let empty = store
+        .tenant_revocation_state("acme", now)
+        .await
+        .unwrap()
+        .expect("acme exists");
+    assert_eq!(
+        (
+            empty.suspended,
+            empty.tenant_cutoff,
+            empty.revocations.len()
+        ),
+        (false, None, 0)
+    );
+    assert!(
+        store
+            .tenant_revocation_state("nope", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    for r in [
+        rev("acme", "gone-for-good"),
+        suspension("acme", "on-hold", at(500)),
+        suspension("acme", "already-lifted", at(50)),
+        rev("globex", "not-acme"),
+    ] {
+        store.insert_revocation(&r, &rev_audit(&r)).await.unwrap();
+    }
+    for (t, sub, nbf) in [
+        ("acme", None, 70),
+        ("acme", Some("user-9"), 90),
+        ("globex", Some("g"), 1),
+    ] {
+        let c = veto_core::revocation::Cutoff {
+            tenant: t.to_owned(),
+            sub: sub.map(str::to_owned),
+            not_before_iat: super::T0 + nbf,
+            expires_at: at(3_600),
+        };
+        store
+            .set_cutoff(&c, &audit(t, "cutoff", "x"))
+            .await
+            .unwrap();
+    }
+    for (kid, created) in [("k-live", 1), ("k-leaked", 2)] {
+        let k = signing_key("acme", kid, veto_core::Alg::ES256, None, created);
+        store
+            .insert_signing_key(&k, None, &audit("acme", "key.create", kid))
+            .await
+            .unwrap();
+    }
+    store
+        .revoke_signing_key(
+            "acme",
+            "k-leaked",
+            Some("leaked"),
+            &audit("acme", "key.revoke", "k"),
+        )
+        .await
+        .unwrap();
+    let (live, ended) = (session("acme", "ann", 0), session("acme", "bob", 0));
+    put_sessions(&f, [&live, &ended, &session("globex", "gil", 0)]).await;
+    revoke(&f, &ended.record.id, 10, "logout")
+        .await
+        .expect("revoked");
+    let fam = family("acme", 9_000);
+    f.sessions.create_refresh_family(&fam).await.unwrap();
+    f.sessions
+        .revoke_refresh_family("acme", &fam.id, &reuse_audit("acme", &fam.id, 20))
+        .await
+        .unwrap();
+    store
+        .set_tenant_suspended("acme", true, &audit("acme", "tenant.suspend", "acme"))
+        .await
+        .unwrap();
+
+    let mut s = store
+        .tenant_revocation_state("acme", now)
+        .await
+        .unwrap()
+        .expect("acme exists");
+    s.revocations.sort();
+    assert!(s.suspended);
+    assert_eq!(s.tenant_cutoff, Some(super::T0 + 70));
+    assert_eq!(
+        s.subject_cutoffs,
+        vec![("user-9".to_owned(), super::T0 + 90)]
+    );
+    assert_eq!(
+        s.revocations,
+        vec![
+            ("gone-for-good".to_owned(), None),
+            ("on-hold".to_owned(), Some(super::T0 + 500)),
+        ],
+        "a suspension whose time has passed rejects nothing and is left out"
+    );
+    assert_eq!(s.revoked_keys, vec!["k-leaked".to_owned()]);
+    assert_eq!(
+        s.sessions,
+        vec![(
+            live.record.id.clone(),
+            live.record.idle_expires_at.unix_timestamp()
+        )]
+    );
+    assert_eq!(s.revoked_sessions, vec![ended.record.id.clone()]);
+    assert_eq!(s.revoked_families, vec![fam.id.clone()]);
+
+    // The cursor is the end of what the snapshot holds: nothing of acme's comes after it.
+    let later: Vec<_> = store
+        .changes_after(s.cursor, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| {
+            c.tenant == "acme" && !matches!(c.kind, veto_store::ChangeKind::Unreadable { .. })
+        })
+        .collect();
+    assert_eq!(what(&later), vec![], "every acme change is in the snapshot");
+
+    // The log's oldest change is at or before every change it returns.
+    let oldest = store
+        .oldest_change()
+        .await
+        .unwrap()
+        .expect("the log has changes");
+    let all = store
+        .changes_after(FeedCursor::default(), 10_000)
+        .await
+        .unwrap();
+    assert!(all.iter().all(|c| c.cursor >= oldest));
+    assert_eq!(all.first().map(|c| c.cursor), Some(oldest));
+}
+
+#[test]
+fn a_position_reads_back_as_written_and_nothing_else_reads() {
+    for c in [
+        FeedCursor::default(),
+        FeedCursor {
+            xid: 0,
+            position: 42,
+        },
+        FeedCursor {
+            xid: 1527,
+            position: -1,
+        },
+        FeedCursor {
+            xid: i64::MAX,
+            position: 1,
+        },
+    ] {
+        assert_eq!(c.to_string().parse::<FeedCursor>(), Ok(c));
+    }
+    assert_eq!(
+        FeedCursor {
+            xid: 7,
+            position: 42
+        }
+        .to_string(),
+        "7:42"
+    );
+    for bad in [
+        "",
+        "42",
+        "-1:2",
+        "1:-2",
+        "1::2",
+        "+1:2",
+        "1:2:3",
+        "a:1",
+        "1:",
+        " 1:2",
+        "1:2 ",
+        "-:1",
+        "99999999999999999999:1",
+    ] {
+        assert!(bad.parse::<FeedCursor>().is_err(), "{bad:?}");
+    }
 }

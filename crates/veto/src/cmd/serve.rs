@@ -36,6 +36,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.purge_interval = args.purge_interval;
     config.max_staleness = args.max_staleness;
     config.feed_poll_interval = args.feed_poll_interval;
+    config.stream_heartbeat = args.stream_heartbeat;
     config.rate_limit_per_minute = args.rate_limit_per_minute;
     config.rate_limit_burst = args.rate_limit_burst;
     config.session_cache_capacity = args.session_cache_size;
@@ -104,6 +105,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     spawn_purge(&mut background, state.clone());
 
     let limits = connection_limits(&args);
+    let feed = state.feed.clone();
     let app = veto_server::app(state);
     tracing::info!(%addr, %public_url, "veto listening");
     // The test harness and scripts wait for this exact line on stdout.
@@ -112,7 +114,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let _ = out.flush();
 
     let app = veto_server::conn::app_layers(app, &limits);
-    veto_server::conn::serve(listener, app, limits, shutdown(), DRAIN).await;
+    // Revocation streams never end by themselves: told to close, they end at once instead of
+    // holding the drain up to its bound.
+    let closing = async move {
+        shutdown().await;
+        feed.close();
+    };
+    veto_server::conn::serve(listener, app, limits, closing, DRAIN).await;
     background.stop().await;
     Ok(())
 }

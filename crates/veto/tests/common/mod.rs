@@ -853,3 +853,117 @@ pub async fn oauth(
     };
     srv.send(endpoint, req).await
 }
+
+/// One Server-Sent Event as a revocation stream sends it (docs/stream.md).
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
+}
+
+/// A client of `GET …/revocations/stream`, reading events as they arrive.
+pub struct EventStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl EventStream {
+    /// Opens the stream of `tenant` with `key`; `resume` is sent as `Last-Event-ID`. Panics
+    /// unless the answer is a 200 event stream.
+    pub async fn open(
+        server: &Server,
+        tenant: &str,
+        key: &str,
+        resume: Option<&str>,
+    ) -> EventStream {
+        let mut req = server
+            .http
+            .get(server.url(&format!("/v1/tenants/{tenant}/revocations/stream")))
+            .bearer_auth(key);
+        if let Some(p) = resume {
+            req = req.header("Last-Event-ID", p);
+        }
+        let resp = req.send().await.expect("stream request");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(ct.starts_with("text/event-stream"), "content-type {ct}");
+        EventStream {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event, or `None` when the stream ended. Fails the test after `limit` without
+    /// one (a deadline against hanging, not a measurement).
+    pub async fn next_within(&mut self, limit: Duration) -> Option<Sse> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = (String::new(), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim_start().to_owned();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim_start().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                let data = serde_json::from_str(&data)
+                    .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {data}"));
+                return Some(Sse { event, id, data });
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("no stream event within {limit:?}"))
+                .expect("stream read");
+            match chunk {
+                Some(bytes) => self
+                    .buf
+                    .push_str(std::str::from_utf8(&bytes).expect("UTF-8")),
+                None => return None,
+            }
+        }
+    }
+
+    /// The next event that is not a heartbeat.
+    pub async fn next_change(&mut self) -> Sse {
+        loop {
+            let e = self
+                .next_within(Duration::from_secs(10))
+                .await
+                .expect("the stream ended");
+            if e.event != "heartbeat" {
+                return e;
+            }
+        }
+    }
+
+    /// Every snapshot part up to the last, merged: (position, merged data).
+    pub async fn snapshot(&mut self) -> (String, Value) {
+        let mut merged = serde_json::Map::new();
+        loop {
+            let e = self.next_change().await;
+            assert_eq!(e.event, "snapshot", "{e:?}");
+            assert_eq!(e.data["position"].as_str(), Some(e.id.as_str()));
+            for (k, v) in e.data.as_object().expect("object") {
+                match (merged.get_mut(k), v) {
+                    (Some(Value::Array(have)), Value::Array(more)) => have.extend(more.clone()),
+                    _ => {
+                        merged.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            if e.data["last"] == json!(true) {
+                return (e.id, Value::Object(merged));
+            }
+        }
+    }
+}
