@@ -7,8 +7,8 @@
 //! curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:3000/me
 //! ```
 //!
-//! `LISTEN` (default `127.0.0.1:3000`) and `AUDIENCE` (tokens must name it in `aud`) are
-//! optional.
+//! `LISTEN` (default `127.0.0.1:3000`), `AUDIENCE` (tokens must name it in `aud`) and
+//! `RUST_LOG` (e.g. `veto_verify=info`: stream connections and JWKS fetches) are optional.
 use std::time::Duration;
 
 use axum::routing::get;
@@ -25,6 +25,9 @@ async fn me(Extension(token): Extension<VerifiedToken>) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let config = Config::new(env("VETO_URL")?, env("VETO_TENANT")?, env("VETO_API_KEY")?);
     let verifier = Verifier::start(config)?;
     if !verifier.ready(Duration::from_secs(10)).await {
