@@ -123,6 +123,18 @@ async fn what_veto_revokes_the_verifier_refuses_without_asking_veto() {
 
     // The tokens of the other key, not revoked, are still good.
     answer_becomes(&v, &bob_again, None).await;
+    // None of these answers asked veto: it ran no check meanwhile.
+    let veto_checks = || async {
+        let samples = prometheus_samples(&srv.metrics().await);
+        sum_samples(&samples, |name, _| name == "veto_checks_total")
+    };
+    let before = veto_checks().await;
+    for token in [&alice, &bob, &carol, &dave, &bob_again] {
+        for _ in 0..50 {
+            let _ = v.check(token, None);
+        }
+    }
+    assert_eq!(veto_checks().await, before);
     // veto agrees on every one of them.
     for (token, want) in [
         (&alice, Some("revoked")),
