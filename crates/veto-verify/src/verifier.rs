@@ -538,6 +538,11 @@ async fn follow_stream(shared: Arc<Shared>) {
         shared.set_connected(false);
         match ended {
             Ok(()) => tracing::info!(tenant = shared.tenant(), "revocation stream ended"),
+            // An event this crate cannot read comes again after every reconnect: the state
+            // then ages until checks fail closed, which an operator must hear about.
+            Err(e @ (StreamError::Protocol(_) | StreamError::Line(_))) => {
+                tracing::error!(tenant = shared.tenant(), error = %e, "revocation stream unreadable")
+            }
             Err(e) => tracing::warn!(tenant = shared.tenant(), error = %e, "revocation stream"),
         }
         metrics::reconnect(&shared.label);
