@@ -69,11 +69,25 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Freshness
+//!
+//! [`Verifier::freshness`] tells the stream position the state stands at, its age, whether the
+//! stream is connected and whether checks may answer active; [`Verifier::ready`] waits for the
+//! first current state.
+//!
 //! # Metrics
 //!
-//! Through the `metrics` facade (install any recorder, e.g. `metrics-exporter-prometheus`);
-//! every name starts with `veto_verify_`: checks by outcome, stream reconnects, JWKS fetches,
-//! the state's age and the revocations held. See the table in the `metrics` module source.
+//! Through the `metrics` facade: install any recorder (e.g. `metrics-exporter-prometheus`) and
+//! they appear in the service's own scrape. Every one carries the `tenant` label.
+//!
+//! | name | kind | more labels | meaning |
+//! |---|---|---|---|
+//! | `veto_verify_checks_total` | counter | `outcome` | checks by outcome: `active`, a veto reason (`revoked`, `index_stale`, ...) or `hmac_unsupported` |
+//! | `veto_verify_stream_reconnects_total` | counter | | stream connections that ended and were opened again |
+//! | `veto_verify_jwks_fetches_total` | counter | `result` (`ok`, `error`) | JWKS fetches |
+//! | `veto_verify_state_age_seconds` | gauge | | age of the revocation state (+Inf before the first snapshot) |
+//! | `veto_verify_revocations` | gauge | | revoked or suspended jtis held |
+//! | `veto_verify_stream_connected` | gauge | | 1 while the stream is connected |
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),

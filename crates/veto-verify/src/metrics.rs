@@ -2,14 +2,7 @@
 //! (e.g. `metrics-exporter-prometheus`) and these appear in its scrape. Every name starts with
 //! `veto_verify_` and carries the tenant as a label.
 //!
-//! | name | kind | labels | meaning |
-//! |---|---|---|---|
-//! | `veto_verify_checks_total` | counter | `tenant`, `outcome` | checks by outcome: `active`, a veto reason (`revoked`, `index_stale`, ...) or `hmac_unsupported` |
-//! | `veto_verify_stream_reconnects_total` | counter | `tenant` | revocation stream connections that ended and were tried again |
-//! | `veto_verify_jwks_fetches_total` | counter | `tenant`, `result` (`ok`, `error`) | JWKS fetches |
-//! | `veto_verify_state_age_seconds` | gauge | `tenant` | age of the revocation state (+Inf before the first snapshot) |
-//! | `veto_verify_revocations` | gauge | `tenant` | revoked or suspended jtis held |
-//! | `veto_verify_stream_connected` | gauge | `tenant` | 1 while the stream is connected |
+//! The names and their meaning are listed in the crate documentation (lib.rs).
 
 pub const CHECKS: &str = "veto_verify_checks_total";
 pub const RECONNECTS: &str = "veto_verify_stream_reconnects_total";
