@@ -9,11 +9,15 @@
 #   ./scripts/load/introspect.sh                 # wrk -t2 -c64 -d10s
 #   THREADS=2 CONNECTIONS=128 DURATION=30s ./scripts/load/introspect.sh
 #   VETO_BIN=target/release/veto ./scripts/load/introspect.sh   # skip the build
+#   SUBSCRIBERS=1000 ./scripts/load/introspect.sh   # with 1,000 idle revocation streams open
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
+SUBSCRIBERS=${SUBSCRIBERS:-0}
+# Every subscriber is a connection from the one loopback address: lift the per-address cap.
+[ "$SUBSCRIBERS" -gt 0 ] && export VETO_MAX_CONNECTIONS_PER_IP=0
 load_prelude
 
 section "set up tenant $TENANT: HS256 key, token, API key with tokens:verify"
@@ -37,6 +41,17 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("VETO_LOAD_KEY")
 LUA
 
+if [ "$SUBSCRIBERS" -gt 0 ]; then
+  section "hold $SUBSCRIBERS idle revocation streams open"
+  ulimit -n 8192 2>/dev/null || true
+  python3 scripts/load/subscribers.py "$VETO_URL" "$TENANT" "$VERIFY_KEY" "$SUBSCRIBERS" \
+    >"$VETO_RUN_DIR/subscribers.log" 2>&1 &
+  SUBS_PID=$!
+  for _ in $(seq 600); do grep -q '^open' "$VETO_RUN_DIR/subscribers.log" && break; sleep 0.1; done
+  grep -q '^open' "$VETO_RUN_DIR/subscribers.log" || die "subscribers did not open: $(cat "$VETO_RUN_DIR/subscribers.log")"
+  note "$(cat "$VETO_RUN_DIR/subscribers.log")"
+fi
+
 section "wrk -t$THREADS -c$CONNECTIONS -d$DURATION POST /t/$TENANT/oauth2/introspect"
 VETO_LOAD_TOKEN=$TOKEN VETO_LOAD_KEY=$VERIFY_KEY \
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$LUA" "$VETO_URL/t/$TENANT/oauth2/introspect"
@@ -48,4 +63,9 @@ case $answer in
   *'"active":true'*) ;;
   *) die "after the run the token introspects as: $answer" ;;
 esac
+if [ "$SUBSCRIBERS" -gt 0 ]; then
+  kill -TERM "$SUBS_PID" 2>/dev/null || true
+  wait "$SUBS_PID" 2>/dev/null || true
+  note "subscribers: $(tr '\n' ' ' <"$VETO_RUN_DIR/subscribers.log")"
+fi
 section "done (server stopped)"
