@@ -159,7 +159,7 @@ pub fn stream_subscribers(delta: f64) {
 }
 
 /// A revocation stream that ended other than by shutdown: `gone` (the client left), `lagged`
-/// (dropped for falling behind; it resumes), `store`, `no_tenant`.
+/// (dropped for falling behind; it resumes), `store`, `no_tenant`, `key_deleted`.
 pub fn stream_ended(why: &'static str) {
     metrics::counter!("veto_stream_ended_total", "why" => why).increment(1);
 }

@@ -122,6 +122,7 @@ impl FromRef<AppState> for crate::stream::Streams {
             store: st.store.clone(),
             feed: st.feed.clone(),
             heartbeat: st.config.stream_heartbeat,
+            api_keys: st.api_keys.clone(),
         }
     }
 }

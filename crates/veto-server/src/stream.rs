@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use veto_store::{Change, ChangeKind, Database, FeedCursor, TenantRevocationState};
 
+use crate::auth::ApiKeys;
 use crate::feed::Feed;
 use crate::metrics;
 
@@ -40,6 +41,8 @@ pub struct Streams {
     pub store: Arc<dyn Database>,
     pub feed: Arc<Feed>,
     pub heartbeat: Duration,
+    /// To end a stream whose API key was deleted (checked at every heartbeat).
+    pub api_keys: ApiKeys,
 }
 
 /// Why a resume position is refused before the stream starts.
@@ -72,10 +75,13 @@ impl Streams {
         Ok(reached.then_some(resume))
     }
 
-    /// The event stream of `tenant`, resuming after `resume` when possible.
+    /// The event stream of `tenant` for the API key whose hash is `key`, resuming after
+    /// `resume` when possible. It ends once that key is deleted: taking a key back takes its
+    /// streams with it.
     pub async fn open(
         &self,
         tenant: String,
+        key: [u8; 32],
         resume: Option<FeedCursor>,
     ) -> Result<impl Stream<Item = Result<Event, Infallible>> + use<>, OpenError> {
         // Subscribed before anything is read: see the module comment.
@@ -85,7 +91,7 @@ impl Streams {
         let me = self.clone();
         tokio::spawn(async move {
             metrics::stream_subscribers(1.0);
-            let ended = me.run(&tenant, start, published, &tx).await;
+            let ended = me.run(&tenant, &key, start, published, &tx).await;
             metrics::stream_subscribers(-1.0);
             if let Err(why) = ended {
                 metrics::stream_ended(why.label());
@@ -100,6 +106,7 @@ impl Streams {
     async fn run(
         &self,
         tenant: &str,
+        key: &[u8; 32],
         start: Option<FeedCursor>,
         mut published: broadcast::Receiver<Arc<[Change]>>,
         tx: &mpsc::Sender<Event>,
@@ -129,7 +136,12 @@ impl Streams {
                     let changes = read.map_err(End::from)?;
                     send_changes(tenant, &changes, &mut last, tx).await?;
                 }
-                _ = beat.tick() => self.heartbeat(tenant, &mut published, &mut last, tx).await?,
+                _ = beat.tick() => {
+                    if self.api_keys.by_hash(key).is_none() {
+                        return Err(End::KeyDeleted);
+                    }
+                    self.heartbeat(tenant, &mut published, &mut last, tx).await?;
+                }
             }
         }
     }
@@ -198,6 +210,8 @@ enum End {
     Store,
     /// The tenant vanished between the request and the snapshot.
     NoTenant,
+    /// The subscriber's API key was deleted.
+    KeyDeleted,
 }
 
 impl End {
@@ -207,6 +221,7 @@ impl End {
             End::Lagged => "lagged",
             End::Store => "store",
             End::NoTenant => "no_tenant",
+            End::KeyDeleted => "key_deleted",
         }
     }
 }

@@ -41,12 +41,29 @@ async fn revoke_in_reads(state: &AppState, store: &SqliteStore, prefix: &str, re
     }
 }
 
+/// A key of acme that may read its stream, as the node knows it once the feed brought it.
+async fn stream_key(state: &AppState, store: &SqliteStore) -> [u8; 32] {
+    let key = veto_core::apikey::ApiKeyRecord {
+        id: "ak_stream".into(),
+        tenant: Some("acme".into()),
+        name: "stream".into(),
+        scopes: vec![veto_core::apikey::Scope::TokensVerify],
+        key_hash: [7; 32],
+        created_at: timeutil::now(),
+    };
+    let audit = AuditEvent::new("acme", "test", "api_key.create", &key.id);
+    store.insert_api_key(&key, &audit).await.expect("api key");
+    state.catch_up().await.expect("feed read");
+    key.key_hash
+}
+
 fn streams(state: &AppState) -> Streams {
     Streams {
         store: state.store.clone(),
         feed: state.feed.clone(),
         // Out of the way: this test counts changes, not heartbeats.
         heartbeat: Duration::from_secs(3_600),
+        api_keys: state.api_keys.clone(),
     }
 }
 
@@ -57,8 +74,9 @@ async fn a_subscriber_that_stops_reading_is_dropped_and_one_that_reads_gets_ever
     let node = common::node().await;
     let (state, store) = (&node.state, &node.store);
     let streams = streams(state);
-    let mut stalled = Box::pin(streams.open("acme".into(), None).await.expect("open"));
-    let mut reading = Box::pin(streams.open("acme".into(), None).await.expect("open"));
+    let key = stream_key(state, store).await;
+    let mut stalled = Box::pin(streams.open("acme".into(), key, None).await.expect("open"));
+    let mut reading = Box::pin(streams.open("acme".into(), key, None).await.expect("open"));
     // Both get their snapshot; then one stops reading.
     assert!(stalled.next().await.is_some());
     assert!(reading.next().await.is_some());

@@ -349,3 +349,26 @@ async fn a_revocation_on_one_node_reaches_the_stream_of_another_and_its_min_posi
         );
     }
 }
+
+#[tokio::test]
+async fn deleting_the_api_key_ends_its_streams() {
+    let s = Server::start().await;
+    let (id, key) = s.create_api_key(T, &["tokens:verify"]).await;
+    let mut events = EventStream::open(&s, T, &key, None).await;
+    events.snapshot().await;
+    let r = s.delete(&format!("/v1/tenants/{T}/api-keys/{id}")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    // Heartbeats may still be in flight; then the stream ends (within a heartbeat).
+    while let Some(e) = events.next_within(Duration::from_secs(10)).await {
+        assert_eq!(e.event, "heartbeat", "{e:?}");
+    }
+    let again = s
+        .call(
+            "GET",
+            &format!("/v1/tenants/{T}/revocations/stream"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_problem(&again, 401);
+}

@@ -184,8 +184,12 @@ pub async fn stream(
         Some(text) => Some(crate::position::parse("Last-Event-ID", text)?),
         None => None,
     };
-    let events = streams.open(tenant, resume).await.map_err(|e| match e {
-        OpenError::Store(e) => ApiError::from(e),
-    })?;
+    let key = caller.0.key_hash;
+    let events = streams
+        .open(tenant, key, resume)
+        .await
+        .map_err(|e| match e {
+            OpenError::Store(e) => ApiError::from(e),
+        })?;
     Ok(axum::response::sse::Sse::new(events))
 }
