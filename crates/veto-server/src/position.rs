@@ -5,9 +5,10 @@
 //! is then answered only from a state that holds every change up to it.
 //!
 //! The position of a write is recorded where its changes reach memory, the mirror, rather than
-//! by every handler: the middleware below runs the request inside
-//! `mirror::recording_writes`, which notes the newest cursor the mirror applied for it. A write that appended nothing (a repeat) still gets the
-//! node's feed position: whatever it found was committed at or before that.
+//! by every handler: the middleware below runs the request inside `mirror::recording_writes`,
+//! which notes the newest cursor the mirror applied for it. A write that appended nothing (a
+//! repeat) still gets the node's feed position: whatever it found was committed at or before
+//! that.
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
