@@ -6,9 +6,10 @@
 //!
 //! The position of a write is recorded where its changes reach memory, the mirror, rather than
 //! by every handler: the middleware below runs the request inside `mirror::recording_writes`,
-//! which notes the newest cursor the mirror applied for it. A write that appended nothing (a
-//! repeat) still gets the node's feed position: whatever it found was committed at or before
-//! that.
+//! which notes the newest cursor the mirror applied for it. A request that appended nothing (a
+//! repeat, a verify) gets the node's feed position: everything this node has read. A repeat that
+//! found a row another node wrote moments ago may precede that row's position; finding out would
+//! take a database query per answer, which the check paths never make.
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
