@@ -854,6 +854,18 @@ pub async fn oauth(
     srv.send(endpoint, req).await
 }
 
+/// A verify answer without its `position` (which every answer carries, as a string): the
+/// verdict, for comparing whole answers.
+#[track_caller]
+pub fn verdict(mut v: Value) -> Value {
+    let position = v.as_object_mut().and_then(|o| o.remove("position"));
+    assert!(
+        position.as_ref().is_some_and(Value::is_string),
+        "a verify answer names the position it was judged on: {v}"
+    );
+    v
+}
+
 /// One Server-Sent Event as a revocation stream sends it (docs/stream.md).
 #[derive(Debug, Clone)]
 pub struct Sse {
