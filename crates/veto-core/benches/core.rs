@@ -4,6 +4,11 @@
 //! For each alg, four rows that can be read against each other:
 //! - `sig_jsonwebtoken`: `jsonwebtoken::crypto::verify` on a prepared message and signature. This
 //!   is what "bare verify" costs with the stock JOSE crate, which re-parses the key on every call.
+//! - `jwt_decode`: `jsonwebtoken::decode` into a struct of the registered claims, with its
+//!   `Validation` set to the same issuer, audience and algorithm: what "a JOSE library" costs for
+//!   a whole HS256 decode (base64, JSON, signature, claim checks), the peer the lean path is
+//!   measured against. Its expiry check is off only because jsonwebtoken reads the system clock
+//!   and the fixture's times are fixed; that check is one integer comparison.
 //! - `sig_preparsed`: the primitive veto actually runs, `LoadedKey::verify_signature` on a key
 //!   parsed once at load time (aws-lc-rs `ParsedPublicKey` / `hmac::Key`). The budget's baseline.
 //! - `verify`: the whole of `verify::verify` (split, strict base64url and JSON, header rules, key
@@ -172,6 +177,36 @@ fn sig_jsonwebtoken(b: Bencher, alg: Alg) {
             f.jwt_alg,
         );
         assert!(matches!(ok, Ok(true)));
+    });
+}
+
+/// The claims a resource server typically reads, as jsonwebtoken users declare them.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct JwtClaims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    scope: Option<String>,
+    client_id: Option<String>,
+    sid: Option<String>,
+}
+
+#[divan::bench(args = ALGS)]
+fn jwt_decode(b: Bencher, alg: Alg) {
+    let f = fixture(alg);
+    let mut validation = jsonwebtoken::Validation::new(f.jwt_alg);
+    validation.set_issuer(&[ISS]);
+    validation.set_audience(&["orders-api"]);
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    b.bench(|| {
+        let d = jsonwebtoken::decode::<JwtClaims>(black_box(&f.token), &f.jwt_key, &validation);
+        assert!(d.is_ok());
+        d
     });
 }
 

@@ -24,6 +24,7 @@ pub mod check;
 pub mod cookie;
 pub mod index;
 pub mod input;
+pub mod json_scan;
 pub mod keyring;
 pub mod keys;
 pub mod limits;
