@@ -18,11 +18,21 @@
 //! possible only through an explicit setting, because it means accepting tokens that another
 //! node may already have revoked.
 //!
+//! That age is measured on the monotonic clock (`Instant`), never the wall clock: a wall clock
+//! stepped forward (an NTP correction) would make a current node fail closed, and one stepped
+//! back would make a node that stopped reading the feed look fresh for as long as the step.
+//! The wall clock is for token and record times (`exp`, `iat`, cutoffs, suspensions), which are
+//! wall-clock times by definition; here it only converts the age of a held-back change (whose
+//! time is a record time) and takes part in the retention check below.
+//!
 //! Retention: change rows are deleted a day after they were written (`CHANGE_RETENTION_SECS`).
 //! A node that has not been fresh for nearly that long (cut off from the database for a day, a
 //! suspended VM) may find changes gone from the log that it never applied, so catching up
 //! could make it fresh while missing a revocation. Such a node never becomes fresh again: it
 //! stays failed closed, `/readyz` says why, and a restart (which loads the whole state) mends it.
+//! The purge deletes by wall-clock time, and a paused VM's monotonic clock may not count the
+//! pause, so here either clock saying "nearly a day" is enough (failing closed on a wall clock
+//! stepped a day ahead costs little: every token looks expired to such a node anyway).
 //!
 //! Applying is the mirror's (`mirror.rs`): the changes a node wrote itself come back through the
 //! feed and are skipped there (the entity already reflects them), the first read after start-up
@@ -30,7 +40,7 @@
 //! is never applied, so memory never moves backwards.
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, broadcast, watch};
 use veto_core::timeutil;
@@ -45,11 +55,43 @@ use crate::mirror::{Mirror, Origin};
 /// the node that purges and this one.
 const OUTLIVED_AFTER_MS: i64 = (veto_store::CHANGE_RETENTION_SECS - 3_600) * 1_000;
 
-/// Whether a node last fresh at `fresh_as_of_ms` (0: never) can still catch up from the log at
-/// `now_ms`.
-fn outlived_retention(fresh_as_of_ms: i64, now_ms: i64) -> bool {
-    fresh_as_of_ms != 0 && now_ms.saturating_sub(fresh_as_of_ms) > OUTLIVED_AFTER_MS
+/// Whether a node last fresh `since` ago (`None`: never) can no longer catch up from the log.
+/// Either clock is enough (see the module comment): the monotonic one ignores a wall clock
+/// stepped back, the wall clock counts a pause the monotonic one may not.
+fn outlived_retention(since: Option<Since>) -> bool {
+    since.is_some_and(|s| {
+        s.monotonic > Duration::from_millis(OUTLIVED_AFTER_MS as u64)
+            || s.wall_ms > OUTLIVED_AFTER_MS
+    })
 }
+
+/// An instant on both clocks, read together: the monotonic one measures ages, the wall clock
+/// only what must be compared with record times.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    at: Instant,
+    /// Unix milliseconds.
+    wall_ms: i64,
+}
+
+impl Stamp {
+    fn now() -> Stamp {
+        Stamp {
+            at: Instant::now(),
+            wall_ms: wall_now_ms(),
+        }
+    }
+}
+
+/// How long ago a node was last fresh, on each clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Since {
+    monotonic: Duration,
+    wall_ms: i64,
+}
+
+/// `fresh_as_of` before the first catch-up.
+const NEVER: i64 = i64::MIN;
 
 /// Changes per read. Large enough that a burst (a batch of 10,000 revocations) takes one or two
 /// reads; small enough that one read never holds a huge result in memory.
@@ -71,9 +113,14 @@ pub struct Feed {
     waiting: AtomicUsize,
     /// Set once the server is shutting down: streams end instead of holding the drain up.
     closing: watch::Sender<bool>,
-    /// Unix milliseconds: every change committed before this instant has been applied.
-    /// 0 = not yet caught up since start-up.
-    fresh_as_of_ms: AtomicI64,
+    /// Origin of `fresh_as_of` on the monotonic clock.
+    epoch: Instant,
+    /// Every change committed before this instant has been applied: nanoseconds after `epoch`
+    /// on the monotonic clock (negative: before it, for a change held back since before the
+    /// node started). `NEVER` = not yet caught up since start-up.
+    fresh_as_of: AtomicI64,
+    /// The same instant on the wall clock (unix milliseconds), for the retention check only.
+    fresh_as_of_wall_ms: AtomicI64,
     /// Set once the node has been stale for longer than the change log keeps changes: it then
     /// never becomes fresh again (see the module comment).
     outlived: AtomicBool,
@@ -92,7 +139,9 @@ impl Feed {
             published: broadcast::Sender::new(PUBLISHED_READS),
             waiting: AtomicUsize::new(0),
             closing: watch::Sender::new(false),
-            fresh_as_of_ms: AtomicI64::new(0),
+            epoch: Instant::now(),
+            fresh_as_of: AtomicI64::new(NEVER),
+            fresh_as_of_wall_ms: AtomicI64::new(NEVER),
             outlived: AtomicBool::new(false),
             running: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
@@ -160,14 +209,36 @@ impl Feed {
     /// Age of the in-memory state: how long ago the newest instant before which every change
     /// is known to be applied. `None` before the first catch-up.
     pub fn lag(&self) -> Option<Duration> {
-        let fresh = self.fresh_as_of_ms.load(Ordering::Acquire);
-        if fresh == 0 {
+        self.lag_at(Instant::now())
+    }
+
+    /// [`lag`](Self::lag) at `now`, on the monotonic clock.
+    fn lag_at(&self, now: Instant) -> Option<Duration> {
+        let fresh = self.fresh_as_of.load(Ordering::Acquire);
+        if fresh == NEVER {
             return None;
         }
-        let now = now_ms();
-        Some(Duration::from_millis(
-            now.saturating_sub(fresh).max(0) as u64
-        ))
+        let age = self.nanos_after_epoch(now).saturating_sub(fresh).max(0);
+        Some(Duration::from_nanos(age as u64))
+    }
+
+    /// How long ago the node was last fresh, on each clock, at `now`; `None` before the first
+    /// catch-up.
+    fn since_fresh(&self, now: Stamp) -> Option<Since> {
+        let wall = self.fresh_as_of_wall_ms.load(Ordering::Acquire);
+        let monotonic = self.lag_at(now.at)?;
+        Some(Since {
+            monotonic,
+            wall_ms: now.wall_ms.saturating_sub(wall),
+        })
+    }
+
+    fn nanos_after_epoch(&self, at: Instant) -> i64 {
+        let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        match at.checked_duration_since(self.epoch) {
+            Some(after) => nanos(after),
+            None => -nanos(self.epoch.duration_since(at)),
+        }
     }
 
     /// Within the staleness bound.
@@ -191,9 +262,22 @@ impl Feed {
         self.max_staleness
     }
 
-    fn mark_fresh(&self, as_of_ms: i64) {
+    /// Every change committed before `held_back` ahead of `started` is applied.
+    fn mark_fresh(&self, started: Stamp, held_back: Duration) {
         // An outlived node keeps reading (its lag stays visible) but `is_fresh` ignores it.
-        self.fresh_as_of_ms.fetch_max(as_of_ms, Ordering::AcqRel);
+        let back = i64::try_from(held_back.as_nanos()).unwrap_or(i64::MAX);
+        let at = self.nanos_after_epoch(started.at).saturating_sub(back);
+        // Never backwards: a change held back now may have been written before an earlier
+        // read began and committed after it, which does not undo what that read proved.
+        let before = self.fresh_as_of.fetch_max(at, Ordering::AcqRel);
+        if at > before {
+            // Catch-ups take turns (`running`), so the two stay the same instant. Stored, not
+            // maxed: after a wall clock stepped back, the wall-clock age counts from the new
+            // reading, not from one that now lies in the future.
+            let back_ms = i64::try_from(held_back.as_millis()).unwrap_or(i64::MAX);
+            let wall = started.wall_ms.saturating_sub(back_ms);
+            self.fresh_as_of_wall_ms.store(wall, Ordering::Release);
+        }
     }
 }
 
@@ -264,8 +348,10 @@ impl Feed {
     }
 }
 
-fn now_ms() -> i64 {
-    (timeutil::now().unix_timestamp_nanos() / 1_000_000) as i64
+/// The wall clock in unix milliseconds (not rounded down to the second, as record times are:
+/// a change held back since a record time then counts as a little older, never younger).
+fn wall_now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl Feed {
@@ -281,10 +367,8 @@ impl Feed {
         let _one_at_a_time = self.running.lock().await;
         // Taken before the first read: everything committed before this instant is final by
         // the end of the loop (unless the store says some of it is held back, below).
-        let started = now_ms();
-        if !self.outlived()
-            && outlived_retention(self.fresh_as_of_ms.load(Ordering::Acquire), started)
-        {
+        let started = Stamp::now();
+        if !self.outlived() && outlived_retention(self.since_fresh(started)) {
             self.outlived.store(true, Ordering::Release);
             metrics::feed_outlived();
             tracing::error!(
@@ -299,15 +383,14 @@ impl Feed {
             let n = changes.len();
             if let Some(last) = changes.last() {
                 let last = last.cursor;
-                let now = now_ms();
+                // Record times, so the wall clock, in whole seconds like them.
+                let now = timeutil::now().unix_timestamp();
                 for c in &changes {
                     // Propagation delay, measured on changes written by other nodes as well as
                     // ours (ours come back after a poll interval at most, theirs after a
                     // notification). `at` has whole seconds: this histogram shows seconds of
                     // lag, not milliseconds; scripts/bench/propagation.py measures the latter.
-                    metrics::feed_delay(
-                        now.saturating_sub(c.at.saturating_mul(1000)) as f64 / 1000.0,
-                    );
+                    metrics::feed_delay(now.saturating_sub(c.at) as f64);
                 }
                 mirror.apply(&changes, Origin::Feed).await?;
                 // For this node's streams (`stream.rs`), when it has any.
@@ -324,12 +407,13 @@ impl Feed {
             }
         }
         // Committed changes the store holds back (an older transaction is still open): the
-        // state is fresh only up to the oldest of them.
-        let fresh = match store.feed_pending_since(self.cursor()).await? {
-            Some(pending_ms) => started.min(pending_ms),
-            None => started,
+        // state is fresh only up to the oldest of them. Its time is a record time (wall clock),
+        // so how long it is held back is measured on the wall clock, once, here.
+        let held_back = match store.feed_pending_since(self.cursor()).await? {
+            Some(pending_ms) => started.wall_ms.saturating_sub(pending_ms).max(0),
+            None => 0,
         };
-        self.mark_fresh(fresh);
+        self.mark_fresh(started, Duration::from_millis(held_back as u64));
         if let Some(lag) = self.lag() {
             metrics::feed_lag(lag);
         }
@@ -373,20 +457,80 @@ mod tests {
     use super::*;
 
     const HOUR_MS: i64 = 3_600_000;
+    const HOUR: Duration = Duration::from_secs(3_600);
+
+    fn since(monotonic: Duration, wall_ms: i64) -> Option<Since> {
+        Some(Since { monotonic, wall_ms })
+    }
 
     #[test]
-    fn a_node_outlives_the_log_an_hour_before_its_retention() {
-        let now = 1_800_000_000_000;
+    fn a_node_outlives_the_log_an_hour_before_its_retention_on_either_clock() {
+        let ms = Duration::from_millis;
         assert!(
-            !outlived_retention(0, now),
+            !outlived_retention(None),
             "never fresh: start-up, not outlived"
         );
-        assert!(!outlived_retention(now - 5_000, now));
-        assert!(!outlived_retention(now - 23 * HOUR_MS, now));
-        assert!(outlived_retention(now - 23 * HOUR_MS - 1, now));
-        assert!(outlived_retention(now - 48 * HOUR_MS, now));
-        // A clock that went backwards is not an outage.
-        assert!(!outlived_retention(now + HOUR_MS, now));
+        assert!(!outlived_retention(since(ms(5_000), 5_000)));
+        assert!(!outlived_retention(since(23 * HOUR, 23 * HOUR_MS)));
+        assert!(outlived_retention(since(23 * HOUR + ms(1), 23 * HOUR_MS)));
+        assert!(outlived_retention(since(23 * HOUR, 23 * HOUR_MS + 1)));
+        assert!(outlived_retention(since(48 * HOUR, 48 * HOUR_MS)));
+        // A wall clock stepped back an hour during a day's outage: the monotonic clock counts.
+        assert!(outlived_retention(since(24 * HOUR, -HOUR_MS)));
+        // A paused VM whose monotonic clock did not count the pause: the wall clock does.
+        assert!(outlived_retention(since(ms(5), 25 * HOUR_MS)));
+    }
+
+    #[test]
+    fn the_lag_is_measured_on_the_monotonic_clock_whatever_the_wall_clock_says() {
+        let d = Duration::from_secs(5);
+        let feed = Feed::new(d, StalePolicy::FailClosed, d);
+        let t0 = Instant::now();
+        assert_eq!(feed.lag_at(t0), None, "not caught up yet");
+        // A read that started at t0, while the wall clock was an hour ahead of the real time.
+        let ahead = Stamp {
+            at: t0,
+            wall_ms: wall_now_ms() + HOUR_MS,
+        };
+        feed.mark_fresh(ahead, Duration::ZERO);
+        let two = Duration::from_secs(2);
+        assert_eq!(feed.lag_at(t0 + two), Some(two));
+        // The wall clock stepped back by two hours before the next read, which started a
+        // second later: the state is a second fresher, not an hour older nor "in the future".
+        let behind = Stamp {
+            at: t0 + Duration::from_secs(1),
+            wall_ms: ahead.wall_ms - 2 * HOUR_MS,
+        };
+        feed.mark_fresh(behind, Duration::ZERO);
+        assert_eq!(feed.lag_at(t0 + two), Some(Duration::from_secs(1)));
+        // The retention check's wall-clock age counts from that read's own wall-clock reading.
+        let a_second_on = Stamp {
+            at: t0 + two,
+            wall_ms: behind.wall_ms + 1_000,
+        };
+        assert_eq!(
+            feed.since_fresh(a_second_on),
+            Some(Since {
+                monotonic: Duration::from_secs(1),
+                wall_ms: 1_000
+            })
+        );
+        // A node that stops reading ages with the monotonic clock, whatever the steps.
+        assert_eq!(
+            feed.lag_at(t0 + 10 * d),
+            Some(10 * d - Duration::from_secs(1))
+        );
+        // Measured from when the read started, less what the store held back.
+        let later = Stamp {
+            at: t0 + 4 * two,
+            wall_ms: behind.wall_ms,
+        };
+        feed.mark_fresh(later, two);
+        assert_eq!(feed.lag_at(t0 + 4 * two), Some(two));
+        // A held-back change older than the node itself is still as old as it is.
+        let feed = Feed::new(d, StalePolicy::FailClosed, d);
+        feed.mark_fresh(Stamp::now(), 1_000 * HOUR);
+        assert!(feed.lag().is_some_and(|l| l >= 1_000 * HOUR));
     }
 
     #[test]
@@ -394,10 +538,10 @@ mod tests {
         let d = Duration::from_secs(5);
         for policy in [StalePolicy::FailClosed, StalePolicy::FailOpen] {
             let feed = Feed::new(d, policy, d);
-            feed.mark_fresh(now_ms());
+            feed.mark_fresh(Stamp::now(), Duration::ZERO);
             assert!(feed.is_fresh() && feed.may_answer());
             feed.outlived.store(true, Ordering::Release);
-            feed.mark_fresh(now_ms());
+            feed.mark_fresh(Stamp::now(), Duration::ZERO);
             assert!(!feed.is_fresh(), "{policy:?}");
             assert!(!feed.may_answer(), "{policy:?}");
         }
@@ -412,7 +556,7 @@ mod tests {
         let bound = Duration::from_secs(5);
         let feed = Feed::new(bound, StalePolicy::FailClosed, bound);
         assert_eq!(feed.readiness(&store).await, Err(NotReady::CatchingUp));
-        feed.mark_fresh(now_ms() - 60_000);
+        feed.mark_fresh(Stamp::now(), Duration::from_secs(60));
         match feed.readiness(&store).await {
             Err(NotReady::Stale { lag, bound: b }) => {
                 assert!(lag >= Duration::from_secs(60));
@@ -420,7 +564,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        feed.mark_fresh(now_ms());
+        feed.mark_fresh(Stamp::now(), Duration::ZERO);
         let ready = feed.readiness(&store).await.expect("ready");
         assert_eq!(ready.position, feed.cursor().position);
         assert!(ready.lag <= bound);
