@@ -177,12 +177,15 @@ impl Streams {
 
     /// Sends the tenant's state in parts; returns the cursor it is consistent with.
     async fn snapshot(&self, tenant: &str, tx: &mpsc::Sender<Event>) -> Result<FeedCursor, End> {
-        let state = self
+        let now = veto_core::timeutil::now();
+        let mut state = self
             .store
-            .tenant_revocation_state(tenant, veto_core::timeutil::now())
+            .tenant_revocation_state(tenant, now)
             .await
             .map_err(|_| End::Store)?
             .ok_or(End::NoTenant)?;
+        self.make_exact(tenant, &mut state, now.unix_timestamp())
+            .await?;
         let position = state.cursor.to_string();
         let parts = snapshot_parts(&state);
         let count = parts.len();
@@ -199,6 +202,53 @@ impl Streams {
     }
 }
 
+impl Streams {
+    /// Brings a snapshot that already holds changes after its cursor (on PostgreSQL, those that
+    /// committed while an older transaction was still open) to the cursor of the last of them,
+    /// folding in the changes of that stretch it did not hold. Without this the snapshot's
+    /// position would precede changes it contains, and a subscriber would receive them again
+    /// after it, or again after resuming from it: a client counting revocations (veto-verify's
+    /// index counts holders of a fingerprint) must see each change exactly once.
+    async fn make_exact(
+        &self,
+        tenant: &str,
+        state: &mut TenantRevocationState,
+        now: i64,
+    ) -> Result<(), End> {
+        let Some(&to) = state.included_after.last() else {
+            return Ok(());
+        };
+        // Once the feed has read `to`, every transaction below it has ended, so the log holds
+        // every change up to `to` that will ever exist.
+        if !self
+            .feed
+            .wait_for(to, crate::position::MIN_POSITION_WAIT)
+            .await
+        {
+            return Err(End::Behind);
+        }
+        let mut after = state.cursor;
+        let mut stretch = Vec::new();
+        loop {
+            let read = self
+                .store
+                .changes_after(after, CATCH_UP_READ)
+                .await
+                .map_err(|_| End::Store)?;
+            let Some(last) = read.last().map(|c| c.cursor) else {
+                break;
+            };
+            stretch.extend(read.into_iter().filter(|c| c.cursor <= to));
+            if last >= to {
+                break;
+            }
+            after = last;
+        }
+        state.fold(tenant, &stretch, to, now);
+        Ok(())
+    }
+}
+
 /// Why a stream ended other than by shutdown.
 #[derive(Debug)]
 enum End {
@@ -212,6 +262,8 @@ enum End {
     NoTenant,
     /// The subscriber's API key was deleted.
     KeyDeleted,
+    /// The node's feed did not reach a snapshot's position in time (the subscriber retries).
+    Behind,
 }
 
 impl End {
@@ -222,6 +274,7 @@ impl End {
             End::Store => "store",
             End::NoTenant => "no_tenant",
             End::KeyDeleted => "key_deleted",
+            End::Behind => "behind",
         }
     }
 }

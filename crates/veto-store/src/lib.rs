@@ -289,6 +289,86 @@ pub struct TenantRevocationState {
     pub revoked_families: Vec<String>,
     /// Applying `changes_after(cursor, ..)` of this tenant on top yields the current state.
     pub cursor: FeedCursor,
+    /// Changes of this tenant after `cursor` that the state already reflects (PostgreSQL: they
+    /// committed while a transaction the cursor waits for was still open), in log order.
+    /// [`fold`](Self::fold) the others up to the last of these to get a state exact at one
+    /// cursor. Always empty on SQLite.
+    pub included_after: Vec<FeedCursor>,
+}
+
+impl TenantRevocationState {
+    /// Applies `changes` of `tenant` (in log order, after `cursor`) up to `to`, except those in
+    /// `included_after`, and moves `cursor` to `to`: the state is then exactly the one at `to`,
+    /// provided `changes` hold every change of the tenant in (`cursor`, `to`]. Per entity,
+    /// cursor order is commit order (`change`), so a change folded here is newer than anything
+    /// the snapshot holds of its entity. Suspensions that have lifted by `now` are left out,
+    /// as the store leaves them out.
+    pub fn fold(&mut self, tenant: &str, changes: &[Change], to: FeedCursor, now: i64) {
+        use ChangeKind::*;
+        for c in changes {
+            if c.tenant != tenant || c.cursor > to || self.included_after.contains(&c.cursor) {
+                continue;
+            }
+            match &c.kind {
+                TenantSuspended => self.suspended = true,
+                TenantResumed => self.suspended = false,
+                TenantCutoff { not_before_iat } => self.tenant_cutoff = Some(*not_before_iat),
+                SubjectCutoff { sub, not_before_iat } => {
+                    self.subject_cutoffs.retain(|(s, _)| s != sub);
+                    self.subject_cutoffs.push((sub.clone(), *not_before_iat));
+                }
+                CutoffPurged { sub } if sub.is_empty() => self.tenant_cutoff = None,
+                CutoffPurged { sub } => self.subject_cutoffs.retain(|(s, _)| s != sub),
+                Revoked { jti, until } => {
+                    self.revocations.retain(|(j, _)| j != jti);
+                    if until.is_none_or(|u| u > now) {
+                        self.revocations.push((jti.clone(), *until));
+                    }
+                }
+                Lifted { jti } | RevocationPurged { jti } => {
+                    self.revocations.retain(|(j, _)| j != jti)
+                }
+                SigningKeyRevoked { kid } => {
+                    if !self.revoked_keys.contains(kid) {
+                        self.revoked_keys.push(kid.clone());
+                    }
+                }
+                SessionCreated { id, idle_expires_at } | SessionTouched { id, idle_expires_at } => {
+                    if !self.revoked_sessions.contains(id) {
+                        match self.sessions.iter_mut().find(|(s, _)| s == id) {
+                            Some((_, e)) => *e = (*e).max(*idle_expires_at),
+                            None => self.sessions.push((id.clone(), *idle_expires_at)),
+                        }
+                    }
+                }
+                SessionRevoked { id } => {
+                    self.sessions.retain(|(s, _)| s != id);
+                    if !self.revoked_sessions.contains(id) {
+                        self.revoked_sessions.push(id.clone());
+                    }
+                }
+                SessionPurged { id } => {
+                    self.sessions.retain(|(s, _)| s != id);
+                    self.revoked_sessions.retain(|s| s != id);
+                }
+                RefreshFamilyRevoked { family } => {
+                    if !self.revoked_families.contains(family) {
+                        self.revoked_families.push(family.clone());
+                    }
+                }
+                RefreshFamilyPurged { family } => self.revoked_families.retain(|f| f != family),
+                TenantCreated
+                | SigningKeyInserted { .. }
+                | SigningKeyRetired { .. }
+                | ApiKeyInserted { .. }
+                | ApiKeyDeleted { .. }
+                | SessionKeyInserted { .. }
+                | Unreadable { .. } => {}
+            }
+        }
+        self.cursor = to;
+        self.included_after.clear();
+    }
 }
 
 /// Everything the revocation index and key ring are built from at start-up.

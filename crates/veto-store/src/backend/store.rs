@@ -310,8 +310,16 @@ impl<B: Backend> Store for B {
         let mut tx = self.snapshot().await?;
         let cursor = B::snapshot_cursor(&mut tx).await?;
         let state = sql::read_tenant_state(&mut *tx, tenant, now).await?;
+        let included_after = match state {
+            Some(_) => B::included_after(&mut tx, tenant, cursor).await?,
+            None => Vec::new(),
+        };
         tx.commit().await.map_err(unavailable)?;
-        Ok(state.map(|s| TenantRevocationState { cursor, ..s }))
+        Ok(state.map(|s| TenantRevocationState {
+            cursor,
+            included_after,
+            ..s
+        }))
     }
 
     async fn oldest_change(&self) -> Result<Option<FeedCursor>> {

@@ -352,6 +352,29 @@ impl Backend for PgStore {
         })
     }
 
+    async fn included_after(
+        conn: &mut PgConnection,
+        tenant: &str,
+        cursor: FeedCursor,
+    ) -> Result<Vec<FeedCursor>> {
+        // The snapshot's xmin is its oldest open transaction: transactions with a higher xid
+        // that had committed are visible, and their changes sort after the cursor.
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT xid, position FROM changes \
+             WHERE (xid, position) > ($1, $2) AND tenant = $3 ORDER BY xid, position",
+        )
+        .bind(cursor.xid)
+        .bind(cursor.position)
+        .bind(tenant)
+        .fetch_all(conn)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .map(|(xid, position)| FeedCursor { xid, position })
+            .collect())
+    }
+
     const BOUNDED_DELETE: sql::BoundedDelete = bounded_delete_sql;
 
     /// One statement, arrays, whatever their number.

@@ -599,6 +599,15 @@ impl Backend for SqliteStore {
         Ok(FeedCursor { xid: 0, position })
     }
 
+    async fn included_after(
+        _conn: &mut SqliteConnection,
+        _tenant: &str,
+        _cursor: FeedCursor,
+    ) -> Result<Vec<FeedCursor>> {
+        // One writer, positions committed in order: the snapshot's cursor is its newest change.
+        Ok(Vec::new())
+    }
+
     const BOUNDED_DELETE: sql::BoundedDelete = bounded_delete_sql;
 
     // Each of these writes `BATCH_CHUNK` rows per statement (SQLite limits how many values one
