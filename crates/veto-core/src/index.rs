@@ -118,6 +118,8 @@ const SECRET_LEN: usize = 192;
 
 /// Hash inputs up to this size are assembled on the stack and hashed in one call.
 const STACK_INPUT: usize = 256;
+/// Most inputs (a UUID under a short tenant id) fit this.
+const SMALL_INPUT: usize = 64;
 
 /// The keys are already uniformly distributed keyed hashes, so re-hashing them with SipHash
 /// would only cost time: this hasher passes them through.
@@ -196,9 +198,10 @@ debug_fields!(RevocationIndex { jtis: len() });
 
 /// xxh3 under `secret` of `len(tenant) as u64 LE || tenant || name`. The length prefix makes
 /// ("ab", "c") and ("a", "bc") distinct inputs. One call over a stack buffer when the input
-/// fits (every identifier within `limits::IDENTIFIER` under any tenant id of reasonable size),
-/// else the streaming hasher, which yields the same value (tested) at the cost of copying the
-/// secret into its state.
+/// fits (every identifier within `limits::IDENTIFIER` under any tenant id of reasonable size;
+/// a small buffer first, as zeroing it is part of the cost), else the streaming hasher, which
+/// yields the same value (tested) at the cost of copying the secret into its state.
+#[inline]
 fn hash_pair<R>(
     secret: &[u8; SECRET_LEN],
     tenant: &str,
@@ -206,23 +209,30 @@ fn hash_pair<R>(
     one_shot: fn(&[u8], &[u8]) -> R,
     streaming: fn(&Xxh3) -> R,
 ) -> R {
-    let prefix = (tenant.len() as u64).to_le_bytes();
-    let len = prefix.len() + tenant.len() + name.len();
-    if len <= STACK_INPUT {
-        let mut buf = [0u8; STACK_INPUT];
-        let (p, rest) = buf.split_at_mut(prefix.len());
-        p.copy_from_slice(&prefix);
-        let (t, rest) = rest.split_at_mut(tenant.len());
-        t.copy_from_slice(tenant.as_bytes());
-        rest[..name.len()].copy_from_slice(name.as_bytes());
-        one_shot(&buf[..len], secret)
+    let len = 8 + tenant.len() + name.len();
+    if len <= SMALL_INPUT {
+        one_shot(&assemble::<SMALL_INPUT>(tenant, name)[..len], secret)
+    } else if len <= STACK_INPUT {
+        one_shot(&assemble::<STACK_INPUT>(tenant, name)[..len], secret)
     } else {
         let mut h = Xxh3::with_secret(*secret);
-        h.update(&prefix);
+        h.update(&(tenant.len() as u64).to_le_bytes());
         h.update(tenant.as_bytes());
         h.update(name.as_bytes());
         streaming(&h)
     }
+}
+
+/// `len(tenant) as u64 LE || tenant || name` at the start of an `N`-byte buffer it fits in.
+#[inline]
+fn assemble<const N: usize>(tenant: &str, name: &str) -> [u8; N] {
+    let mut buf = [0u8; N];
+    let (prefix, rest) = buf.split_at_mut(8);
+    prefix.copy_from_slice(&(tenant.len() as u64).to_le_bytes());
+    let (t, rest) = rest.split_at_mut(tenant.len());
+    t.copy_from_slice(tenant.as_bytes());
+    rest[..name.len()].copy_from_slice(name.as_bytes());
+    buf
 }
 
 impl RevocationIndex {
@@ -450,11 +460,14 @@ impl RevocationIndex {
 
     /// The whole of step 4 (docs/architecture.md), under one read lock, cheapest and broadest first.
     pub fn check(&self, tenant: &str, facts: &TokenFacts<'_>, now: i64) -> Result<(), Reason> {
-        // Hash before taking the lock: the lock is then held only for the map probes.
         let jti_fp = self.fingerprint(tenant, facts.jti);
+        let state = self.read();
+        // The jti table is probed first though its answer comes last: its probe is the one
+        // likely to miss the cache (a table of hundreds of MiB), and the processor goes on
+        // with the hashing and probes below while that line is on its way.
+        let jti = state.jtis.get(jti_fp);
         let sub_key = facts.sub.map(|s| self.key(tenant, s));
         let sid_key = facts.sid.map(|s| self.key(tenant, s));
-        let state = self.read();
         if let Some(t) = state.tenants.get(tenant) {
             if t.suspended {
                 return Err(Reason::TenantSuspended);
@@ -476,7 +489,7 @@ impl RevocationIndex {
         {
             return Err(Reason::SessionRevoked);
         }
-        match state.jtis.get(jti_fp).and_then(|u| jti_reason(u, now)) {
+        match jti.and_then(|u| jti_reason(u, now)) {
             Some(r) => Err(r),
             None => Ok(()),
         }

@@ -18,6 +18,10 @@ const GROUP: usize = 8;
 const MIN_GROUPS: usize = 4;
 
 /// Eight keys, one cache line: a probe reads whole lines, and most probes end in the first.
+///
+/// A group is kept compact: its empty slots come after all its other slots. So whether it has
+/// an empty slot is one comparison (the last slot), and a probe of a group stops at its first
+/// empty slot.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Group([u64; GROUP]);
@@ -25,17 +29,23 @@ struct Group([u64; GROUP]);
 impl Group {
     const EMPTY: Group = Group([EMPTY; GROUP]);
 
-    /// Bit `i` set when slot `i` holds `v`. Branch-free, so the compiler can compare the eight
-    /// keys at once.
+    /// The slot holding `v`.
     #[inline]
-    fn matches(&self, v: u64) -> u32 {
-        let mut m = 0u32;
-        for (i, k) in self.0.iter().enumerate() {
-            m |= u32::from(*k == v) << i;
-        }
-        m
+    fn position(&self, v: u64) -> Option<usize> {
+        self.0.iter().position(|k| *k == v)
+    }
+
+    /// Whether the group has an empty slot (it is compact).
+    #[inline]
+    fn has_empty(&self) -> bool {
+        self.0[GROUP - 1] == EMPTY
     }
 }
+
+/// The `until`s of one group, 32 bytes aligned so as to sit in one cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct Untils([Until; GROUP]);
 
 /// Where a fingerprint is, or where it would go.
 enum Probe {
@@ -47,8 +57,8 @@ enum Probe {
 #[derive(Default)]
 pub(super) struct JtiTable {
     groups: Vec<Group>,
-    /// Parallel to the keys: slot `i` is `groups[i / 8].0[i % 8]` and `untils[i]`.
-    untils: Vec<Until>,
+    /// Parallel to the keys: slot `i` is `groups[i / 8].0[i % 8]` and `untils[i / 8].0[i % 8]`.
+    untils: Vec<Untils>,
     /// Slots holding a fingerprint.
     live: usize,
     tombstones: usize,
@@ -90,7 +100,7 @@ impl JtiTable {
                 * (std::mem::size_of::<(u64, u32)>() + 1)
         };
         self.groups.capacity() * std::mem::size_of::<Group>()
-            + self.untils.capacity() * std::mem::size_of::<Until>()
+            + self.untils.capacity() * std::mem::size_of::<Untils>()
             + side
     }
 
@@ -105,9 +115,14 @@ impl JtiTable {
     }
 
     #[inline]
+    fn until_at(&self, i: usize) -> Until {
+        self.untils[i / GROUP].0[i % GROUP]
+    }
+
+    #[inline]
     fn set(&mut self, i: usize, k: u64, u: Until) {
         self.groups[i / GROUP].0[i % GROUP] = k;
-        self.untils[i] = u;
+        self.untils[i / GROUP].0[i % GROUP] = u;
     }
 
     /// The slot holding `fp`. Stops at the first group with an empty slot: an insert places a
@@ -118,15 +133,20 @@ impl JtiTable {
         if n == 0 {
             return None;
         }
-        let mut g = home(fp, n);
+        self.find_from(fp, home(fp, n))
+    }
+
+    /// `find` from the home group `g`.
+    #[inline]
+    fn find_from(&self, fp: u64, mut g: usize) -> Option<usize> {
+        let n = self.groups.len();
         // Ends: at most 7/8 of the slots are filled, so some group has an empty slot.
         loop {
             let group = &self.groups[g];
-            let hit = group.matches(fp);
-            if hit != 0 {
-                return Some(g * GROUP + hit.trailing_zeros() as usize);
+            if let Some(s) = group.position(fp) {
+                return Some(g * GROUP + s);
             }
-            if group.matches(EMPTY) != 0 {
+            if group.has_empty() {
                 return None;
             }
             g += 1;
@@ -142,19 +162,18 @@ impl JtiTable {
         let mut free = None;
         loop {
             let group = &self.groups[g];
-            let hit = group.matches(fp);
-            if hit != 0 {
-                return Probe::Found(g * GROUP + hit.trailing_zeros() as usize);
+            if let Some(s) = group.position(fp) {
+                return Probe::Found(g * GROUP + s);
             }
-            let empty = group.matches(EMPTY);
             if free.is_none() {
-                let f = empty | group.matches(TOMBSTONE);
-                if f != 0 {
-                    free = Some(g * GROUP + f.trailing_zeros() as usize);
-                }
+                // A tombstone, or else the first empty slot (only a full group has tombstones).
+                free = group
+                    .position(TOMBSTONE)
+                    .or_else(|| group.position(EMPTY))
+                    .map(|s| g * GROUP + s);
             }
-            if empty != 0 {
-                return Probe::Free(free.unwrap_or(g * GROUP + empty.trailing_zeros() as usize));
+            if group.has_empty() {
+                return Probe::Free(free.unwrap_or(g * GROUP + GROUP - 1));
             }
             g += 1;
             if g == n {
@@ -163,14 +182,14 @@ impl JtiTable {
         }
     }
 
-    /// The first empty slot on `fp`'s path, in a table without tombstones (while rebuilding).
+    /// The first empty slot on `fp`'s path, in a table without tombstones (while rebuilding:
+    /// groups may have holes then, so this looks at every slot).
     fn first_empty(&self, fp: u64) -> usize {
         let n = self.groups.len();
         let mut g = home(fp, n);
         loop {
-            let empty = self.groups[g].matches(EMPTY);
-            if empty != 0 {
-                return g * GROUP + empty.trailing_zeros() as usize;
+            if let Some(s) = self.groups[g].position(EMPTY) {
+                return g * GROUP + s;
             }
             g += 1;
             if g == n {
@@ -180,7 +199,23 @@ impl JtiTable {
     }
 
     pub(super) fn get(&self, fp: u64) -> Option<Until> {
-        self.find(fp).map(|i| self.untils[i])
+        let n = self.groups.len();
+        if n == 0 {
+            return None;
+        }
+        let g = home(fp, n);
+        // The home group's `until`s are read along with its keys rather than after them: a
+        // revoked jti nearly always sits in its home group, so its check waits for one memory
+        // round trip instead of two (in a table of hundreds of MiB, each is a cache miss).
+        // `black_box` keeps the compiler from moving the read to where its value is used;
+        // were it to, the answers would be the same, only slower.
+        let near = std::hint::black_box(self.untils[g]);
+        let i = self.find_from(fp, g)?;
+        Some(if i / GROUP == g {
+            near.0[i % GROUP]
+        } else {
+            self.until_at(i)
+        })
     }
 
     /// One more revocation under `fp`. A fingerprint already held gains a holder, and keeps
@@ -192,7 +227,8 @@ impl JtiTable {
         }
         let i = match self.probe(fp) {
             Probe::Found(i) => {
-                self.untils[i] = self.untils[i].max(until);
+                let merged = self.until_at(i).max(until);
+                self.untils[i / GROUP].0[i % GROUP] = merged;
                 *self.extra.entry(fp).or_insert(0) += 1;
                 self.extra_total += 1;
                 return;
@@ -226,10 +262,15 @@ impl JtiTable {
             return;
         }
         // A group that still has an empty slot ends every probe that reaches it, so no path
-        // runs through it and the slot can be emptied outright; otherwise a tombstone keeps the
-        // paths through this group intact.
-        if self.groups[i / GROUP].matches(EMPTY) != 0 {
-            self.set(i, EMPTY, 0);
+        // runs through it: the slot is emptied outright, the group's last entry moved into it
+        // to keep the group compact (such a group has no tombstones). In a full group, a
+        // tombstone keeps the paths through it intact.
+        let g = i / GROUP;
+        if self.groups[g].has_empty() {
+            let last = g * GROUP + self.groups[g].position(EMPTY).unwrap_or(GROUP) - 1;
+            let (k, u) = (self.key_at(last), self.until_at(last));
+            self.set(i, k, u);
+            self.set(last, EMPTY, 0);
         } else {
             self.set(i, TOMBSTONE, 0);
             self.tombstones += 1;
@@ -267,7 +308,7 @@ impl JtiTable {
 
     fn grow(&mut self, groups: usize) {
         let old_groups = std::mem::replace(&mut self.groups, vec![Group::EMPTY; groups]);
-        let old_untils = std::mem::replace(&mut self.untils, vec![0; groups * GROUP]);
+        let old_untils = std::mem::replace(&mut self.untils, vec![Untils([0; GROUP]); groups]);
         self.tombstones = 0;
         // Old slot order is close to fingerprint order (homes are monotonic in the fingerprint
         // and slots sit at or just after their home), so the new table fills almost in order.
@@ -275,7 +316,7 @@ impl JtiTable {
             for (s, &k) in group.0.iter().enumerate() {
                 if k > TOMBSTONE {
                     let i = self.first_empty(k);
-                    self.set(i, k, old_untils[g * GROUP + s]);
+                    self.set(i, k, old_untils[g].0[s]);
                 }
             }
         }
@@ -286,10 +327,11 @@ impl JtiTable {
     /// the first empty slot of its path: that is never past where it sits. The sweep starts
     /// just after a group that had an empty slot before: no path runs through that group, so
     /// in sweep order every path runs forward, and moving a fingerprint only empties slots
-    /// ahead of the sweep, off the paths of those already placed.
+    /// ahead of the sweep, off the paths of those already placed. It takes the slots of each
+    /// group in order, so every group it has passed is compact again.
     fn rehash_in_place(&mut self) {
         let n = self.groups.len();
-        let Some(start) = self.groups.iter().position(|g| g.matches(EMPTY) != 0) else {
+        let Some(start) = self.groups.iter().position(Group::has_empty) else {
             // Cannot happen (the fill stays at or under 7/8); growing is right anyway.
             return self.grow(n + 1);
         };
@@ -309,7 +351,7 @@ impl JtiTable {
                     continue;
                 }
                 let i = g * GROUP + s;
-                let u = self.untils[i];
+                let u = self.until_at(i);
                 self.set(i, EMPTY, 0);
                 let j = self.first_empty(k);
                 self.set(j, k, u);
@@ -317,18 +359,26 @@ impl JtiTable {
         }
     }
 
-    /// Checks the table's own invariants: every fingerprint reachable from its home, counts
-    /// right, and the fill under its ceiling.
+    /// Checks the table's own invariants: every fingerprint reachable from its home, groups
+    /// compact, tombstones only in full groups, counts right, and the fill under its ceiling.
     #[cfg(test)]
     pub(super) fn check_invariants(&self) {
         let (mut live, mut tomb) = (0, 0);
-        for i in 0..self.groups.len() * GROUP {
-            match self.key_at(i) {
-                EMPTY => {}
-                TOMBSTONE => tomb += 1,
-                k => {
-                    live += 1;
-                    assert_eq!(self.find(k), Some(i), "fingerprint {k:#x} unreachable");
+        for (g, group) in self.groups.iter().enumerate() {
+            let used = group.position(EMPTY).unwrap_or(GROUP);
+            assert!(
+                group.0[used..].iter().all(|k| *k == EMPTY),
+                "group {g} not compact"
+            );
+            assert!(!group.has_empty() || group.position(TOMBSTONE).is_none());
+            for s in 0..used {
+                match group.0[s] {
+                    TOMBSTONE => tomb += 1,
+                    k => {
+                        live += 1;
+                        let i = g * GROUP + s;
+                        assert_eq!(self.find(k), Some(i), "fingerprint {k:#x} unreachable");
+                    }
                 }
             }
         }
