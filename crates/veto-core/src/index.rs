@@ -87,10 +87,10 @@
 //! share the later expiry. Those maps hold one entry per subject with a cutoff and per session,
 //! far fewer than jtis, so counting them is not worth its complexity.
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::RwLock;
 
-use xxhash_rust::xxh3::{Xxh3, xxh3_64_with_secret, xxh3_128_with_secret};
+use xxhash_rust::xxh3::{Xxh3, xxh3_64_with_secret, xxh3_64_with_seed, xxh3_128_with_secret};
 
 use crate::random;
 use crate::reason::Reason;
@@ -146,6 +146,42 @@ impl Hasher for PassThrough {
 type FastMap<V> = HashMap<Key, V, BuildHasherDefault<PassThrough>>;
 type FastSet = HashSet<Key, BuildHasherDefault<PassThrough>>;
 
+/// Hashes the tenant map's keys: xxh3 under a random seed. std's SipHash cost a check more than
+/// all the rest of it together (every check looks its tenant up), and the seed is all the
+/// keying this map needs: tenant ids are few and made by administrators.
+#[derive(Clone)]
+struct TenantHashing(u64);
+
+impl Default for TenantHashing {
+    fn default() -> Self {
+        let mut seed = [0u8; 8];
+        random::fill(&mut seed);
+        TenantHashing(u64::from_le_bytes(seed))
+    }
+}
+
+impl BuildHasher for TenantHashing {
+    type Hasher = TenantHasher;
+    fn build_hasher(&self) -> TenantHasher {
+        TenantHasher(self.0)
+    }
+}
+
+struct TenantHasher(u64);
+
+impl Hasher for TenantHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxh3_64_with_seed(bytes, self.0);
+    }
+    fn write_u8(&mut self, b: u8) {
+        // A `str` ends its bytes with 0xff: fold it in without another round of hashing.
+        self.0 ^= u64::from(b);
+    }
+}
+
 /// What the index knows of a server-side session that is not revoked: enough to reject the
 /// tokens carrying its `sid` once it has expired, and to slide its idle expiry on this node
 /// between two (coalesced) write-backs to the store.
@@ -170,7 +206,7 @@ struct State {
     /// Refresh families revoked (reuse detected, or revoked through RFC 7009): their refresh
     /// tokens and the access tokens minted from them (which carry `fam`) are rejected.
     revoked_families: FastSet,
-    tenants: HashMap<String, TenantState>,
+    tenants: HashMap<String, TenantState, TenantHashing>,
 }
 
 pub struct RevocationIndex {
@@ -196,43 +232,76 @@ impl Default for RevocationIndex {
 // The secret stays out: knowing it is what would let someone craft colliding keys.
 debug_fields!(RevocationIndex { jtis: len() });
 
-/// xxh3 under `secret` of `len(tenant) as u64 LE || tenant || name`. The length prefix makes
-/// ("ab", "c") and ("a", "bc") distinct inputs. One call over a stack buffer when the input
-/// fits (every identifier within `limits::IDENTIFIER` under any tenant id of reasonable size;
-/// a small buffer first, as zeroing it is part of the cost), else the streaming hasher, which
-/// yields the same value (tested) at the cost of copying the secret into its state.
-#[inline]
-fn hash_pair<R>(
+/// Hash input under one tenant: `len(tenant) as u64 LE || tenant || name`, for names in turn.
+/// The length prefix makes ("ab", "c") and ("a", "bc") distinct inputs. The prefix and tenant
+/// are written once per check, into a small stack buffer, and each name after them is hashed
+/// in one call. Longer input (past 64 bytes) goes to [`hash_long`].
+struct HashInput<'t> {
+    tenant: &'t str,
+    buf: [u8; SMALL_INPUT],
+    /// Where names go in `buf`.
+    at: usize,
+}
+
+impl<'t> HashInput<'t> {
+    #[inline]
+    fn new(tenant: &'t str) -> Self {
+        let mut buf = [0u8; SMALL_INPUT];
+        let at = 8 + tenant.len();
+        if at <= SMALL_INPUT {
+            buf[..8].copy_from_slice(&(tenant.len() as u64).to_le_bytes());
+            buf[8..at].copy_from_slice(tenant.as_bytes());
+        }
+        HashInput { tenant, buf, at }
+    }
+
+    #[inline]
+    fn hash<R>(
+        &mut self,
+        secret: &[u8; SECRET_LEN],
+        name: &str,
+        one_shot: fn(&[u8], &[u8]) -> R,
+        streaming: fn(&Xxh3) -> R,
+    ) -> R {
+        let len = self.at + name.len();
+        if len <= SMALL_INPUT {
+            self.buf[self.at..len].copy_from_slice(name.as_bytes());
+            one_shot(&self.buf[..len], secret)
+        } else {
+            hash_long(secret, self.tenant, name, one_shot, streaming)
+        }
+    }
+}
+
+/// [`HashInput::hash`] for input past 64 bytes: the same bytes hashed in one call from a
+/// 256-byte buffer when they fit (every identifier within `limits::IDENTIFIER` under any tenant
+/// id of reasonable size), else by the streaming hasher, which yields the same value (tested)
+/// at the cost of copying the secret into its state. Out of line, so that the common path
+/// carries neither buffer.
+#[cold]
+#[inline(never)]
+fn hash_long<R>(
     secret: &[u8; SECRET_LEN],
     tenant: &str,
     name: &str,
     one_shot: fn(&[u8], &[u8]) -> R,
     streaming: fn(&Xxh3) -> R,
 ) -> R {
-    let len = 8 + tenant.len() + name.len();
-    if len <= SMALL_INPUT {
-        one_shot(&assemble::<SMALL_INPUT>(tenant, name)[..len], secret)
-    } else if len <= STACK_INPUT {
-        one_shot(&assemble::<STACK_INPUT>(tenant, name)[..len], secret)
+    let prefix = (tenant.len() as u64).to_le_bytes();
+    let len = prefix.len() + tenant.len() + name.len();
+    if len <= STACK_INPUT {
+        let mut buf = [0u8; STACK_INPUT];
+        buf[..8].copy_from_slice(&prefix);
+        buf[8..8 + tenant.len()].copy_from_slice(tenant.as_bytes());
+        buf[8 + tenant.len()..len].copy_from_slice(name.as_bytes());
+        one_shot(&buf[..len], secret)
     } else {
         let mut h = Xxh3::with_secret(*secret);
-        h.update(&(tenant.len() as u64).to_le_bytes());
+        h.update(&prefix);
         h.update(tenant.as_bytes());
         h.update(name.as_bytes());
         streaming(&h)
     }
-}
-
-/// `len(tenant) as u64 LE || tenant || name` at the start of an `N`-byte buffer it fits in.
-#[inline]
-fn assemble<const N: usize>(tenant: &str, name: &str) -> [u8; N] {
-    let mut buf = [0u8; N];
-    let (prefix, rest) = buf.split_at_mut(8);
-    prefix.copy_from_slice(&(tenant.len() as u64).to_le_bytes());
-    let (t, rest) = rest.split_at_mut(tenant.len());
-    t.copy_from_slice(tenant.as_bytes());
-    rest[..name.len()].copy_from_slice(name.as_bytes());
-    buf
 }
 
 impl RevocationIndex {
@@ -259,7 +328,12 @@ impl RevocationIndex {
 
     /// The 64-bit keyed fingerprint of a jti: what the jti table holds.
     fn fingerprint(&self, tenant: &str, jti: &str) -> u64 {
-        let fp = hash_pair(&self.secret, tenant, jti, xxh3_64_with_secret, Xxh3::digest);
+        self.fingerprint_in(&mut HashInput::new(tenant), jti)
+    }
+
+    #[inline]
+    fn fingerprint_in(&self, input: &mut HashInput<'_>, jti: &str) -> u64 {
+        let fp = input.hash(&self.secret, jti, xxh3_64_with_secret, Xxh3::digest);
         #[cfg(test)]
         let fp = fp & self.fingerprint_mask;
         // EMPTY and TOMBSTONE mark slots; the two fingerprints equal to them move up by two.
@@ -268,13 +342,12 @@ impl RevocationIndex {
 
     /// The 128-bit keyed hash of a subject, session or family.
     fn key(&self, tenant: &str, name: &str) -> Key {
-        let v = hash_pair(
-            &self.secret,
-            tenant,
-            name,
-            xxh3_128_with_secret,
-            Xxh3::digest128,
-        );
+        self.key_in(&mut HashInput::new(tenant), name)
+    }
+
+    #[inline]
+    fn key_in(&self, input: &mut HashInput<'_>, name: &str) -> Key {
+        let v = input.hash(&self.secret, name, xxh3_128_with_secret, Xxh3::digest128);
         ((v >> 64) as u64, v as u64)
     }
 
@@ -460,14 +533,15 @@ impl RevocationIndex {
 
     /// The whole of step 4 (docs/architecture.md), under one read lock, cheapest and broadest first.
     pub fn check(&self, tenant: &str, facts: &TokenFacts<'_>, now: i64) -> Result<(), Reason> {
-        let jti_fp = self.fingerprint(tenant, facts.jti);
+        let mut input = HashInput::new(tenant);
+        let jti_fp = self.fingerprint_in(&mut input, facts.jti);
         let state = self.read();
         // The jti table is probed first though its answer comes last: its probe is the one
         // likely to miss the cache (a table of hundreds of MiB), and the processor goes on
         // with the hashing and probes below while that line is on its way.
         let jti = state.jtis.get(jti_fp);
-        let sub_key = facts.sub.map(|s| self.key(tenant, s));
-        let sid_key = facts.sid.map(|s| self.key(tenant, s));
+        let sub_key = facts.sub.map(|s| self.key_in(&mut input, s));
+        let sid_key = facts.sid.map(|s| self.key_in(&mut input, s));
         if let Some(t) = state.tenants.get(tenant) {
             if t.suspended {
                 return Err(Reason::TenantSuspended);
@@ -657,13 +731,20 @@ mod tests {
     #[test]
     fn one_shot_and_streaming_hashes_agree() {
         let idx = RevocationIndex::new();
+        // Each path: the small buffer, the 256-byte one (from a long name, or a tenant that
+        // leaves the small buffer no room), and the streaming hasher.
         let long = "x".repeat(STACK_INPUT);
-        for (t, n) in [
+        let cases = [
             ("acme", "j"),
-            ("acme", long.as_str()),
             ("", ""),
+            ("acme", &long[..52]),
+            ("acme", &long[..53]),
+            ("acme", &long[..100]),
+            (&long[..60], "j"),
+            ("acme", long.as_str()),
             (long.as_str(), "j"),
-        ] {
+        ];
+        for (t, n) in cases {
             let mut input = (t.len() as u64).to_le_bytes().to_vec();
             input.extend_from_slice(t.as_bytes());
             input.extend_from_slice(n.as_bytes());
@@ -674,10 +755,28 @@ mod tests {
             let v = xxh3_128_with_secret(&input, &idx.secret);
             assert_eq!(idx.key(t, n), ((v >> 64) as u64, v as u64));
         }
-        // A long jti still works end to end.
+        // End to end, through `check` too, which hashes its names one after another in one
+        // buffer: a long name after a short one, a short one after a long one.
         idx.insert_jti("acme", &long, None);
         assert_eq!(idx.jti_state("acme", &long, 0), Some(Reason::Revoked));
         assert_eq!(idx.jti_state("acme", &long[1..], 0), None);
+        assert_eq!(
+            idx.check("acme", &facts(&long, Some("s"), 0), 0),
+            Err(Reason::Revoked)
+        );
+        for (jti, sub) in [("j", &long[..100]), (&long[..100], "s"), ("jj", "s")] {
+            let idx = RevocationIndex::new();
+            idx.raise_subject_cutoff("acme", sub, 10);
+            assert_eq!(
+                idx.check("acme", &facts(jti, Some(sub), 5), 0),
+                Err(Reason::SubjectRevoked)
+            );
+            idx.insert_jti("acme", jti, None);
+            assert_eq!(
+                idx.check("acme", &facts(jti, Some(sub), 10), 0),
+                Err(Reason::Revoked)
+            );
+        }
     }
 
     /// Two jtis sharing a fingerprint: lifting or purging one leaves the other revoked, and
