@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use veto_core::index::{RevocationIndex, TokenFacts};
+use veto_core::tenant::TenantState;
 
 fn n() -> usize {
     std::env::var("VETO_BENCH_INDEX_N")
@@ -35,6 +36,8 @@ fn index() -> &'static (RevocationIndex, Vec<String>) {
         let start = Instant::now();
         idx.insert_many(jtis.iter().map(|j| ("acme", j.as_str(), None)));
         let took = start.elapsed();
+        // As on a server: every tenant is known (set at start-up), and some subject has a cutoff.
+        idx.set_tenant("acme", TenantState::default());
         idx.raise_subject_cutoff("acme", "someone-else", 10);
         let per = idx.jti_table_bytes() as f64 / idx.len() as f64;
         eprintln!(
@@ -96,6 +99,8 @@ fn small_index() -> &'static (RevocationIndex, Vec<String>) {
             .map(|_| uuid::Uuid::new_v4().to_string())
             .collect();
         idx.insert_many(jtis.iter().map(|j| ("acme", j.as_str(), None)));
+        // As on a server: every tenant is known (set at start-up), and some subject has a cutoff.
+        idx.set_tenant("acme", TenantState::default());
         idx.raise_subject_cutoff("acme", "someone-else", 10);
         (idx, jtis)
     })

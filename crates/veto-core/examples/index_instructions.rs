@@ -11,6 +11,7 @@
 use std::process::ExitCode;
 
 use veto_core::index::{RevocationIndex, TokenFacts};
+use veto_core::tenant::TenantState;
 
 /// A UUID-shaped jti (36 characters), the `i`th of a fixed pseudo-random sequence.
 fn jti(i: u64) -> String {
@@ -55,6 +56,8 @@ fn main() -> ExitCode {
     let idx = RevocationIndex::new();
     let jtis: Vec<String> = (0..n).map(jti).collect();
     idx.insert_many(jtis.iter().map(|j| ("acme", j.as_str(), None)));
+    // As on a server: every tenant is known (set at start-up), and some subject has a cutoff.
+    idx.set_tenant("acme", TenantState::default());
     idx.raise_subject_cutoff("acme", "someone-else", 10);
     drop(jtis);
 
