@@ -19,9 +19,8 @@ const MIN_GROUPS: usize = 4;
 
 /// Eight keys, one cache line: a probe reads whole lines, and most probes end in the first.
 ///
-/// A group is kept compact: its empty slots come after all its other slots. So whether it has
-/// an empty slot is one comparison (the last slot), and a probe of a group stops at its first
-/// empty slot.
+/// A group is kept compact: its empty slots come after all its other slots, so whether it has
+/// an empty slot is one comparison (its last slot) rather than eight.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Group([u64; GROUP]);
