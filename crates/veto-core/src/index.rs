@@ -409,6 +409,16 @@ impl RevocationIndex {
         }
     }
 
+    /// A jti that was held and is held again with `until` (lifted, then revoked anew, both
+    /// seen at once): one holder taken away and one added, under one lock, so that no check
+    /// in between finds it absent. The holder count is unchanged.
+    pub fn replace_jti(&self, tenant: &str, jti: &str, until: Option<i64>) {
+        let fp = self.fingerprint(tenant, jti);
+        let mut state = self.write();
+        state.jtis.remove(fp);
+        state.jtis.insert(fp, encode_until(until));
+    }
+
     /// Undoes one [`insert_jti`](Self::insert_jti) of this jti (its suspension lifted, or its
     /// row purged). Nothing happens for a jti that is not held.
     pub fn remove_jti(&self, tenant: &str, jti: &str) {

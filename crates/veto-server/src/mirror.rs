@@ -133,6 +133,16 @@ impl Mirror {
             Origin::Feed => keys.iter().enumerate().map(|(i, k)| (k, i)).collect(),
             Origin::Local => HashMap::new(),
         };
+        // And the first of them the entity does not reflect yet: a jti's net change depends
+        // on where its stretch starts (below).
+        let mut first_new: HashMap<&EntityKey, usize> = HashMap::new();
+        if origin == Origin::Feed {
+            for (i, (c, key)) in changes.iter().zip(&keys).enumerate() {
+                if applied.get(key).is_none_or(|newest| *newest < c.cursor) {
+                    first_new.entry(key).or_insert(i);
+                }
+            }
+        }
         for (i, (c, key)) in changes.iter().zip(&keys).enumerate() {
             if origin == Origin::Feed && last_of.get(key) != Some(&i) {
                 continue;
@@ -141,7 +151,10 @@ impl Mirror {
                 metrics::change_skipped(c.kind.name());
                 continue;
             }
-            self.apply_one(c).await?;
+            match first_new.get(key).and_then(|&f| changes.get(f)) {
+                Some(first) if first.cursor != c.cursor => self.apply_stretch(first, c).await?,
+                _ => self.apply_one(c).await?,
+            }
             applied.insert(key.clone(), c.cursor);
         }
         drop(applied);
@@ -152,6 +165,31 @@ impl Mirror {
             && let Some(r) = self.redis.get()
         {
             r.announce();
+        }
+        Ok(())
+    }
+
+    /// Several changes of one entity read at once, from `first` to `last`: the entity ends as
+    /// `last` says. For every kind but a jti that is `last` alone. The revocation index counts
+    /// the holders of a jti's fingerprint (one per ledger row), so a jti's stretch is applied
+    /// by its net effect on the row: present or absent before (`first` revoking means it was
+    /// absent), present or absent after. Applying only `last` would count a lift with no
+    /// revocation before it, or a second revocation of a row already held.
+    async fn apply_stretch(&self, first: &Change, last: &Change) -> Result<(), StoreError> {
+        use ChangeKind::{Lifted, RevocationPurged, Revoked};
+        let index = &self.memory.index;
+        let tenant = last.tenant.as_str();
+        match (&first.kind, &last.kind) {
+            (Revoked { .. }, Revoked { jti, until }) => index.insert_jti(tenant, jti, *until),
+            (Revoked { .. }, Lifted { .. } | RevocationPurged { .. }) => {}
+            (Lifted { .. } | RevocationPurged { .. }, Revoked { jti, until }) => {
+                index.replace_jti(tenant, jti, *until)
+            }
+            (
+                Lifted { .. } | RevocationPurged { .. },
+                Lifted { jti } | RevocationPurged { jti },
+            ) => index.remove_jti(tenant, jti),
+            _ => return self.apply_one(last).await,
         }
         Ok(())
     }
@@ -306,6 +344,18 @@ impl Mirror {
                 .iter()
                 .map(|r| (r.tenant.as_str(), r.jti.as_str(), r.until)),
         );
+        // The feed will bring these again: the snapshot holds them already, and applying one
+        // twice would count a revocation twice (module comment of veto-core's index).
+        let mut applied = self
+            .applied
+            .try_lock()
+            .map_err(|_| "the mirror is already applying changes during start-up".to_owned())?;
+        for c in &s.included_after {
+            let key = entity_key(c);
+            let newest = applied.entry(key).or_insert(c.cursor);
+            *newest = (*newest).max(c.cursor);
+        }
+        drop(applied);
         let wrong_master_key = |what: &str, kid: &str, tenant: &str, e: String| {
             format!(
                 "{what} {kid} of tenant {tenant} cannot be decrypted ({e}); is VETO_MASTER_KEY the one this data was written with?"

@@ -242,3 +242,68 @@ async fn purged_cutoffs_leave_the_memory_of_every_node() {
         assert_eq!(node.index.tenant("acme").cutoff, None, "{name}");
     }
 }
+
+/// The revocation index counts the holders of a jti's fingerprint, one per ledger row, so a node
+/// following the feed must count each row once however the changes of a jti are grouped into
+/// reads: a lift and a new suspension read together replace the row, and the next lift, read
+/// alone, leaves nothing behind. (Applying only the last change of the read would have counted
+/// the new suspension as a second holder, and the jti would have stayed suspended after its lift.)
+#[tokio::test]
+async fn a_jti_lifted_and_suspended_again_in_one_read_is_still_one_row() {
+    let n = node().await;
+    let other = AppState::load(
+        Config::new("http://127.0.0.1:1"),
+        n.store.clone(),
+        MasterKey::generate(),
+        veto_server::metrics::install(),
+    )
+    .await
+    .expect("load");
+    let until = timeutil::now() + Duration::hours(1);
+    let later = until + Duration::hours(1);
+    let other_state = |jti: &str| {
+        other
+            .index
+            .jti_state("acme", jti, timeutil::now().unix_timestamp())
+    };
+    n.store
+        .insert_revocation(&suspension("j3", until), &audit("revocation.suspend"))
+        .await
+        .expect("suspend");
+    other.catch_up().await.expect("catch up");
+    assert_eq!(other_state("j3"), Some(Reason::Suspended));
+    // Lifted and suspended again between two reads of the other node.
+    n.store
+        .lift_suspension("acme", "j3", &audit("revocation.lift"))
+        .await
+        .expect("lift");
+    n.store
+        .insert_revocation(&suspension("j3", later), &audit("revocation.suspend"))
+        .await
+        .expect("suspend again");
+    other.catch_up().await.expect("catch up");
+    assert_eq!(other_state("j3"), Some(Reason::Suspended));
+    assert_eq!(other.index.len(), 1);
+    // Suspended and lifted between two reads: nothing to count.
+    n.store
+        .insert_revocation(&suspension("j4", until), &audit("revocation.suspend"))
+        .await
+        .expect("suspend");
+    n.store
+        .lift_suspension("acme", "j4", &audit("revocation.lift"))
+        .await
+        .expect("lift");
+    // And the second suspension of j3 lifted, read alone.
+    n.store
+        .lift_suspension("acme", "j3", &audit("revocation.lift"))
+        .await
+        .expect("lift");
+    other.catch_up().await.expect("catch up");
+    assert_eq!(
+        other_state("j3"),
+        None,
+        "lifted, with no holder left behind"
+    );
+    assert_eq!(other_state("j4"), None);
+    assert_eq!(other.index.len(), 0);
+}

@@ -313,7 +313,10 @@ impl TenantRevocationState {
                 TenantSuspended => self.suspended = true,
                 TenantResumed => self.suspended = false,
                 TenantCutoff { not_before_iat } => self.tenant_cutoff = Some(*not_before_iat),
-                SubjectCutoff { sub, not_before_iat } => {
+                SubjectCutoff {
+                    sub,
+                    not_before_iat,
+                } => {
                     self.subject_cutoffs.retain(|(s, _)| s != sub);
                     self.subject_cutoffs.push((sub.clone(), *not_before_iat));
                 }
@@ -333,7 +336,14 @@ impl TenantRevocationState {
                         self.revoked_keys.push(kid.clone());
                     }
                 }
-                SessionCreated { id, idle_expires_at } | SessionTouched { id, idle_expires_at } => {
+                SessionCreated {
+                    id,
+                    idle_expires_at,
+                }
+                | SessionTouched {
+                    id,
+                    idle_expires_at,
+                } => {
                     if !self.revoked_sessions.contains(id) {
                         match self.sessions.iter_mut().find(|(s, _)| s == id) {
                             Some((_, e)) => *e = (*e).max(*idle_expires_at),
@@ -385,9 +395,14 @@ pub struct StateSnapshot {
     pub signing_keys: Vec<SigningKeyRecord>,
     pub api_keys: Vec<ApiKeyRecord>,
     /// Change-log place the snapshot is consistent with: applying `changes_after(cursor, ..)`
-    /// on top of the snapshot yields the current state. Changes already contained in the
-    /// snapshot may be among them (PostgreSQL replays a few), so appliers must be idempotent.
+    /// on top of the snapshot yields the current state, once the changes in `included_after`
+    /// are left out.
     pub cursor: FeedCursor,
+    /// Changes after `cursor` that the snapshot already reflects (PostgreSQL: they committed
+    /// while a transaction the cursor waits for was still open), in log order; `changes_after`
+    /// returns them again, and an applier that counts (the revocation index counts holders of
+    /// a fingerprint) must skip them. Always empty on SQLite.
+    pub included_after: Vec<Change>,
 }
 
 #[async_trait]
@@ -612,5 +627,125 @@ mod tests {
             }
         }
         assert!(StoreError::NotFound("x".into()).source().is_none());
+    }
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::*;
+
+    fn change(position: i64, tenant: &str, kind: ChangeKind) -> Change {
+        Change {
+            cursor: FeedCursor { xid: 0, position },
+            tenant: tenant.into(),
+            kind,
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn folding_brings_a_tenant_state_to_a_later_cursor_without_what_it_held() {
+        use ChangeKind::*;
+        let mut s = TenantRevocationState {
+            revocations: vec![("held".into(), None), ("lifted".into(), Some(500))],
+            sessions: vec![("ses-1".into(), 100)],
+            cursor: FeedCursor {
+                xid: 0,
+                position: 10,
+            },
+            included_after: vec![FeedCursor {
+                xid: 0,
+                position: 12,
+            }],
+            ..Default::default()
+        };
+        let changes = [
+            change(
+                11,
+                "acme",
+                Lifted {
+                    jti: "lifted".into(),
+                },
+            ),
+            // Held already: applying it again would change nothing here, but it is skipped.
+            change(
+                12,
+                "acme",
+                Revoked {
+                    jti: "held".into(),
+                    until: None,
+                },
+            ),
+            change(
+                13,
+                "other",
+                Revoked {
+                    jti: "theirs".into(),
+                    until: None,
+                },
+            ),
+            change(
+                13,
+                "acme",
+                Revoked {
+                    jti: "new".into(),
+                    until: Some(900),
+                },
+            ),
+            change(
+                14,
+                "acme",
+                Revoked {
+                    jti: "over".into(),
+                    until: Some(5),
+                },
+            ),
+            change(
+                15,
+                "acme",
+                SessionTouched {
+                    id: "ses-1".into(),
+                    idle_expires_at: 200,
+                },
+            ),
+            change(16, "acme", SessionRevoked { id: "ses-2".into() }),
+            change(
+                17,
+                "acme",
+                SubjectCutoff {
+                    sub: "alice".into(),
+                    not_before_iat: 7,
+                },
+            ),
+            change(18, "acme", TenantSuspended),
+            change(19, "acme", SigningKeyRevoked { kid: "k1".into() }),
+            change(
+                20,
+                "acme",
+                RefreshFamilyRevoked {
+                    family: "f1".into(),
+                },
+            ),
+            // After `to`: not folded.
+            change(21, "acme", TenantResumed),
+        ];
+        let to = FeedCursor {
+            xid: 0,
+            position: 20,
+        };
+        s.fold("acme", &changes, to, 10);
+        assert_eq!(s.cursor, to);
+        assert!(s.included_after.is_empty());
+        assert_eq!(
+            s.revocations,
+            [("held".to_owned(), None), ("new".to_owned(), Some(900))],
+            "lifted gone, the one already over left out, another tenant's ignored"
+        );
+        assert_eq!(s.sessions, [("ses-1".to_owned(), 200)]);
+        assert_eq!(s.revoked_sessions, ["ses-2"]);
+        assert_eq!(s.subject_cutoffs, [("alice".to_owned(), 7)]);
+        assert!(s.suspended);
+        assert_eq!(s.revoked_keys, ["k1"]);
+        assert_eq!(s.revoked_families, ["f1"]);
     }
 }

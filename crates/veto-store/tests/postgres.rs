@@ -290,17 +290,35 @@ async fn feed_waits_for_a_lower_position_that_commits_later() {
         .map(|r| r.jti.as_str())
         .collect();
     assert_eq!(jtis, HashSet::from(["b"]));
+    // It says which changes after its cursor it holds already: B's.
+    let included: Vec<&str> = snapshot.included_after.iter().map(|c| c.key()).collect();
+    assert_eq!(included, ["b"]);
+    let tenant = store
+        .tenant_revocation_state("acme", at(0))
+        .await
+        .expect("tenant state")
+        .expect("acme");
+    assert_eq!(tenant.included_after, [snapshot.included_after[0].cursor]);
 
     exec(&mut a, "COMMIT").await;
     reader.until(&store, 10, has_key("b")).await;
     assert_eq!(reader.keys(), ["", "a", "b"], "both, in transaction order");
-    // Snapshot + feed: A (missing from the snapshot) comes; B is replayed, which is harmless.
+    // Snapshot + feed: A (missing from the snapshot) comes; B comes again, as the snapshot said.
     let mut from_snapshot = Follower {
         cursor: snapshot.cursor,
         seen: Vec::new(),
     };
     from_snapshot.until(&store, 1, has_key("b")).await;
     assert!(from_snapshot.keys().contains(&"a"));
+    // Folding what the tenant snapshot lacked up to the last change it held gives the state at
+    // that change, exactly: A and B, and nothing to apply twice after it.
+    let mut exact = tenant;
+    let to = exact.included_after[0];
+    exact.fold("acme", &from_snapshot.seen, to, 0);
+    assert_eq!(exact.cursor, to);
+    assert!(exact.included_after.is_empty());
+    let jtis: HashSet<&str> = exact.revocations.iter().map(|(j, _)| j.as_str()).collect();
+    assert_eq!(jtis, HashSet::from(["a", "b"]));
 }
 
 /// The hazard itself: B writes first (older transaction) but A's row gets the lower position and

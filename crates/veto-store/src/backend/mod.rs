@@ -88,14 +88,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
         conn: &mut Connection<Self>,
     ) -> impl Future<Output = Result<FeedCursor>> + Send;
 
-    /// The changes of `tenant` after `cursor` that a `snapshot` already sees (committed before
-    /// it was taken, though after a transaction the cursor still waits for), in log order. Run
-    /// in the same snapshot, after `snapshot_cursor`.
+    /// The changes after `cursor` (of `tenant`, or of every tenant) that a `snapshot` already
+    /// sees (committed before it was taken, though after a transaction the cursor still waits
+    /// for), in log order. Run in the same snapshot, after `snapshot_cursor`.
     fn included_after(
         conn: &mut Connection<Self>,
-        tenant: &str,
+        tenant: Option<&str>,
         cursor: FeedCursor,
-    ) -> impl Future<Output = Result<Vec<FeedCursor>>> + Send;
+    ) -> impl Future<Output = Result<Vec<Change>>> + Send;
 
     // ---- statements the dialects write differently ----
 

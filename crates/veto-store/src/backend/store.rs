@@ -283,6 +283,7 @@ impl<B: Backend> Store for B {
         let mut tx = self.snapshot().await?;
         let cursor = B::snapshot_cursor(&mut tx).await?;
         let state = sql::read_state(&mut *tx, now).await?;
+        let included_after = B::included_after(&mut tx, None, cursor).await?;
         tx.commit().await.map_err(unavailable)?;
         tracing::info!(
             tenants = state.tenants.len(),
@@ -294,7 +295,11 @@ impl<B: Backend> Store for B {
             "loaded state from {}",
             B::NAME
         );
-        Ok(StateSnapshot { cursor, ..state })
+        Ok(StateSnapshot {
+            cursor,
+            included_after,
+            ..state
+        })
     }
 
     async fn changes_after(&self, after: FeedCursor, limit: u32) -> Result<Vec<Change>> {
@@ -311,7 +316,11 @@ impl<B: Backend> Store for B {
         let cursor = B::snapshot_cursor(&mut tx).await?;
         let state = sql::read_tenant_state(&mut *tx, tenant, now).await?;
         let included_after = match state {
-            Some(_) => B::included_after(&mut tx, tenant, cursor).await?,
+            Some(_) => B::included_after(&mut tx, Some(tenant), cursor)
+                .await?
+                .into_iter()
+                .map(|c| c.cursor)
+                .collect(),
             None => Vec::new(),
         };
         tx.commit().await.map_err(unavailable)?;

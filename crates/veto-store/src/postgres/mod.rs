@@ -354,14 +354,16 @@ impl Backend for PgStore {
 
     async fn included_after(
         conn: &mut PgConnection,
-        tenant: &str,
+        tenant: Option<&str>,
         cursor: FeedCursor,
-    ) -> Result<Vec<FeedCursor>> {
+    ) -> Result<Vec<Change>> {
         // The snapshot's xmin is its oldest open transaction: transactions with a higher xid
-        // that had committed are visible, and their changes sort after the cursor.
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT xid, position FROM changes \
-             WHERE (xid, position) > ($1, $2) AND tenant = $3 ORDER BY xid, position",
+        // that had committed are visible, and their changes sort after the cursor. Few rows:
+        // the writes of the moments that transaction was open.
+        let rows: Vec<ChangeRow> = sqlx::query_as(
+            "SELECT xid, position, tenant, kind, key, value, at FROM changes \
+             WHERE (xid, position) > ($1, $2) AND ($3::text IS NULL OR tenant = $3) \
+             ORDER BY xid, position",
         )
         .bind(cursor.xid)
         .bind(cursor.position)
@@ -369,10 +371,7 @@ impl Backend for PgStore {
         .fetch_all(conn)
         .await
         .map_err(unavailable)?;
-        Ok(rows
-            .into_iter()
-            .map(|(xid, position)| FeedCursor { xid, position })
-            .collect())
+        Ok(rows.into_iter().map(to_change).collect())
     }
 
     const BOUNDED_DELETE: sql::BoundedDelete = bounded_delete_sql;

@@ -869,6 +869,7 @@ pub(crate) async fn read_state<C: Conn>(c: &mut C, now: OffsetDateTime) -> Resul
         signing_keys,
         api_keys,
         cursor: Default::default(),
+        included_after: Vec::new(),
     })
 }
 

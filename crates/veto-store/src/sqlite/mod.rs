@@ -601,9 +601,9 @@ impl Backend for SqliteStore {
 
     async fn included_after(
         _conn: &mut SqliteConnection,
-        _tenant: &str,
+        _tenant: Option<&str>,
         _cursor: FeedCursor,
-    ) -> Result<Vec<FeedCursor>> {
+    ) -> Result<Vec<Change>> {
         // One writer, positions committed in order: the snapshot's cursor is its newest change.
         Ok(Vec::new())
     }
