@@ -26,7 +26,18 @@
 //! The cursors are kept only for entities changed after the feed's own cursor: once the feed
 //! has read past an entity's newest change, every change of it still to come is newer, so the
 //! entry is dropped (`forget_applied_before`). The table holds the writes of the last poll
-//! interval or so, not one entry per revoked jti.
+//! interval or so, not one entry per revoked jti. What the feed has read past is reflected
+//! whatever the table says: a node's own write can be read, applied and forgotten by the feed
+//! before the write's own apply comes round, and that apply is then skipped too.
+//!
+//! # Each revocation counted once
+//!
+//! The revocation index counts the holders of a jti's fingerprint, one per ledger row (so that
+//! two jtis sharing a fingerprint can only ever be rejected, never re-admitted: veto-core's
+//! `index.rs`). Applying a `Revoked` twice would leave a holder behind after the lift, so: a
+//! start-up snapshot names the changes after its cursor that it holds already (PostgreSQL), and
+//! they are marked applied; the rule above skips what the feed read; and several changes of one
+//! jti in one feed read are applied by their net effect on its row (`apply_stretch`).
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -90,12 +101,21 @@ fn note_written(newest: FeedCursor) {
     });
 }
 
+/// What the mirror has applied, for its ordering rule (module comment).
+#[derive(Default)]
+struct Applied {
+    /// The newest change applied per entity, for the entities changed after `feed_read`.
+    newest: HashMap<EntityKey, FeedCursor>,
+    /// The feed has read, and applied, every change up to here.
+    feed_read: Option<FeedCursor>,
+}
+
 /// The writer of memory: applies changes in an order that never moves an entity back.
 pub struct Mirror {
     /// The newest change applied per entity, for the entities changed after the feed's cursor.
     /// A tokio Mutex, held across the store reads of the kinds that need one (see the module
     /// comment): applies are serialised. Each apply without a read is a few map operations.
-    applied: tokio::sync::Mutex<HashMap<EntityKey, FeedCursor>>,
+    applied: tokio::sync::Mutex<Applied>,
     /// What is written.
     memory: Memory,
     /// Read for the kinds whose state is not in the change itself.
@@ -126,7 +146,17 @@ impl Mirror {
         {
             note_written(newest);
         }
-        let mut applied = self.applied.lock().await;
+        let mut guard = self.applied.lock().await;
+        let Applied { newest, feed_read } = &mut *guard;
+        let applied = newest;
+        // Already reflected: a change the feed has read past (it applied every change it read,
+        // or skipped it as older than one applied), or one older than its entity's newest. The
+        // first matters for a local write the feed read, applied and forgot before the write's
+        // own apply came round: counting its revocation again would leave a holder behind.
+        let reflected = |applied: &HashMap<EntityKey, FeedCursor>, key: &EntityKey, c: &Change| {
+            feed_read.is_some_and(|r| r >= c.cursor)
+                || applied.get(key).is_some_and(|newest| *newest >= c.cursor)
+        };
         let keys: Vec<EntityKey> = changes.iter().map(entity_key).collect();
         // Only the feed may replay several changes of one entity in one read.
         let last_of: HashMap<&EntityKey, usize> = match origin {
@@ -138,7 +168,7 @@ impl Mirror {
         let mut first_new: HashMap<&EntityKey, usize> = HashMap::new();
         if origin == Origin::Feed {
             for (i, (c, key)) in changes.iter().zip(&keys).enumerate() {
-                if applied.get(key).is_none_or(|newest| *newest < c.cursor) {
+                if !reflected(applied, key, c) {
                     first_new.entry(key).or_insert(i);
                 }
             }
@@ -147,7 +177,7 @@ impl Mirror {
             if origin == Origin::Feed && last_of.get(key) != Some(&i) {
                 continue;
             }
-            if applied.get(key).is_some_and(|newest| *newest >= c.cursor) {
+            if reflected(applied, key, c) {
                 metrics::change_skipped(c.kind.name());
                 continue;
             }
@@ -157,7 +187,7 @@ impl Mirror {
             }
             applied.insert(key.clone(), c.cursor);
         }
-        drop(applied);
+        drop(guard);
         metrics::set_index_size(self.memory.index.len());
         // Other nodes learn of it through Redis, when configured (PostgreSQL's NOTIFY went out
         // with the commit and needs nothing from us).
@@ -197,10 +227,9 @@ impl Mirror {
     /// The feed has read everything up to `cursor`: later feed changes are all newer than
     /// what is remembered at or before it (module comment).
     pub(crate) async fn forget_applied_before(&self, cursor: FeedCursor) {
-        self.applied
-            .lock()
-            .await
-            .retain(|_, newest| *newest > cursor);
+        let mut applied = self.applied.lock().await;
+        applied.newest.retain(|_, newest| *newest > cursor);
+        applied.feed_read = Some(applied.feed_read.map_or(cursor, |r| r.max(cursor)));
     }
 
     /// Re-reads a tenant's session keys, under the lock like every apply that reads the store:
@@ -352,7 +381,7 @@ impl Mirror {
             .map_err(|_| "the mirror is already applying changes during start-up".to_owned())?;
         for c in &s.included_after {
             let key = entity_key(c);
-            let newest = applied.entry(key).or_insert(c.cursor);
+            let newest = applied.newest.entry(key).or_insert(c.cursor);
             *newest = (*newest).max(c.cursor);
         }
         drop(applied);

@@ -444,27 +444,28 @@ mod tests {
     fn every_change_kind() {
         let mut l = with_snapshot();
         let none = KeyChange::None;
+        // As the ledger writes them: a row per revocation, a lift deletes a suspension's row.
         assert_eq!(
             change(
                 &mut l,
                 "0-11",
-                r#"{"kind":"revocation","position":"0-11","at":1,"jti":"c3","until":null}"#
+                r#"{"kind":"revocation","position":"0-11","at":1,"jti":"c3","until":5000}"#
             ),
             none
-        );
-        assert_eq!(check(&l, "c3", None, 200, None), Err(Reason::Revoked));
-        change(
-            &mut l,
-            "0-12",
-            r#"{"kind":"revocation","position":"0-12","at":1,"jti":"c3","until":5000}"#,
         );
         assert_eq!(check(&l, "c3", None, 200, None), Err(Reason::Suspended));
         change(
             &mut l,
-            "0-13",
-            r#"{"kind":"revocation.lift","position":"0-13","at":1,"jti":"c3"}"#,
+            "0-12",
+            r#"{"kind":"revocation.lift","position":"0-12","at":1,"jti":"c3"}"#,
         );
         assert_eq!(check(&l, "c3", None, 200, None), Ok(()));
+        change(
+            &mut l,
+            "0-13",
+            r#"{"kind":"revocation","position":"0-13","at":1,"jti":"c4","until":null}"#,
+        );
+        assert_eq!(check(&l, "c4", None, 200, None), Err(Reason::Revoked));
         change(
             &mut l,
             "0-14",

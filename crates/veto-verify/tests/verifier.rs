@@ -268,12 +268,14 @@ async fn every_kind_of_revocation_from_the_stream_is_refused_locally() {
         v.check(&a.token, Some("billing")).map(|_| ()),
         rejected(Reason::WrongAudience)
     );
+    // As the ledger writes them: a row per revocation, a lift deletes a suspension's row.
+    let x = token(&fake, &k, "xavier", None);
     change(
         &conn,
         "0-11",
-        json!({"kind": "revocation", "jti": a.jti, "until": null}),
+        json!({"kind": "revocation", "jti": x.jti, "until": null}),
     );
-    until_answer(&v, &a.token, rejected(Reason::Revoked)).await;
+    until_answer(&v, &x.token, rejected(Reason::Revoked)).await;
     change(
         &conn,
         "0-12",
