@@ -1,18 +1,25 @@
 //! Revocation index benchmarks: docs/architecture.md budget "revocation check from the index, 1M revoked
 //! jtis: median ≤ 200 ns", and the memory per revoked jti (≤ 64 bytes).
 //!
-//! Run: `cargo bench -p veto-core --bench index`
+//! Run: `cargo bench -p veto-core --bench index`; `VETO_BENCH_INDEX_N=100000` sets another size
+//! (scripts/bench/peers.sh runs it at several).
 use std::sync::OnceLock;
 
 use veto_core::index::{RevocationIndex, TokenFacts};
 
-const N: usize = 1_000_000;
+/// How many revoked jtis the index holds: 1M unless `VETO_BENCH_INDEX_N` says otherwise.
+fn n() -> usize {
+    std::env::var("VETO_BENCH_INDEX_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
 
 fn index() -> &'static (RevocationIndex, Vec<String>) {
     static IDX: OnceLock<(RevocationIndex, Vec<String>)> = OnceLock::new();
     IDX.get_or_init(|| {
         let idx = RevocationIndex::new();
-        let jtis: Vec<String> = (0..N).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        let jtis: Vec<String> = (0..n()).map(|_| uuid::Uuid::new_v4().to_string()).collect();
         idx.insert_many(jtis.iter().map(|j| ("acme", j.as_str(), None)));
         idx.raise_subject_cutoff("acme", "someone-else", 10);
         let per = idx.jti_table_bytes() as f64 / idx.len() as f64;
@@ -61,7 +68,7 @@ fn check_not_revoked(b: divan::Bencher) {
 fn check_revoked(b: divan::Bencher) {
     let (idx, jtis) = index();
     const PROBES: usize = 1 << 16;
-    let probes: Vec<String> = (0..PROBES).map(|k| jtis[(k * 15) % N].clone()).collect();
+    let probes: Vec<String> = (0..PROBES).map(|k| jtis[(k * 15) % jtis.len()].clone()).collect();
     let mut i = 0usize;
     b.bench_local(|| {
         i = (i + 1) & (PROBES - 1);
