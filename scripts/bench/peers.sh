@@ -51,6 +51,7 @@ if [ "$PEERS_SMOKE" = 1 ]; then
   PG_SECONDS=1
   WRK_DURATION=1s
   PROPAGATION_N=20
+  ROUNDS=1
   OUT=${PEERS_OUT:-target/peers-smoke}
 else
   SIZES="10000 100000 1000000"
@@ -69,6 +70,7 @@ else
   PG_SECONDS=10
   WRK_DURATION=10s
   PROPAGATION_N=1000
+  ROUNDS=${PEERS_ROUNDS:-3} # of sections 3 and 4
   OUT=${PEERS_OUT:-docs/benchmarks}
 fi
 
@@ -222,7 +224,9 @@ for n in $SIZES; do
 done
 
 ensure_redis
-ensure_postgres
+# Durable commits (fsync and synchronous_commit on, PostgreSQL's defaults): section 4 compares
+# durable writes, and the reads of section 2 do not care.
+PG_DURABLE=1 ensure_postgres
 REDIS=(-h 127.0.0.1 -p "$REDIS_PORT")
 psql=$(pg_psql)
 pgbench="$(dirname "$psql")/pgbench"
@@ -281,11 +285,7 @@ for i in range(int(sys.argv[1])):
 ' "$n" | redis-cli "${REDIS[@]}" --pipe >"$WORK/redis-load.txt" 2>&1 || { cat "$WORK/redis-load.txt" >&2; die "redis load failed"; }
   [ "$(redis-cli "${REDIS[@]}" dbsize)" = "$n" ] || die "Redis holds $(redis-cli "${REDIS[@]}" dbsize) keys, not $n"
   redis_get "$n" 1 "$REDIS_GETS_1"
-  if [ "$n" = "$TABLE_N" ]; then
-    redis_get "$n" 50 "$REDIS_GETS_N"
-    # Point 3's peer: the same GET at the concurrency introspect.sh runs wrk with.
-    redis_get "$n" 64 "$REDIS_GETS_N"
-  fi
+  if [ "$n" = "$TABLE_N" ]; then redis_get "$n" 50 "$REDIS_GETS_N"; fi
 
   section "2. PostgreSQL point select on a primary key, $n rows"
   # jti-like keys (md5 of the row number: random order, 32 characters), built then indexed.
@@ -298,14 +298,13 @@ for i in range(int(sys.argv[1])):
 SELECT until FROM revoked WHERE jti = md5(:k::text);
 SQL
   pgbench_run "pg.select.c1/$n" 1 "$WORK/select.sql"
-  [ "$n" = "$TABLE_N" ] && pgbench_run "pg.select.c50/$n" 50 "$WORK/select.sql"
+  if [ "$n" = "$TABLE_N" ]; then pgbench_run "pg.select.c50/$n" 50 "$WORK/select.sql"; fi
 done
-redis-cli "${REDIS[@]}" flushall >/dev/null
 pg -c "DROP TABLE revoked"
+# Redis keeps the last size loaded ($TABLE_N, the largest) for section 3.
 
-# ---------------------------------------------------------------------------------------------
-section "3. introspection over HTTP (scripts/load/introspect.sh, wrk -c64 and -c1)"
-# wrk_figures PREFIX FILE: Requests/sec and the 50 %/99 % latencies of a wrk --latency report.
+# wrk_figures PREFIX FILE: Requests/sec, the 50 %/99 % latencies of a wrk --latency report, and
+# revoke.sh's count of 201s.
 wrk_figures() {
   python3 - "$1" "$2" >>"$RESULTS" <<'PY'
 import re, sys
@@ -324,56 +323,65 @@ if m:
     print(f"{prefix}.other\t{m.group(2)}")
 PY
 }
-VETO_BIN=$VETO_BIN THREADS=2 CONNECTIONS=64 DURATION=$WRK_DURATION ./scripts/load/introspect.sh |
-  tee "$WORK/introspect.txt"
-wrk_figures "veto.introspect.c64" "$WORK/introspect.txt"
-# And one connection, beside Redis GET with one client (section 2): the round trip a resource
-# server pays per request when it asks instead of checking in process.
-VETO_BIN=$VETO_BIN THREADS=1 CONNECTIONS=1 DURATION=$WRK_DURATION ./scripts/load/introspect.sh |
-  tee "$WORK/introspect-c1.txt"
-wrk_figures "veto.introspect.c1" "$WORK/introspect-c1.txt"
 
-# ---------------------------------------------------------------------------------------------
-section "4. durable revocations, embedded store: veto's API beside a bare SQLite INSERT"
-# The bare INSERT on the file system veto's data dir is on (start_veto puts it under TMPDIR).
-python3 scripts/bench/peers/sqlite_insert.py "$WORK" "${WRK_DURATION%s}" | tee "$WORK/sqlite.tsv"
-while IFS=$'\t' read -r k v; do record "sqlite.insert.c1.$k" "$v"; done <"$WORK/sqlite.tsv"
-for c in 1 64; do
-  t=2
-  [ "$c" = 1 ] && t=1
-  VETO_BIN=$VETO_BIN THREADS=$t CONNECTIONS=$c DURATION=$WRK_DURATION ./scripts/load/revoke.sh |
-    tee "$WORK/revoke-sqlite-c$c.txt"
-  wrk_figures "veto.revoke.sqlite.c$c" "$WORK/revoke-sqlite-c$c.txt"
-done
+# Sections 3 and 4 compare veto with a peer figure by figure, and the machine's load moves
+# from minute to minute: each pair runs back to back, and the whole set ROUNDS times; a key
+# recorded in several rounds is reported at its median (report.py).
+for round in $(seq "$ROUNDS"); do
+  # -------------------------------------------------------------------------------------------
+  section "3. introspection over HTTP beside Redis GET, round $round of $ROUNDS"
+  VETO_BIN=$VETO_BIN THREADS=2 CONNECTIONS=64 DURATION=$WRK_DURATION ./scripts/load/introspect.sh |
+    tee "$WORK/introspect.txt"
+  wrk_figures "veto.introspect.c64" "$WORK/introspect.txt"
+  # The same GET as section 2 at the concurrency introspect.sh runs wrk with.
+  redis_get "$TABLE_N" 64 "$REDIS_GETS_N"
+  # One connection: the round trip a resource server pays per request when it asks instead of
+  # checking in process.
+  VETO_BIN=$VETO_BIN THREADS=1 CONNECTIONS=1 DURATION=$WRK_DURATION ./scripts/load/introspect.sh |
+    tee "$WORK/introspect.txt"
+  wrk_figures "veto.introspect.c1" "$WORK/introspect.txt"
+  redis_get "$TABLE_N" 1 "$REDIS_GETS_1"
 
-section "4. durable revocations, PostgreSQL: veto's API beside a bare INSERT (pgbench)"
-# ensure_postgres runs with fsync, synchronous_commit and full_page_writes off (fast tests);
-# a durable write needs them on. All three take effect on a reload.
-pg -c "ALTER SYSTEM SET fsync = on" -c "ALTER SYSTEM SET synchronous_commit = on" \
-  -c "ALTER SYSTEM SET full_page_writes = on" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 0.5
-note "PostgreSQL now: fsync=$(pg -At -c 'show fsync'), synchronous_commit=$(pg -At -c 'show synchronous_commit')"
-# The same bare row as scripts/bench/pg_revoke.sh: ledger-shaped, primary key only.
-pg -c "CREATE TABLE bare (tenant text, jti text PRIMARY KEY, sub text, expires_at bigint, revoked_at bigint, reason text, revoked_by text, metadata text)"
-cat >"$WORK/insert.sql" <<'SQL'
+  # -------------------------------------------------------------------------------------------
+  section "4. durable revocations, embedded store: veto's API beside a bare SQLite INSERT, round $round of $ROUNDS"
+  # The bare INSERT on the file system veto's data dir is on (start_veto puts it under TMPDIR),
+  # into a fresh file each round, as veto's is.
+  mkdir "$WORK/sqlite-$round"
+  python3 scripts/bench/peers/sqlite_insert.py "$WORK/sqlite-$round" "${WRK_DURATION%s}" | tee "$WORK/sqlite.tsv"
+  while IFS=$'\t' read -r k v; do record "sqlite.insert.c1.$k" "$v"; done <"$WORK/sqlite.tsv"
+  rm -rf "$WORK/sqlite-$round"
+  for c in 1 64; do
+    t=2
+    [ "$c" = 1 ] && t=1
+    VETO_BIN=$VETO_BIN THREADS=$t CONNECTIONS=$c DURATION=$WRK_DURATION ./scripts/load/revoke.sh |
+      tee "$WORK/revoke.txt"
+    wrk_figures "veto.revoke.sqlite.c$c" "$WORK/revoke.txt"
+  done
+
+  section "4. durable revocations, PostgreSQL: veto's API beside a bare INSERT (pgbench), round $round of $ROUNDS"
+  # The same bare row as scripts/bench/pg_revoke.sh: ledger-shaped, primary key only.
+  pg -c "DROP TABLE IF EXISTS bare" \
+    -c "CREATE TABLE bare (tenant text, jti text PRIMARY KEY, sub text, expires_at bigint, revoked_at bigint, reason text, revoked_by text, metadata text)"
+  cat >"$WORK/insert.sql" <<'SQL'
 INSERT INTO bare VALUES ('loadtest', md5(random()::text || clock_timestamp()::text), 'load-user', 4102444800, extract(epoch from now())::bigint, 'load', 'bench', '{}');
 SQL
-pgbench_run "pg.insert.c1" 1 "$WORK/insert.sql"
-pgbench_run "pg.insert.c64" 64 "$WORK/insert.sql"
-for c in 1 64; do
-  t=2
-  [ "$c" = 1 ] && t=1
-  db="veto_peers_$c"
-  pg -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-  VETO_DATABASE_URL="${VETO_TEST_DATABASE_URL%/*}/$db" VETO_BIN=$VETO_BIN THREADS=$t CONNECTIONS=$c \
-    DURATION=$WRK_DURATION ./scripts/load/revoke.sh | tee "$WORK/revoke-pg-c$c.txt"
-  wrk_figures "veto.revoke.pg.c$c" "$WORK/revoke-pg-c$c.txt"
-  pg -c "DROP DATABASE $db"
+  for c in 1 64; do
+    t=2
+    [ "$c" = 1 ] && t=1
+    pgbench_run "pg.insert.c$c" "$c" "$WORK/insert.sql"
+    db="veto_peers_$c"
+    pg -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+    VETO_DATABASE_URL="${VETO_TEST_DATABASE_URL%/*}/$db" VETO_BIN=$VETO_BIN THREADS=$t CONNECTIONS=$c \
+      DURATION=$WRK_DURATION ./scripts/load/revoke.sh | tee "$WORK/revoke.txt"
+    wrk_figures "veto.revoke.pg.c$c" "$WORK/revoke.txt"
+    pg -c "DROP DATABASE $db"
+  done
 done
+redis-cli "${REDIS[@]}" flushall >/dev/null
 
 # ---------------------------------------------------------------------------------------------
 section "5. propagation (scripts/bench/stream_propagation.sh, N=$PROPAGATION_N)"
-# Embedded store, then two nodes on the PostgreSQL above (VETO_TEST_DATABASE_URL), durable now.
+# Embedded store, then two nodes on the (durable) PostgreSQL above.
 N=$PROPAGATION_N VETO_BIN=$VETO_BIN ./scripts/bench/stream_propagation.sh | tee "$WORK/propagation.txt"
 i=0
 for store in embedded pg; do
@@ -402,7 +410,7 @@ strict=()
   --meta "versions=$(openssl version | cut -d' ' -f1-2), Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), PostgreSQL $(pg -At -c 'show server_version'), jose $JOSE_VERSION (node $(node --version)), PyJWT $("$PYJWT_PYTHON" -c 'import jwt; print(jwt.__version__)') (Python $("$PYJWT_PYTHON" -c 'import platform; print(platform.python_version())')), $(rustc --version | cut -d' ' -f1-2)" \
   --meta "mode=$MODE" \
   --meta "elapsed=$elapsed" \
-  --meta "sizes=$SIZES" --meta "table_n=$TABLE_N"
+  --meta "sizes=$SIZES" --meta "table_n=$TABLE_N" --meta "rounds=$ROUNDS"
 
 if [ "$PEERS_SMOKE" = 1 ]; then
   section "smoke: the table and the plots are there"

@@ -27,8 +27,11 @@ ALGS = ["HS256", "RS256", "ES256", "EdDSA"]
 
 
 class Figures:
+    """The recorded figures; a key recorded more than once (one per round) stands for the median
+    of its values (the lower middle one of an even count)."""
+
     def __init__(self, path):
-        self.values = {}
+        runs = {}
         with open(path) as f:
             for line in f:
                 line = line.rstrip("\n")
@@ -36,9 +39,10 @@ class Figures:
                     continue
                 k, v = line.split("\t", 1)
                 try:
-                    self.values[k] = float(v)
+                    runs.setdefault(k, []).append(float(v))
                 except ValueError:
                     pass
+        self.values = {k: sorted(vs)[(len(vs) - 1) // 2] for k, vs in runs.items()}
         self.missing = []
 
     def get(self, key):
@@ -117,6 +121,13 @@ def main():
     w(f"- load: {meta.get('load', '?')}")
     w(f"- versions: {meta.get('versions', '?')}")
     w("")
+    rounds = int(meta.get("rounds", "1"))
+    if rounds > 1:
+        w(
+            f"Sections 3 and 4 ran {rounds} rounds, each pair of veto and its peer back to back; "
+            "their figures are the medians over the rounds (every round's are in the raw figures)."
+        )
+        w("")
     w(
         "**How to read it.** Each × says how many times better veto does than the figure it "
         "stands beside: for a time, the peer's time ÷ veto's; for a throughput, veto's ÷ the "
@@ -278,8 +289,9 @@ def main():
         "Embedded store: a bare single-row INSERT per transaction, one writer (SQLite has one), "
         "with veto's settings (WAL, synchronous=FULL; `scripts/bench/peers/sqlite_insert.py`). "
         "PostgreSQL: `pgbench` with one autocommit INSERT of a ledger-shaped row per "
-        "transaction; the throwaway server is switched to fsync=on, synchronous_commit=on, "
-        "full_page_writes=on for this step. The bare INSERTs are floors."
+        "transaction, on a throwaway server with durable commits (fsync and synchronous_commit "
+        "on, unlike the test suite's), veto on a fresh database of the same server. The bare "
+        "INSERTs are floors."
     )
     w("")
     w("| store | clients | veto API | p50 / p99 | bare INSERT | p50 / p99 | × (throughput) |")
