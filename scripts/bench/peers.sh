@@ -17,14 +17,17 @@
 #     with pgbench;
 #  5. propagation to a second node / resource server (scripts/bench/stream_propagation.sh).
 #
-# Prints a markdown table and writes it to docs/benchmarks/peers.md, with plots beside it
-# (docs/benchmarks/peers-*.png, matplotlib in target/peers-venv). About 10 minutes on the
-# 2-core machine once built.
+# Sections 3 and 4 run PEERS_ROUNDS times (default 3), each veto figure right after its peer's,
+# and report medians. Prints a markdown table and writes it to docs/benchmarks/peers.md, with the
+# raw figures (peers-results.tsv) and plots (peers-*.png, matplotlib in target/peers-venv) beside
+# it. About 8 minutes on the 2-core machine once built (PostgreSQL and Redis are throwaway
+# instances from scripts/lib.sh; PostgreSQL with durable commits).
 #
 #   ./scripts/bench/peers.sh                       # revoked counts 10k, 100k, 1M
 #   PEERS_FULL=1 ./scripts/bench/peers.sh          # and 10M (more memory and a few minutes)
-#   PEERS_SMOKE=1 ./scripts/bench/peers.sh         # every step with tiny counts, output into
-#                                                  # target/peers-smoke, checked; under 2 minutes
+#   PEERS_SMOKE=1 ./scripts/bench/peers.sh         # every step with tiny counts, one round,
+#                                                  # output into target/peers-smoke and checked;
+#                                                  # under a minute once built
 #   VETO_BIN=target/release/veto ./scripts/bench/peers.sh   # skip the build
 #   PEERS_OUT=/tmp/peers ./scripts/bench/peers.sh  # write elsewhere than docs/benchmarks
 #

@@ -42,8 +42,14 @@ class Figures:
                     runs.setdefault(k, []).append(float(v))
                 except ValueError:
                     pass
+        self.runs = runs
         self.values = {k: sorted(vs)[(len(vs) - 1) // 2] for k, vs in runs.items()}
         self.missing = []
+
+    def rounds(self, key, fmt):
+        """Every recorded value of KEY in the order recorded, when there are several."""
+        vs = self.runs.get(key, [])
+        return " / ".join(fmt(v) for v in vs) if len(vs) > 1 else ""
 
     def get(self, key):
         v = self.values.get(key)
@@ -68,6 +74,10 @@ def fmt_ms(ms):
     if ms < 1:
         return f"{ms * 1000:.0f} µs"
     return f"{ms:.2f} ms"
+
+
+def fmt_count(r):
+    return f"{r:,.0f}"
 
 
 def fmt_rate(r):
@@ -264,17 +274,20 @@ def main():
         "Redis's ÷ veto's."
     )
     w("")
-    w("| clients | system | per second | p50 | p99 | × (throughput) | × (p50) |")
-    w("|---|---|---|---|---|---|---|")
+    w("| clients | system | per second | p50 | p99 | × (throughput) | × (p50) | per second, each round |")
+    w("|---|---|---|---|---|---|---|---|")
     for c in (64, 1):
         vk, rk = f"veto.introspect.c{c}", f"redis.get.c{c}/{table_n}"
         vi, rg = f.get(f"{vk}.rps"), f.get(f"{rk}.rps")
         vp, rp = f.get(f"{vk}.p50_ms"), f.get(f"{rk}.p50_ms")
-        w(f"| {c} | veto introspection | {fmt_rate(vi)} | {fmt_ms(vp)} | {fmt_ms(f.get(vk + '.p99_ms'))} | | |")
+        w(
+            f"| {c} | veto introspection | {fmt_rate(vi)} | {fmt_ms(vp)} | {fmt_ms(f.get(vk + '.p99_ms'))} "
+            f"| | | {f.rounds(vk + '.rps', fmt_count)} |"
+        )
         x, xl = advantage_rate(vi, rg), advantage_time(vp, rp)
         w(
             f"| {c} | Redis GET | {fmt_rate(rg)} | {fmt_ms(rp)} | {fmt_ms(f.get(rk + '.p99_ms'))} "
-            f"| {fmt_x(x)} | {fmt_x(xl)} |"
+            f"| {fmt_x(x)} | {fmt_x(xl)} | {f.rounds(rk + '.rps', fmt_count)} |"
         )
         if x is not None and x < 1:
             behind.append(("floor", f"introspection over HTTP {fmt_rate(vi)} against Redis GET {fmt_rate(rg)} at {c} client(s) ({fmt_x(x)}); p50 {fmt_ms(vp)} against {fmt_ms(rp)}"))
@@ -294,8 +307,8 @@ def main():
         "INSERTs are floors."
     )
     w("")
-    w("| store | clients | veto API | p50 / p99 | bare INSERT | p50 / p99 | × (throughput) |")
-    w("|---|---|---|---|---|---|---|")
+    w("| store | clients | veto API | p50 / p99 | bare INSERT | p50 / p99 | × (throughput) | veto, bare: per second, each round |")
+    w("|---|---|---|---|---|---|---|---|")
     for store, c, vkey, bkey, brate in (
         ("embedded (SQLite)", 1, "veto.revoke.sqlite.c1", "sqlite.insert.c1", "per_second"),
         ("embedded (SQLite)", 64, "veto.revoke.sqlite.c64", "sqlite.insert.c1", "per_second"),
@@ -309,19 +322,20 @@ def main():
         w(
             f"| {store} | {c} | {fmt_rate(v)} | {fmt_ms(f.get(vkey + '.p50_ms'))} / "
             f"{fmt_ms(f.get(vkey + '.p99_ms'))} | {fmt_rate(b)} ({bare_clients}) "
-            f"| {fmt_ms(f.get(bkey + '.p50_ms'))} / {fmt_ms(f.get(bkey + '.p99_ms'))} | {fmt_x(x)} |"
+            f"| {fmt_ms(f.get(bkey + '.p50_ms'))} / {fmt_ms(f.get(bkey + '.p99_ms'))} | {fmt_x(x)} "
+            f"| {f.rounds(f'{vkey}.created_per_s', fmt_count)}; {f.rounds(f'{bkey}.{brate}', fmt_count)} |"
         )
         if x is not None and x < 1:
             behind.append(("floor", f"durable revocation, {store}, {c} client(s): veto {fmt_rate(v)} against a bare INSERT {fmt_rate(b)} ({fmt_x(x)})"))
         other = f.values.get(f"{vkey}.other")
         if other:
-            w(f"| | | ({other:.0f} answers other than 201) | | | | |")
+            w(f"| | | ({other:.0f} answers other than 201) | | | | | |")
     w("")
     fs = f.values.get("sqlite.insert.c1.fsync_p50_ms")
     if fs is not None:
         w(
             f"A bare `fdatasync` of 8 KiB on that disk took {fmt_ms(fs)} (median of 50, just before "
-            "the SQLite loop). On the project's VM that figure is about 4 ms while the cores are "
+            f"the SQLite loop; each round: {f.rounds('sqlite.insert.c1.fsync_p50_ms', fmt_ms) or fmt_ms(fs)}). On the project's VM that figure is about 4 ms while the cores are "
             "idle and about 0.1 ms while they are busy (an idle virtual CPU seems to wake for the "
             "completed flush only at the next timer tick), so a lone writer can wait longer than "
             "veto's server among its busy threads, and the one-client rows move with the "
