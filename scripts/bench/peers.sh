@@ -17,10 +17,10 @@
 #     with pgbench;
 #  5. propagation to a second node / resource server (scripts/bench/stream_propagation.sh).
 #
-# Sections 3 and 4 run PEERS_ROUNDS times (default 3), each veto figure right after its peer's,
-# and report medians. Prints a markdown table and writes it to docs/benchmarks/peers.md, with the
+# Sections 1, 3 and 4 run PEERS_ROUNDS times (default 3; in 3 and 4 each veto figure right after
+# its peer's), and report medians. Prints a markdown table and writes it to docs/benchmarks/peers.md, with the
 # raw figures (peers-results.tsv) and plots (peers-*.png, matplotlib in target/peers-venv) beside
-# it. About 8 minutes on the 2-core machine once built (PostgreSQL and Redis are throwaway
+# it. About 11 minutes on the 2-core machine once built (PostgreSQL and Redis are throwaway
 # instances from scripts/lib.sh; PostgreSQL with durable commits).
 #
 #   ./scripts/bench/peers.sh                       # revoked counts 10k, 100k, 1M
@@ -73,7 +73,7 @@ else
   PG_SECONDS=10
   WRK_DURATION=10s
   PROPAGATION_N=1000
-  ROUNDS=${PEERS_ROUNDS:-3} # of sections 3 and 4
+  ROUNDS=${PEERS_ROUNDS:-3} # of sections 1, 3 and 4
   OUT=${PEERS_OUT:-docs/benchmarks}
 fi
 
@@ -159,52 +159,56 @@ divan() {
 }
 
 # ---------------------------------------------------------------------------------------------
-section "1. sign and verify: veto's core (cargo bench -p veto-core --bench core)"
-divan core
-while IFS=$'\t' read -r path ns; do record "veto.$path" "$ns"; done <"$DIVAN_LOG.medians"
+# Section 1 runs ROUNDS times too: its rows are timed one after another, and a burst of load
+# on the machine during one row would otherwise decide its ratio.
+for round in $(seq "$ROUNDS"); do
+  section "1. sign and verify: veto's core (cargo bench -p veto-core --bench core), round $round of $ROUNDS"
+  divan core
+  while IFS=$'\t' read -r path ns; do record "veto.$path" "$ns"; done <"$DIVAN_LOG.medians"
 
-section "1. PyJWT $("$PYJWT_PYTHON" -c 'import jwt; print(jwt.__version__)')"
-"$PYJWT_PYTHON" scripts/bench/peers/pyjwt_bench.py "$PEER_SECONDS" | tee "$WORK/pyjwt.tsv"
-while IFS=$'\t' read -r who alg op ns; do
-  case $who in pyjwt) record "pyjwt.$op/$alg" "$ns" ;; esac
-done <"$WORK/pyjwt.tsv"
-# What an HS256 token's HMAC hashes (header.payload), for openssl below.
-signing_bytes=$(sed -n 's/^signing_input_bytes\t//p' "$WORK/pyjwt.tsv")
+  section "1. PyJWT $("$PYJWT_PYTHON" -c 'import jwt; print(jwt.__version__)'), round $round of $ROUNDS"
+  "$PYJWT_PYTHON" scripts/bench/peers/pyjwt_bench.py "$PEER_SECONDS" | tee "$WORK/pyjwt.tsv"
+  while IFS=$'\t' read -r who alg op ns; do
+    case $who in pyjwt) record "pyjwt.$op/$alg" "$ns" ;; esac
+  done <"$WORK/pyjwt.tsv"
+  # What an HS256 token's HMAC hashes (header.payload), for openssl below.
+  signing_bytes=$(sed -n 's/^signing_input_bytes\t//p' "$WORK/pyjwt.tsv")
 
-section "1. jose $JOSE_VERSION (node $(node --version))"
-node scripts/bench/peers/jose_bench.mjs "$PEER_SECONDS" | tee "$WORK/jose.tsv"
-while IFS=$'\t' read -r _ alg op ns; do record "jose.$op/$alg" "$ns"; done <"$WORK/jose.tsv"
+  section "1. jose $JOSE_VERSION (node $(node --version)), round $round of $ROUNDS"
+  node scripts/bench/peers/jose_bench.mjs "$PEER_SECONDS" | tee "$WORK/jose.tsv"
+  while IFS=$'\t' read -r _ alg op ns; do record "jose.$op/$alg" "$ns"; done <"$WORK/jose.tsv"
 
-section "1. the bare primitives: $(openssl version)"
-# -mr: machine-readable lines; -elapsed: wall-clock time, like every other figure here (the
-# default divides by CPU time, which would hide what the other builds on the machine take).
-# HMAC-SHA256 over a buffer as long as a token's signing input (-bytes), one size only; an
-# HMAC verify is the same computation as a sign. For the others, `openssl speed` times sign
-# and verify of a fixed small message (the hash of the token would be computed on top: a few
-# hundred ns, see the HMAC row).
-openssl speed -mr -elapsed -seconds "$OPENSSL_SECONDS" -bytes "${signing_bytes:-450}" -hmac sha256 \
-  >"$WORK/openssl-hmac.txt" 2>&1
-openssl speed -mr -elapsed -seconds "$OPENSSL_SECONDS" rsa2048 ecdsap256 ed25519 \
-  >"$WORK/openssl-pk.txt" 2>&1
-grep '^+F' "$WORK/openssl-hmac.txt" "$WORK/openssl-pk.txt" | sed 's/^/    /'
-# +F:<n>:hmac(sha256):<bytes per second for the one size>
-hmac_bps=$(sed -n 's/^+F:[0-9]*:hmac(sha256):\([0-9.]*\).*/\1/p' "$WORK/openssl-hmac.txt")
-[ -n "$hmac_bps" ] || die "no HMAC figure in: $(cat "$WORK/openssl-hmac.txt")"
-hmac_ns=$(python3 -c "import sys; print(1e9 * int(sys.argv[1]) / float(sys.argv[2]))" "${signing_bytes:-450}" "$hmac_bps")
-record "openssl.sign/HS256" "$hmac_ns"
-record "openssl.verify/HS256" "$hmac_ns"
-# +F2:<n>:2048:<sign/s>:<verify/s>  (RSA)    +F4:<n>:256:<sign/s>:<verify/s>  (ECDSA)
-# +F6:<n>:253:Ed25519:<sign/s>:<verify/s>  (EdDSA)
-per_op() { python3 -c "import sys; print(1e9 / float(sys.argv[1]))" "$1"; }
-line=$(grep '^+F2:[0-9]*:2048:' "$WORK/openssl-pk.txt") || die "no rsa2048 figure"
-record "openssl.sign/RS256" "$(per_op "$(echo "$line" | cut -d: -f4)")"
-record "openssl.verify/RS256" "$(per_op "$(echo "$line" | cut -d: -f5)")"
-line=$(grep '^+F4:[0-9]*:256:' "$WORK/openssl-pk.txt") || die "no ecdsap256 figure"
-record "openssl.sign/ES256" "$(per_op "$(echo "$line" | cut -d: -f4)")"
-record "openssl.verify/ES256" "$(per_op "$(echo "$line" | cut -d: -f5)")"
-line=$(grep '^+F6:[0-9]*:253:Ed25519:' "$WORK/openssl-pk.txt") || die "no ed25519 figure"
-record "openssl.sign/EdDSA" "$(per_op "$(echo "$line" | cut -d: -f5)")"
-record "openssl.verify/EdDSA" "$(per_op "$(echo "$line" | cut -d: -f6)")"
+  section "1. the bare primitives: $(openssl version), round $round of $ROUNDS"
+  # -mr: machine-readable lines; -elapsed: wall-clock time, like every other figure here (the
+  # default divides by CPU time, which would hide what the other builds on the machine take).
+  # HMAC-SHA256 over a buffer as long as a token's signing input (-bytes), one size only; an
+  # HMAC verify is the same computation as a sign. For the others, `openssl speed` times sign
+  # and verify of a fixed small message (the hash of the token would be computed on top: a few
+  # hundred ns, see the HMAC row).
+  openssl speed -mr -elapsed -seconds "$OPENSSL_SECONDS" -bytes "${signing_bytes:-450}" -hmac sha256 \
+    >"$WORK/openssl-hmac.txt" 2>&1
+  openssl speed -mr -elapsed -seconds "$OPENSSL_SECONDS" rsa2048 ecdsap256 ed25519 \
+    >"$WORK/openssl-pk.txt" 2>&1
+  grep '^+F' "$WORK/openssl-hmac.txt" "$WORK/openssl-pk.txt" | sed 's/^/    /'
+  # +F:<n>:hmac(sha256):<bytes per second for the one size>
+  hmac_bps=$(sed -n 's/^+F:[0-9]*:hmac(sha256):\([0-9.]*\).*/\1/p' "$WORK/openssl-hmac.txt")
+  [ -n "$hmac_bps" ] || die "no HMAC figure in: $(cat "$WORK/openssl-hmac.txt")"
+  hmac_ns=$(python3 -c "import sys; print(1e9 * int(sys.argv[1]) / float(sys.argv[2]))" "${signing_bytes:-450}" "$hmac_bps")
+  record "openssl.sign/HS256" "$hmac_ns"
+  record "openssl.verify/HS256" "$hmac_ns"
+  # +F2:<n>:2048:<sign/s>:<verify/s>  (RSA)    +F4:<n>:256:<sign/s>:<verify/s>  (ECDSA)
+  # +F6:<n>:253:Ed25519:<sign/s>:<verify/s>  (EdDSA)
+  per_op() { python3 -c "import sys; print(1e9 / float(sys.argv[1]))" "$1"; }
+  line=$(grep '^+F2:[0-9]*:2048:' "$WORK/openssl-pk.txt") || die "no rsa2048 figure"
+  record "openssl.sign/RS256" "$(per_op "$(echo "$line" | cut -d: -f4)")"
+  record "openssl.verify/RS256" "$(per_op "$(echo "$line" | cut -d: -f5)")"
+  line=$(grep '^+F4:[0-9]*:256:' "$WORK/openssl-pk.txt") || die "no ecdsap256 figure"
+  record "openssl.sign/ES256" "$(per_op "$(echo "$line" | cut -d: -f4)")"
+  record "openssl.verify/ES256" "$(per_op "$(echo "$line" | cut -d: -f5)")"
+  line=$(grep '^+F6:[0-9]*:253:Ed25519:' "$WORK/openssl-pk.txt") || die "no ed25519 figure"
+  record "openssl.sign/EdDSA" "$(per_op "$(echo "$line" | cut -d: -f5)")"
+  record "openssl.verify/EdDSA" "$(per_op "$(echo "$line" | cut -d: -f6)")"
+done
 
 # ---------------------------------------------------------------------------------------------
 section "2. veto's revocation index at $SIZES revoked jtis (cargo bench -p veto-core --bench index)"

@@ -134,8 +134,9 @@ def main():
     rounds = int(meta.get("rounds", "1"))
     if rounds > 1:
         w(
-            f"Sections 3 and 4 ran {rounds} rounds, each pair of veto and its peer back to back; "
-            "their figures are the medians over the rounds (every round's are in the raw figures)."
+            f"Sections 1, 3 and 4 ran {rounds} rounds (in 3 and 4 each pair of veto and its peer "
+            "back to back); their figures are the medians over the rounds (every round's are in "
+            "the raw figures)."
         )
         w("")
     w(
