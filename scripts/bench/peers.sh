@@ -17,11 +17,12 @@
 #     with pgbench;
 #  5. propagation to a second node / resource server (scripts/bench/stream_propagation.sh).
 #
-# Sections 1, 3 and 4 run PEERS_ROUNDS times (default 3; in 3 and 4 each veto figure right after
-# its peer's), and report medians. Prints a markdown table and writes it to docs/benchmarks/peers.md, with the
-# raw figures (peers-results.tsv) and plots (peers-*.png, matplotlib in target/peers-venv) beside
-# it. About 11 minutes on the 2-core machine once built (PostgreSQL and Redis are throwaway
-# instances from scripts/lib.sh; PostgreSQL with durable commits).
+# Sections 1, 3 and 4 run PEERS_ROUNDS times (default 3; in 3 and 4 each veto figure right
+# after its peer's), and report medians. Prints a markdown table and writes it to
+# docs/benchmarks/peers.md, with the raw figures (peers-results.tsv) and plots (peers-*.png,
+# matplotlib in target/peers-venv) beside it. About 11 minutes on the 2-core machine once built
+# (PostgreSQL and Redis are throwaway instances from scripts/lib.sh; PostgreSQL with durable
+# commits).
 #
 #   ./scripts/bench/peers.sh                       # revoked counts 10k, 100k, 1M
 #   PEERS_FULL=1 ./scripts/bench/peers.sh          # and 10M (more memory and a few minutes)
