@@ -96,6 +96,9 @@ stop_pid() {
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL: a throwaway instance on loopback, trust auth, non-default port, in a temp dir,
 # run as the `postgres` user. Exports VETO_TEST_DATABASE_URL; stopped by pid at exit.
+# Commits are not durable (fsync, synchronous_commit and full_page_writes off: fast tests) unless
+# PG_DURABLE=1, which keeps PostgreSQL's defaults for a benchmark of durable writes. (Settings
+# given on the command line outrank ALTER SYSTEM, so they cannot be turned on afterwards.)
 
 # pg_bindir: the directory holding initdb and pg_ctl (PATH first, else the newest
 # /usr/lib/postgresql/*/bin, which is where Debian puts them).
@@ -139,12 +142,14 @@ ensure_postgres() {
   mkdir "$PG_DIR/pg"
   as_root chown postgres: "$PG_DIR/pg"
   PG_PORT=$(free_port)
+  local fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  [ "${PG_DURABLE:-0}" = 1 ] && fast=""
   # Run from a directory postgres can enter (the repo may live in a private home).
   (cd "$PG_DIR" && as_postgres "$bin/initdb" -D "$PG_DIR/pg/data" -U postgres -A trust -E UTF8 \
     --locale=C --no-sync >"$PG_DIR/initdb.log" 2>&1) ||
     { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
   (cd "$PG_DIR" && as_postgres "$bin/pg_ctl" -D "$PG_DIR/pg/data" -l "$PG_DIR/pg/postgres.log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$PG_DIR/pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$PG_DIR/pg $fast" \
     start >"$PG_DIR/pg_ctl.log" 2>&1) ||
     { cat "$PG_DIR/pg_ctl.log" >&2; as_root cat "$PG_DIR/pg/postgres.log" >&2; die "PostgreSQL did not start"; }
   PG_PID=$(as_root head -n 1 "$PG_DIR/pg/data/postmaster.pid")
