@@ -34,6 +34,18 @@ fn audit(action: &str) -> AuditEvent {
     AuditEvent::new("acme", "test", action, "x")
 }
 
+/// A second node on the same store, following it through the feed.
+async fn follower(n: &Node) -> AppState {
+    AppState::load(
+        Config::new("http://127.0.0.1:1"),
+        n.store.clone(),
+        MasterKey::generate(),
+        veto_server::metrics::install(),
+    )
+    .await
+    .expect("load")
+}
+
 fn jti_state(n: &Node, jti: &str) -> Option<Reason> {
     n.state
         .index
@@ -192,15 +204,7 @@ async fn once_the_feed_has_read_past_a_write_newer_changes_still_apply() {
 #[tokio::test]
 async fn purged_cutoffs_leave_the_memory_of_every_node() {
     let n = node().await;
-    // A second node on the same store, following it through the feed.
-    let other = AppState::load(
-        Config::new("http://127.0.0.1:1"),
-        n.store.clone(),
-        MasterKey::generate(),
-        veto_server::metrics::install(),
-    )
-    .await
-    .expect("load");
+    let other = follower(&n).await;
     let now = timeutil::now();
     for sub in [Some("alice"), None] {
         let c = veto_core::revocation::Cutoff {
@@ -251,14 +255,7 @@ async fn purged_cutoffs_leave_the_memory_of_every_node() {
 #[tokio::test]
 async fn a_jti_lifted_and_suspended_again_in_one_read_is_still_one_row() {
     let n = node().await;
-    let other = AppState::load(
-        Config::new("http://127.0.0.1:1"),
-        n.store.clone(),
-        MasterKey::generate(),
-        veto_server::metrics::install(),
-    )
-    .await
-    .expect("load");
+    let other = follower(&n).await;
     let until = timeutil::now() + Duration::hours(1);
     let later = until + Duration::hours(1);
     let other_state = |jti: &str| {
