@@ -1,9 +1,14 @@
 //! The in-memory set of loaded keys of every tenant, read on every issue and verify.
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::Alg;
 use crate::keys::{KeyStatus, LoadedKey};
+
+/// Hashed with foldhash (seeded per process) rather than SipHash: every check looks up a tenant
+/// and a kid, and the keys of these maps are written by veto, never by a caller, so a caller's
+/// kid can only miss, not crowd a bucket.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 pub struct KeyRing {

@@ -694,8 +694,8 @@ fn claims_must_have_the_registered_shapes() {
             Some("ses".into()),
             Some("c".into()),
             Some("read write".into()),
-            ISS.to_owned(),
-            "j".to_owned(),
+            ISS.into(),
+            "j".into(),
             NOW,
             NOW + 5
         )
@@ -1459,7 +1459,7 @@ proptest! {
         claims in prop::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_.:-]{0,10}", json_value(), 0..6),
         ttl in 1i64..1_000_000,
         aud in prop::option::of(prop_oneof![
-            ".{0,10}".prop_map(Audience::One),
+            ".{0,10}".prop_map(|a| Audience::One(a.into())),
             prop::collection::vec(".{0,10}", 0..3).prop_map(Audience::Many),
         ]),
     ) {

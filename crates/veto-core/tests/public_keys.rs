@@ -55,7 +55,7 @@ fn check(ring: &KeyRing, token: &str) -> Result<String, Reason> {
         leeway: 30,
     }
     .check(token, "at+jwt", None, NOW, || true)
-    .map(|v| v.jti)
+    .map(|v| v.jti.into())
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn env(name: &str) -> Result<String, String> {
 }
 
 async fn me(Extension(token): Extension<VerifiedToken>) -> String {
-    token.sub.unwrap_or_default()
+    token.sub.unwrap_or_default().into()
 }
 
 #[tokio::main]

@@ -78,7 +78,10 @@
 //! # Metrics
 //!
 //! Through the `metrics` facade: install any recorder (e.g. `metrics-exporter-prometheus`) and
-//! they appear in the service's own scrape. Every one carries the `tenant` label.
+//! they appear in the service's own scrape. Every one carries the `tenant` label. Checks are
+//! counted inside the verifier (one atomic add per check, no lookup in the recorder on the
+//! request path) and handed to the recorder once a second, and when the verifier is dropped, so
+//! `veto_verify_checks_total` lags by up to a second.
 //!
 //! | name | kind | more labels | meaning |
 //! |---|---|---|---|

@@ -106,6 +106,8 @@ impl Drop for Inner {
         for t in &self.tasks {
             t.abort();
         }
+        // The last second's checks, which the stopped reporter would have handed over.
+        self.shared.checks.publish(&self.shared.label);
     }
 }
 
@@ -129,6 +131,7 @@ struct Shared {
     config: Config,
     /// The tenant, as the metrics label.
     label: Arc<str>,
+    checks: metrics::CheckCounts,
     http: reqwest::Client,
     metadata_url: String,
     jwks_url: String,
@@ -192,6 +195,7 @@ impl Verifier {
             jwks_generation: AtomicU64::new(0),
             jwks_wake: Notify::new(),
             label: Arc::from(config.tenant.as_str()),
+            checks: metrics::CheckCounts::default(),
             http,
             config,
         });
@@ -302,7 +306,9 @@ impl Shared {
         let Some(issuer) = self.issuer.get() else {
             return Err(VerifyError::Rejected(Reason::IndexStale));
         };
-        let index = Arc::clone(&self.index.read().unwrap_or_else(|e| e.into_inner()));
+        // Held for the check rather than cloning the `Arc` out: two fewer atomic writes on a
+        // line every core shares, and a new snapshot waits for checks of tens of µs at most.
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let checker = Checker {
             keys: &self.keys,
             index: &index,
@@ -318,11 +324,8 @@ impl Shared {
     }
 
     fn count(&self, outcome: &Result<VerifiedToken, VerifyError>) {
-        let label = match outcome {
-            Ok(_) => "active",
-            Err(e) => e.code(),
-        };
-        metrics::check(&self.label, label);
+        self.checks
+            .count(outcome.as_ref().err().map(VerifyError::reason));
     }
 
     fn is_current(&self) -> bool {
@@ -593,7 +596,7 @@ async fn keep_jwks(shared: Arc<Shared>) {
     }
 }
 
-/// The gauges, once a second.
+/// The gauges and the check counts, once a second.
 async fn report(shared: Arc<Shared>) {
     let verifier_view = |s: &Shared| {
         let status = s.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -607,6 +610,7 @@ async fn report(shared: Arc<Shared>) {
         let (age, connected) = verifier_view(&shared);
         let held = shared.index.read().unwrap_or_else(|e| e.into_inner()).len();
         metrics::state(&shared.label, age, held, connected);
+        shared.checks.publish(&shared.label);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

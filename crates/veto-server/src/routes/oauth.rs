@@ -136,17 +136,17 @@ fn introspection(v: VerifiedToken, token_type: &'static str) -> Value {
     let mut out = Map::new();
     out.insert("active".into(), Value::Bool(true));
     for (name, val) in [
-        ("sub", v.sub.map(Value::from)),
+        ("sub", v.sub.as_deref().map(Value::from)),
         ("aud", v.aud.as_ref().map(Audience::to_json)),
-        ("iss", Some(Value::from(v.iss))),
+        ("iss", Some(Value::from(v.iss.as_str()))),
         ("exp", Some(Value::from(v.exp))),
         ("iat", Some(Value::from(v.iat))),
         ("nbf", v.nbf.map(Value::from)),
-        ("jti", Some(Value::from(v.jti))),
-        ("client_id", v.client_id.map(Value::from)),
-        ("scope", v.scope.map(Value::from)),
-        ("sid", v.sid.map(Value::from)),
-        ("tid", v.tid.map(Value::from)),
+        ("jti", Some(Value::from(v.jti.as_str()))),
+        ("client_id", v.client_id.as_deref().map(Value::from)),
+        ("scope", v.scope.as_deref().map(Value::from)),
+        ("sid", v.sid.as_deref().map(Value::from)),
+        ("tid", v.tid.as_deref().map(Value::from)),
     ] {
         if let Some(val) = val {
             out.insert(name.into(), val);
@@ -297,7 +297,7 @@ fn resources(form: &OAuthForm) -> Result<Option<Audience>, OAuthError> {
     }
     Ok(match out.len() {
         0 => None,
-        1 => out.pop().map(Audience::One),
+        1 => out.pop().map(|a| Audience::One(a.into())),
         _ => Some(Audience::Many(out)),
     })
 }

@@ -225,8 +225,8 @@ impl AppState {
             ttl_seconds: None,
             alg: Some(v.alg.as_str().to_owned()),
             nbf: None,
-            sid: v.sid.clone(),
-            client_id: v.client_id.clone(),
+            sid: v.sid.as_deref().map(str::to_owned),
+            client_id: v.client_id.as_deref().map(str::to_owned),
             claims: Some(custom.clone()),
             token_use: None,
         };

@@ -123,7 +123,7 @@ impl AppState {
                     ));
                 }
                 let exp = timeutil::from_unix(v.exp).unwrap_or(now);
-                (v.jti, v.sub, exp)
+                (v.jti.into(), v.sub.map(Into::into), exp)
             }
         };
         Ok(Revocation {
