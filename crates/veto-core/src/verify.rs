@@ -24,6 +24,7 @@ use crate::json_scan::{self, Invalid, Member, name_key, short_name};
 use crate::keys::{KeyStatus, LoadedKey};
 use crate::reason::Reason;
 use crate::token::Audience;
+pub use crate::token::ClaimText;
 
 /// Tokens longer than this are `malformed` without being parsed (contract: 16 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -42,11 +43,6 @@ pub struct Expect<'a> {
     /// `false` when revoking by token: an expired token can still be revoked.
     pub check_time: bool,
 }
-
-/// A string claim of a verified token. Most of them (`sub`, `sid`, `client_id`, `scope`, `tid`)
-/// are short enough to live inline, which saves the allocations of a check: five of the nine
-/// strings taken from every token never reach the allocator.
-pub type ClaimText = compact_str::CompactString;
 
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
