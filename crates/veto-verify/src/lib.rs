@@ -63,7 +63,7 @@
 //! let verifier = Verifier::start(Config::new("http://veto.internal:8080", "acme", "vk_..."))?;
 //! let app: Router = Router::new()
 //!     .route("/me", get(|Extension(t): Extension<VerifiedToken>| async move {
-//!         t.sub.unwrap_or_default()
+//!         t.sub.map(String::from).unwrap_or_default()
 //!     }))
 //!     .layer(VerifyLayer::new(verifier).audience("orders-api"));
 //! # Ok(()) }
