@@ -105,7 +105,6 @@ debug_fields!(Issued { jti, iat, exp });
 pub fn issue(key: &LoadedKey, input: &IssueInput<'_>) -> Result<Issued, KeyError> {
     let jti = uuid::Uuid::new_v4().to_string();
     let exp = input.iat.saturating_add(input.ttl_seconds);
-    let header = serde_json::json!({"alg": key.alg.as_str(), "typ": input.typ, "kid": key.kid});
     // Custom claims first, registered ones after: `check_custom_claims` has already refused
     // collisions, and inserting ours last would win even if it had not.
     let mut claims = input.claims.clone();
@@ -125,16 +124,25 @@ pub fn issue(key: &LoadedKey, input: &IssueInput<'_>) -> Result<Issued, KeyError
     if let Some(sid) = input.sid {
         claims.insert("sid".into(), sid.into());
     }
-    let mut token = b64url(header.to_string().as_bytes());
-    token.push('.');
-    token.push_str(&b64url(Value::Object(claims).to_string().as_bytes()));
-    let signature = key.sign(token.as_bytes())?;
-    token.push('.');
-    token.push_str(&b64url(&signature));
+    let token = sign_jws(key, input.typ, &Value::Object(claims))?;
     Ok(Issued {
         token,
         jti,
         iat: input.iat,
         exp,
     })
+}
+
+/// Signs `claims` as a compact JWS whose header carries only `alg`, `typ` and `kid`: veto's one
+/// JWS writer, shared by access tokens ([`issue`]) and status list tokens
+/// ([`crate::status_list::sign_token`]), so both get the same header rules.
+pub fn sign_jws(key: &LoadedKey, typ: &str, claims: &Value) -> Result<String, KeyError> {
+    let header = serde_json::json!({"alg": key.alg.as_str(), "typ": typ, "kid": key.kid});
+    let mut token = b64url(header.to_string().as_bytes());
+    token.push('.');
+    token.push_str(&b64url(claims.to_string().as_bytes()));
+    let signature = key.sign(token.as_bytes())?;
+    token.push('.');
+    token.push_str(&b64url(&signature));
+    Ok(token)
 }
