@@ -432,6 +432,16 @@ impl RevocationIndex {
         self.read().jtis.get(fp).and_then(|u| jti_reason(u, now))
     }
 
+    /// What the index holds for one jti: `None` if it is not revoked, `Some(None)` if it is for
+    /// good, `Some(Some(until))` for a suspension that lifts at the unix second `until` (which
+    /// may already have passed: the table keeps it until the purge). The status list schedules
+    /// its flips back to VALID with it.
+    pub fn jti_until(&self, tenant: &str, jti: &str) -> Option<Option<i64>> {
+        let fp = self.fingerprint(tenant, jti);
+        let until = self.read().jtis.get(fp)?;
+        Some((until != PERMANENT).then_some(i64::from(until)))
+    }
+
     pub fn set_tenant(&self, tenant: &str, state: TenantState) {
         self.write().tenants.insert(tenant.to_owned(), state);
     }

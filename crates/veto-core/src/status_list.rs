@@ -37,6 +37,8 @@ use serde_json::{Value, json};
 use crate::encoding::{b64url, b64url_decode};
 use crate::keys::{KeyError, LoadedKey};
 
+pub mod registry;
+
 /// Bits per token in veto's status lists.
 pub const BITS: u8 = 2;
 const ENTRIES_PER_BYTE: usize = 8 / BITS as usize;
@@ -106,6 +108,8 @@ pub enum StatusListError {
     Compress,
     #[error("a status list token's validity and ttl must both be positive")]
     BadLifetime,
+    #[error("no status list {0:?} is held")]
+    UnknownList(String),
 }
 
 /// A fixed-size list of 2-bit statuses, with its compressed form kept up to date chunk by chunk.
