@@ -367,7 +367,12 @@ impl TenantRevocationState {
                     }
                 }
                 RefreshFamilyPurged { family } => self.revoked_families.retain(|f| f != family),
+                // Status lists are not part of a revocation stream's state.
                 TenantCreated
+                | StatusListCreated { .. }
+                | StatusEntryAllocated { .. }
+                | StatusEntryPurged { .. }
+                | TenantStatusList { .. }
                 | SigningKeyInserted { .. }
                 | SigningKeyRetired { .. }
                 | ApiKeyInserted { .. }
