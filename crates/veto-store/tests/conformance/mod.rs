@@ -1831,6 +1831,7 @@ async fn purge_cutoffs_and_keys() {
             revocations: 0,
             cutoffs: 1,
             signing_keys: 1,
+            status_entries: 0,
             changes: 0,
         },
         "a batch of 1 deletes at most 1 per table"
@@ -1842,6 +1843,7 @@ async fn purge_cutoffs_and_keys() {
             revocations: 0,
             cutoffs: 1,
             signing_keys: 0,
+            status_entries: 0,
             changes: 0,
         }
     );
