@@ -38,6 +38,7 @@ use veto_store::{
 use crate::fresh;
 
 mod sessions;
+mod status_lists;
 
 /// One empty database for one case.
 #[async_trait]
