@@ -435,6 +435,27 @@ mod tests {
     }
 
     #[test]
+    fn status_list_entities_are_their_own() {
+        use ChangeKind::*;
+        let entry = |idx| StatusEntryAllocated {
+            list: "l1".into(),
+            idx,
+        };
+        let purged = StatusEntryPurged {
+            list: "l1".into(),
+            idx: 3,
+        };
+        // One index's allocation and purge are one entity; another index is another.
+        assert_eq!(entry(3).entity(), purged.entity());
+        assert_ne!(entry(3).entity(), entry(4).entity());
+        // Within one feed read only the last change per entity is applied: the setting must
+        // never hide a suspension.
+        let setting = TenantStatusList { on: true }.entity();
+        assert_ne!(setting, TenantSuspended.entity());
+        assert_ne!(setting, TenantCreated.entity());
+    }
+
+    #[test]
     fn rows_it_cannot_read_stay_visible_as_unreadable() {
         for (name, value) in [
             ("session.teleport", None),

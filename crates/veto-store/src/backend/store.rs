@@ -366,6 +366,7 @@ impl<B: Backend> Store for B {
             tenants = state.tenants.len(),
             revocations = state.revocations.len(),
             signing_keys = state.signing_keys.len(),
+            status_entries = state.status_entries.len(),
             xid = cursor.xid,
             position = cursor.position,
             elapsed_ms = started.elapsed().as_millis() as u64,
