@@ -63,6 +63,7 @@ pub enum Origin {
 type EntityKey = (String, &'static str, String);
 
 fn entity_key(c: &Change) -> EntityKey {
+    let entry;
     let (family, key) = match c.entity() {
         Entity::Tenant => ("tenant", ""),
         Entity::Cutoff(sub) => ("cutoff", sub.unwrap_or("")),
@@ -72,6 +73,12 @@ fn entity_key(c: &Change) -> EntityKey {
         Entity::Session(id) => ("session", id),
         Entity::SessionKeys => ("session_keys", ""),
         Entity::RefreshFamily(id) => ("refresh_family", id),
+        Entity::StatusList(id) => ("status_list", id),
+        Entity::StatusEntry(list, idx) => {
+            entry = format!("{list}\0{idx}");
+            ("status_entry", entry.as_str())
+        }
+        Entity::TenantStatusList => ("tenant_status_list", ""),
         Entity::Unreadable(name) => ("unreadable", name),
     };
     (c.tenant.clone(), family, key.to_owned())
@@ -337,6 +344,11 @@ impl Mirror {
             SessionKeyInserted { .. } => self.load_session_keys(tenant).await?,
             RefreshFamilyRevoked { family } => self.memory.index.revoke_family(tenant, family),
             RefreshFamilyPurged { family } => self.memory.index.forget_family(tenant, family),
+            // Status lists are not held in memory yet (issue 14, next step).
+            StatusListCreated { .. }
+            | StatusEntryAllocated { .. }
+            | StatusEntryPurged { .. }
+            | TenantStatusList { .. } => {}
             // Written by a newer veto: say so loudly; a restart loads the state it describes.
             Unreadable { name, key, .. } => {
                 tracing::warn!(kind = %name, key = %key, tenant, "a change this version cannot read; restart to load the state it describes");

@@ -328,6 +328,11 @@ fn change_data(c: &Change) -> Option<Value> {
     let members = match &c.kind {
         TenantCreated | ApiKeyInserted { .. } | ApiKeyDeleted { .. } => return None,
         SessionKeyInserted { .. } | Unreadable { .. } => return None,
+        // Status lists are not held in memory yet (issue 14, next step), nor streamed.
+        StatusListCreated { .. } | StatusEntryAllocated { .. } | StatusEntryPurged { .. } => {
+            return None;
+        }
+        TenantStatusList { .. } => return None,
         TenantSuspended | TenantResumed => json!({}),
         TenantCutoff { not_before_iat } => json!({"not_before_iat": not_before_iat}),
         SubjectCutoff {

@@ -99,6 +99,26 @@ pub enum ChangeKind {
     RefreshFamilyPurged {
         family: String,
     },
+    /// A status list created (the tenant's current list from now on); appliers read it with
+    /// `Store::status_lists`.
+    StatusListCreated {
+        id: String,
+    },
+    /// A token given index `idx` of status list `list`; appliers read the entry with
+    /// `Store::status_entry`.
+    StatusEntryAllocated {
+        list: String,
+        idx: u32,
+    },
+    /// A status list entry deleted by the purge (its token expired): the index is free again.
+    StatusEntryPurged {
+        list: String,
+        idx: u32,
+    },
+    /// The tenant's `status_list` setting after the write.
+    TenantStatusList {
+        on: bool,
+    },
     /// A row this version cannot read: a kind written by a newer veto, or one without the
     /// value its kind needs. Appliers say so loudly; a restart loads the state it describes.
     Unreadable {
@@ -125,6 +145,14 @@ pub enum Entity<'a> {
     /// All session cookie keys of the tenant, as one.
     SessionKeys,
     RefreshFamily(&'a str),
+    /// A status list (its creation).
+    StatusList(&'a str),
+    /// One index of one status list: allocated, purged, allocated again.
+    StatusEntry(&'a str, u32),
+    /// The tenant's `status_list` setting: apart from [`Entity::Tenant`], so that within one
+    /// feed read the newest setting never hides a suspension (only the last change per entity
+    /// is applied).
+    TenantStatusList,
     Unreadable(&'a str),
 }
 
@@ -153,6 +181,10 @@ pub mod names {
     pub const SESSION_KEY_INSERT: &str = "session_key.insert";
     pub const REFRESH_REVOKE: &str = "refresh.revoke";
     pub const REFRESH_PURGE: &str = "refresh.purge";
+    pub const STATUS_LIST_CREATE: &str = "status_list.create";
+    pub const STATUS_ENTRY_ALLOCATE: &str = "status_entry.allocate";
+    pub const STATUS_ENTRY_PURGE: &str = "status_entry.purge";
+    pub const TENANT_STATUS_LIST: &str = "tenant.status_list";
 }
 
 impl ChangeKind {
@@ -191,6 +223,16 @@ impl ChangeKind {
             (SESSION_KEY_INSERT, _) => SessionKeyInserted { kid: key },
             (REFRESH_REVOKE, _) => RefreshFamilyRevoked { family: key },
             (REFRESH_PURGE, _) => RefreshFamilyPurged { family: key },
+            (STATUS_LIST_CREATE, _) => StatusListCreated { id: key },
+            (STATUS_ENTRY_ALLOCATE, Some(v)) if u32::try_from(v).is_ok() => StatusEntryAllocated {
+                list: key,
+                idx: v as u32,
+            },
+            (STATUS_ENTRY_PURGE, Some(v)) if u32::try_from(v).is_ok() => StatusEntryPurged {
+                list: key,
+                idx: v as u32,
+            },
+            (TENANT_STATUS_LIST, Some(v @ (0 | 1))) => TenantStatusList { on: v == 1 },
             _ => Unreadable { name, key, value },
         }
     }
@@ -231,6 +273,12 @@ impl ChangeKind {
             SessionKeyInserted { kid } => (SESSION_KEY_INSERT, kid, None),
             RefreshFamilyRevoked { family } => (REFRESH_REVOKE, family, None),
             RefreshFamilyPurged { family } => (REFRESH_PURGE, family, None),
+            StatusListCreated { id } => (STATUS_LIST_CREATE, id, None),
+            StatusEntryAllocated { list, idx } => {
+                (STATUS_ENTRY_ALLOCATE, list, Some(i64::from(*idx)))
+            }
+            StatusEntryPurged { list, idx } => (STATUS_ENTRY_PURGE, list, Some(i64::from(*idx))),
+            TenantStatusList { on } => (TENANT_STATUS_LIST, "", Some(i64::from(*on))),
             Unreadable { name, key, value } => (name, key, *value),
         }
     }
@@ -261,6 +309,11 @@ impl ChangeKind {
             RefreshFamilyRevoked { family } | RefreshFamilyPurged { family } => {
                 Entity::RefreshFamily(family)
             }
+            StatusListCreated { id } => Entity::StatusList(id),
+            StatusEntryAllocated { list, idx } | StatusEntryPurged { list, idx } => {
+                Entity::StatusEntry(list, *idx)
+            }
+            TenantStatusList { .. } => Entity::TenantStatusList,
             Unreadable { name, .. } => Entity::Unreadable(name),
         }
     }
@@ -286,7 +339,8 @@ impl Change {
         self.kind.entity()
     }
 
-    /// The row key: the jti, subject, kid, API key, session or family id ('' for the tenant).
+    /// The row key: the jti, subject, kid, API key, session, family or status list id ('' for
+    /// the tenant).
     pub fn key(&self) -> &str {
         self.kind.to_row().1
     }
@@ -359,6 +413,15 @@ mod tests {
             SessionKeyInserted { kid: s() },
             RefreshFamilyRevoked { family: s() },
             RefreshFamilyPurged { family: s() },
+            StatusListCreated { id: s() },
+            StatusEntryAllocated { list: s(), idx: 0 },
+            StatusEntryAllocated {
+                list: s(),
+                idx: u32::MAX,
+            },
+            StatusEntryPurged { list: s(), idx: 3 },
+            TenantStatusList { on: true },
+            TenantStatusList { on: false },
         ]
     }
 
@@ -372,8 +435,39 @@ mod tests {
     }
 
     #[test]
+    fn status_list_entities_are_their_own() {
+        use ChangeKind::*;
+        let entry = |idx| StatusEntryAllocated {
+            list: "l1".into(),
+            idx,
+        };
+        let purged = StatusEntryPurged {
+            list: "l1".into(),
+            idx: 3,
+        };
+        // One index's allocation and purge are one entity; another index is another.
+        assert_eq!(entry(3).entity(), purged.entity());
+        assert_ne!(entry(3).entity(), entry(4).entity());
+        // Within one feed read only the last change per entity is applied: the setting must
+        // never hide a suspension.
+        let setting = TenantStatusList { on: true }.entity();
+        assert_ne!(setting, TenantSuspended.entity());
+        assert_ne!(setting, TenantCreated.entity());
+    }
+
+    #[test]
     fn rows_it_cannot_read_stay_visible_as_unreadable() {
-        for (name, value) in [("session.teleport", None), ("tenant.cutoff", None)] {
+        for (name, value) in [
+            ("session.teleport", None),
+            ("tenant.cutoff", None),
+            ("status_entry.allocate", None),
+            ("status_entry.allocate", Some(-1)),
+            ("status_entry.allocate", Some(1 << 32)),
+            ("status_entry.purge", None),
+            ("status_entry.purge", Some(-5)),
+            ("tenant.status_list", None),
+            ("tenant.status_list", Some(2)),
+        ] {
             let k = ChangeKind::from_row(name.to_owned(), "k".to_owned(), value);
             assert!(matches!(k, ChangeKind::Unreadable { .. }), "{name}");
             assert_eq!(k.name(), name);

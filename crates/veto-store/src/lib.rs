@@ -35,6 +35,7 @@ mod rows;
 pub mod sessions;
 mod sql;
 pub mod sqlite;
+pub mod status_list;
 
 pub use change::{Change, ChangeKind, Entity, Written};
 pub use postgres::{PG_NOTIFY_CHANNEL, PgStore};
@@ -59,6 +60,7 @@ pub struct Resealed {
 }
 pub use sessions::SessionStore;
 pub use sqlite::SqliteStore;
+pub use status_list::{NewStatusEntry, NewStatusList, StatusEntry, StatusListInfo};
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -201,6 +203,8 @@ pub struct PurgeCounts {
     pub revocations: u64,
     pub cutoffs: u64,
     pub signing_keys: u64,
+    /// Status list entries whose token expired before `before`: their indexes are free again.
+    pub status_entries: u64,
     /// Change-log rows older than [`CHANGE_RETENTION_SECS`]. Counted so that a caller looping
     /// "until a pass deletes nothing" also drains an old change log.
     pub changes: u64,
@@ -367,7 +371,12 @@ impl TenantRevocationState {
                     }
                 }
                 RefreshFamilyPurged { family } => self.revoked_families.retain(|f| f != family),
+                // Status lists are not part of a revocation stream's state.
                 TenantCreated
+                | StatusListCreated { .. }
+                | StatusEntryAllocated { .. }
+                | StatusEntryPurged { .. }
+                | TenantStatusList { .. }
                 | SigningKeyInserted { .. }
                 | SigningKeyRetired { .. }
                 | ApiKeyInserted { .. }
@@ -394,6 +403,12 @@ pub struct StateSnapshot {
     pub revocations: Vec<IndexedRevocation>,
     pub signing_keys: Vec<SigningKeyRecord>,
     pub api_keys: Vec<ApiKeyRecord>,
+    /// Every tenant's status lists, each tenant's newest (its current list) last.
+    pub status_lists: Vec<StatusListInfo>,
+    /// Every status list entry still stored (the purge has not deleted it yet).
+    pub status_entries: Vec<StatusEntry>,
+    /// The tenants whose `status_list` setting is on; it is off for every other tenant.
+    pub status_list_tenants: Vec<String>,
     /// Change-log place the snapshot is consistent with: applying `changes_after(cursor, ..)`
     /// on top of the snapshot yields the current state, once the changes in `included_after`
     /// are left out.
@@ -501,6 +516,36 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> Result<Written<LiftOutcome>>;
 
+    // ---- status lists (draft-ietf-oauth-status-list, issue 14) ----
+    /// Gives the token an index in the tenant's current (newest) list. `candidates` are random
+    /// numbers the caller drew (at least one); the store tries `c % size` for each in turn in
+    /// the current list and takes the first free one. If none is free, or the tenant has no
+    /// list yet, it creates `new_list` as the tenant's current list and takes
+    /// `candidates[0] % new_list.size` there. One transaction: the list row if created, the
+    /// entry, and their changes (`status_list.create`, `status_entry.allocate`). `NotFound` for
+    /// an unknown tenant, writing nothing; `Conflict` when `new_list` is needed and its id is
+    /// taken in the tenant. Not audited: it is part of issuing a token.
+    async fn allocate_status_entry(
+        &self,
+        entry: &NewStatusEntry<'_>,
+        candidates: &[u32],
+        new_list: &NewStatusList<'_>,
+    ) -> Result<Written<StatusEntry>>;
+    async fn status_entry(&self, tenant: &str, list: &str, idx: u32)
+    -> Result<Option<StatusEntry>>;
+    /// The tenant's lists, newest (the current one) first; empty for an unknown tenant.
+    async fn status_lists(&self, tenant: &str) -> Result<Vec<StatusListInfo>>;
+    /// Whether the tenant's tokens get status list entries; `None` for an unknown tenant.
+    async fn tenant_status_list(&self, tenant: &str) -> Result<Option<bool>>;
+    /// Sets the tenant's `status_list` setting, audited, with a `tenant.status_list` change;
+    /// `NotFound` for an unknown tenant.
+    async fn set_tenant_status_list(
+        &self,
+        tenant: &str,
+        on: bool,
+        audit: &AuditEvent,
+    ) -> Result<Written<()>>;
+
     // ---- audit ----
     /// Newest first, optionally filtered by action.
     async fn list_audit(
@@ -514,9 +559,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes at most `batch` revocation rows with `expires_at < before` and suspensions whose
     /// `until < before`, plus at most `batch` cutoffs (subject or tenant-wide) with
     /// `expires_at < before` and at most `batch` retired keys whose retention ended before
-    /// `before` (active and revoked keys are kept), and at most `batch` change-log rows with
+    /// `before` (active and revoked keys are kept), at most `batch` status list entries with
+    /// `exp < before` (their indexes become free), and at most `batch` change-log rows with
     /// `at < before - CHANGE_RETENTION_SECS`. Every deleted revocation appends a
-    /// `revocation.purge` change in the same transaction, so other nodes drop it too. Returns
+    /// `revocation.purge` change in the same transaction, so other nodes drop it too, and every
+    /// deleted status list entry a `status_entry.purge` change. Returns
     /// what it deleted and the (tenant, jti) pairs of deleted revocations, so the index can drop
     /// them. Callers loop until a pass deletes nothing.
     async fn purge_batch(

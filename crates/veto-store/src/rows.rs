@@ -18,6 +18,7 @@ use veto_core::session::SessionRecord;
 use veto_core::tenant::Tenant;
 
 use crate::sessions::StoredSession;
+use crate::status_list::{StatusEntry, StatusListInfo};
 use crate::{PurgeCounts, Result, StoreError, Unavailable};
 
 /// How long a write may take before it is worth a log line (slow disk, lock waits).
@@ -39,6 +40,10 @@ pub(crate) const PRELOGIN_COLUMNS: &str =
     "tenant, id, state, nonce, encrypted_pkce_verifier, redirect_uri, created_at, expires_at";
 pub(crate) const FAMILY_COLUMNS: &str =
     "tenant, id, sub, current_gen, revoked_at, revoke_reason, expires_at";
+/// In this order: `status_entry_from_row` reads them by position (start-up reads every row).
+pub(crate) const STATUS_ENTRY_COLUMNS: &str =
+    "tenant, list, idx, jti, sub, sid, kid, fam, iat, exp";
+pub(crate) const STATUS_LIST_COLUMNS: &str = "tenant, id, size, created_at";
 
 // ---- errors -----------------------------------------------------------------------------------
 
@@ -173,6 +178,7 @@ pub(crate) trait Cols {
     fn int_at(&self, col: usize) -> Result<i64>;
     fn opt_int_at(&self, col: usize) -> Result<Option<i64>>;
     fn text_at(&self, col: usize) -> Result<String>;
+    fn opt_text_at(&self, col: usize) -> Result<Option<String>>;
     fn flag_at(&self, col: usize) -> Result<bool>;
 }
 
@@ -205,6 +211,9 @@ macro_rules! cols_for {
                 self.try_get(col).map_err(unavailable)
             }
             fn text_at(&self, col: usize) -> Result<String> {
+                self.try_get(col).map_err(unavailable)
+            }
+            fn opt_text_at(&self, col: usize) -> Result<Option<String>> {
                 self.try_get(col).map_err(unavailable)
             }
             fn flag_at(&self, col: usize) -> Result<bool> {
@@ -387,6 +396,37 @@ pub(crate) fn family_from_row(r: &impl Cols) -> Result<RefreshFamily> {
     })
 }
 
+/// A stored status list index or size, which is a u32 when veto wrote it.
+fn stored_u32(v: i64, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| broken(what))
+}
+
+/// A row of [`STATUS_ENTRY_COLUMNS`], by position.
+pub(crate) fn status_entry_from_row(r: &impl Cols) -> Result<StatusEntry> {
+    Ok(StatusEntry {
+        tenant: r.text_at(0)?,
+        list: r.text_at(1)?,
+        idx: stored_u32(r.int_at(2)?, "status list index")?,
+        jti: r.text_at(3)?,
+        sub: r.opt_text_at(4)?,
+        sid: r.opt_text_at(5)?,
+        kid: r.text_at(6)?,
+        fam: r.opt_text_at(7)?,
+        iat: r.int_at(8)?,
+        exp: r.int_at(9)?,
+    })
+}
+
+/// A row of [`STATUS_LIST_COLUMNS`].
+pub(crate) fn status_list_from_row(r: &impl Cols) -> Result<StatusListInfo> {
+    Ok(StatusListInfo {
+        tenant: r.text("tenant")?,
+        id: r.text("id")?,
+        size: stored_u32(r.int("size")?, "status list size")?,
+        created_at: from_ts(r.int("created_at")?)?,
+    })
+}
+
 /// Of `items`, the indexes whose (tenant, jti) the database reports as inserted (RETURNING
 /// order is unspecified: matched by key). `remove` makes a jti repeated within `items` count as
 /// created once, at its first occurrence, the one the database inserted.
@@ -437,6 +477,7 @@ pub(crate) fn purge_done(
             revocations = counts.revocations,
             cutoffs = counts.cutoffs,
             signing_keys = counts.signing_keys,
+            status_entries = counts.status_entries,
             changes = counts.changes,
             elapsed_ms = elapsed.as_millis() as u64,
             "slow purge batch"

@@ -30,6 +30,7 @@ where
         total.revocations += counts.revocations;
         total.cutoffs += counts.cutoffs;
         total.signing_keys += counts.signing_keys;
+        total.status_entries += counts.status_entries;
         if counts == PurgeCounts::default() {
             return Ok(total);
         }

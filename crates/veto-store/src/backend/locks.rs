@@ -82,6 +82,18 @@ impl Locks {
     pub(crate) fn family(self, tenant: &str, id: &str) -> Self {
         self.within(tenant).change(&["f", tenant, id])
     }
+
+    /// A tenant's status lists: shared to take an index in the current list (concurrent takers
+    /// of one index are ordered by the entry's primary key), exclusive to create a new list, so
+    /// that two writers finding the current list full never both create one.
+    pub(crate) fn status_lists(self, tenant: &str, create: bool) -> Self {
+        let locks = self.within(tenant);
+        if create {
+            locks.change(&["l", tenant])
+        } else {
+            locks.depend(&["l", tenant])
+        }
+    }
 }
 
 /// A stable 32-bit id for a key: FNV-1a over its parts, each followed by a 0 byte so that

@@ -15,7 +15,8 @@ use veto_core::tenant::Tenant;
 use super::{Backend, Locks, commit_changes_if, insert_new_revocations, read};
 use crate::change::names;
 use crate::rows::{self, as_stored, unavailable};
-use crate::sql::{self, WriteTx, commit_if, pages};
+use crate::sql::{self, WriteTx, commit_if, pages, status_lists};
+use crate::status_list::{NewStatusEntry, NewStatusList, StatusEntry, StatusListInfo};
 use crate::{
     Change, FeedCursor, LiftOutcome, Page, PageRequest, PurgeCounts, Resealed, Result,
     RevokeOutcome, SealedBlob, SealedKind, StateSnapshot, Store, TenantRevocationState,
@@ -218,6 +219,70 @@ impl<B: Backend> Store for B {
         commit_if(tx, outcome, |o| matches!(o, LiftOutcome::Lifted(_))).await
     }
 
+    async fn allocate_status_entry(
+        &self,
+        e: &NewStatusEntry<'_>,
+        candidates: &[u32],
+        new_list: &NewStatusList<'_>,
+    ) -> Result<Written<StatusEntry>> {
+        let Some(&first) = candidates.first() else {
+            return Err(
+                Unavailable::new("a status list entry needs at least one candidate").into(),
+            );
+        };
+        if new_list.size == 0 {
+            return Err(Unavailable::new("a status list needs at least one entry").into());
+        }
+        // Usually a candidate is free in the current list: the tenant's lists held shared, so
+        // that concurrent issuers of one tenant do not wait for each other.
+        let mut tx = self
+            .write(Locks::default().status_lists(e.tenant, false))
+            .await?;
+        if let Some(entry) = status_lists::take_free_entry(&mut *tx, e, candidates).await? {
+            return Ok(Written::new(entry, tx.commit_changes().await?));
+        }
+        // Nothing written: end it (a dropped SQLite write counts as a failed one).
+        tx.commit_plain().await?;
+        // No list, or none of the candidates free: exclusively, look again (another writer may
+        // have created a list or the purge freed an index meanwhile), else create `new_list`.
+        let mut tx = self
+            .write(Locks::default().status_lists(e.tenant, true))
+            .await?;
+        let entry = match status_lists::take_free_entry(&mut *tx, e, candidates).await? {
+            Some(entry) => entry,
+            None => status_lists::take_in_new_list(&mut *tx, e, first, new_list).await?,
+        };
+        Ok(Written::new(entry, tx.commit_changes().await?))
+    }
+
+    async fn status_entry(
+        &self,
+        tenant: &str,
+        list: &str,
+        idx: u32,
+    ) -> Result<Option<StatusEntry>> {
+        status_lists::status_entry(&mut *read(self).await?, tenant, list, idx).await
+    }
+
+    async fn status_lists(&self, tenant: &str) -> Result<Vec<StatusListInfo>> {
+        status_lists::status_lists(&mut *read(self).await?, Some(tenant)).await
+    }
+
+    async fn tenant_status_list(&self, tenant: &str) -> Result<Option<bool>> {
+        status_lists::tenant_status_list(&mut *read(self).await?, tenant).await
+    }
+
+    async fn set_tenant_status_list(
+        &self,
+        tenant: &str,
+        on: bool,
+        audit: &AuditEvent,
+    ) -> Result<Written<()>> {
+        let mut tx = self.write(Locks::default().change(&["t", tenant])).await?;
+        status_lists::set_tenant_status_list(&mut *tx, tenant, on, audit).await?;
+        Ok(Written::new((), tx.commit_changes().await?))
+    }
+
     async fn list_audit(
         &self,
         tenant: &str,
@@ -236,8 +301,12 @@ impl<B: Backend> Store for B {
         // The victims are only known once found, so no per-key locks: the whole store, for one
         // bounded batch (module comment of `postgres`).
         let mut tx = self.write(Locks::whole()).await?;
-        let (counts, jtis, cutoffs) =
-            sql::purge_expired(&mut *tx, B::BOUNDED_DELETE, before, batch).await?;
+        let sql::Purged {
+            counts,
+            jtis,
+            cutoffs,
+            status_entries,
+        } = sql::purge_expired(&mut *tx, B::BOUNDED_DELETE, before, batch).await?;
         // Other nodes learn of the deletions from the feed, in the same transaction, and drop
         // the rows from memory as the purging node does: a purge has the same effect on every
         // node (tenant-wide cutoffs have the empty `sub`).
@@ -253,7 +322,15 @@ impl<B: Backend> Store for B {
                 B::insert_changes(&mut tx, kind, &rows).await?;
             }
         }
-        let changes = commit_changes_if(tx, !jtis.is_empty() || !cutoffs.is_empty()).await?;
+        if !status_entries.is_empty() {
+            let rows: Vec<_> = status_entries
+                .iter()
+                .map(|(t, list, idx)| (t.as_str(), list.as_str(), Some(*idx)))
+                .collect();
+            B::insert_changes(&mut tx, names::STATUS_ENTRY_PURGE, &rows).await?;
+        }
+        let wrote = !jtis.is_empty() || !cutoffs.is_empty() || !status_entries.is_empty();
+        let changes = commit_changes_if(tx, wrote).await?;
         Ok(Written::new(
             rows::purge_done(started, counts, jtis),
             changes,
@@ -289,6 +366,7 @@ impl<B: Backend> Store for B {
             tenants = state.tenants.len(),
             revocations = state.revocations.len(),
             signing_keys = state.signing_keys.len(),
+            status_entries = state.status_entries.len(),
             xid = cursor.xid,
             position = cursor.position,
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -138,6 +138,8 @@ pub(crate) async fn commit_if<W: WriteTx, T>(
 pub(crate) mod pages;
 /// The `SessionStore` statements, written once in the same way.
 pub(crate) mod sessions;
+/// The status list statements, written once in the same way.
+pub(crate) mod status_lists;
 
 async fn one<C: Conn>(
     c: &mut C,
@@ -729,11 +731,6 @@ async fn delete_bounded<C: Conn>(
         .map_err(unavailable)
 }
 
-/// One bounded pass of `Store::purge_batch` over the rows it deletes, at most `batch` of each
-/// kind, found through the expiry indexes. Returns the counts and the (tenant, jti) of every
-/// revocation deleted: the caller appends their `revocation.purge` changes (in bulk, its own way)
-/// in the same transaction. The caller holds whatever keeps other writers off the victims
-/// (SQLite's write lock, PostgreSQL's whole-store lock).
 /// Runs a bounded delete (`$1` the time bound, `$2` the batch) that returns two text columns:
 /// the (tenant, key) pairs it deleted, for the caller's change rows.
 async fn deleted_pairs<C: Conn>(
@@ -750,12 +747,29 @@ async fn deleted_pairs<C: Conn>(
         .collect()
 }
 
+/// What one pass of `purge_expired` deleted: the counts, and the keys of the rows other nodes
+/// hold in memory, for the caller's change rows.
+pub(crate) struct Purged {
+    pub(crate) counts: PurgeCounts,
+    /// (tenant, jti) of the revocations deleted.
+    pub(crate) jtis: Vec<(String, String)>,
+    /// (tenant, sub) of the cutoffs deleted ('' for a tenant-wide one).
+    pub(crate) cutoffs: Vec<(String, String)>,
+    /// (tenant, list, idx) of the status list entries deleted.
+    pub(crate) status_entries: Vec<(String, String, i64)>,
+}
+
+/// One bounded pass of `Store::purge_batch` over the rows it deletes, at most `batch` of each
+/// kind, found through the expiry indexes. Returns the counts and the keys of every revocation,
+/// cutoff and status list entry deleted: the caller appends their purge changes (in bulk, its
+/// own way) in the same transaction. The caller holds whatever keeps other writers off the
+/// victims (SQLite's write lock, PostgreSQL's whole-store lock).
 pub(crate) async fn purge_expired<C: Conn>(
     c: &mut C,
     bounded: BoundedDelete,
     before: OffsetDateTime,
     batch: u32,
-) -> Result<(PurgeCounts, Vec<(String, String)>, Vec<(String, String)>)> {
+) -> Result<Purged> {
     let before = ts(before);
     let limit = i64::from(batch.max(1));
     // Old change rows go first, so that this pass never deletes the `revocation.purge` rows the
@@ -781,13 +795,22 @@ pub(crate) async fn purge_expired<C: Conn>(
     // are few, and dropping one would turn `key_revoked` into `unknown_key`.
     let retired = ("signing_keys", "status = 'retired' AND retain_until < $1");
     let signing_keys = delete_bounded(c, bounded, retired, before, limit).await?;
+    // A status list entry matters until its token has expired (the margin is in `before`);
+    // then its index is free for another token.
+    let status_entries = status_lists::purge_status_entries(c, bounded, before, limit).await?;
     let counts = PurgeCounts {
         revocations: jtis.len() as u64,
         cutoffs,
         signing_keys,
+        status_entries: status_entries.len() as u64,
         changes,
     };
-    Ok((counts, jtis, purged_cutoffs))
+    Ok(Purged {
+        counts,
+        jtis,
+        cutoffs: purged_cutoffs,
+        status_entries,
+    })
 }
 
 // ---- start-up ---------------------------------------------------------------------------------
@@ -868,6 +891,9 @@ pub(crate) async fn read_state<C: Conn>(c: &mut C, now: OffsetDateTime) -> Resul
         revocations,
         signing_keys,
         api_keys,
+        status_lists: status_lists::status_lists(c, None).await?,
+        status_entries: status_lists::all_status_entries(c).await?,
+        status_list_tenants: status_lists::status_list_tenants(c).await?,
         cursor: Default::default(),
         included_after: Vec::new(),
     })

@@ -38,6 +38,7 @@ use veto_store::{
 use crate::fresh;
 
 mod sessions;
+mod status_lists;
 
 /// One empty database for one case.
 #[async_trait]
@@ -1831,6 +1832,7 @@ async fn purge_cutoffs_and_keys() {
             revocations: 0,
             cutoffs: 1,
             signing_keys: 1,
+            status_entries: 0,
             changes: 0,
         },
         "a batch of 1 deletes at most 1 per table"
@@ -1842,6 +1844,7 @@ async fn purge_cutoffs_and_keys() {
             revocations: 0,
             cutoffs: 1,
             signing_keys: 0,
+            status_entries: 0,
             changes: 0,
         }
     );
