@@ -38,7 +38,7 @@ prerequisites() {
 # interop/requirements.txt and interop/node/package-lock.json. Each install is skipped when
 # its pin file has not changed since the last one.
 interop_deps() {
-  section "interop dependencies: PyJWT and authlib in target/interop-venv"
+  section "interop dependencies: PyJWT, authlib and token-status-list in target/interop-venv"
   local venv=target/interop-venv
   if ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
     rm -rf "$venv"
@@ -46,7 +46,7 @@ interop_deps() {
   fi
   # Reinstall only when requirements.txt changed since the last install.
   if ! cmp -s interop/requirements.txt "$venv/.installed-requirements" ||
-    ! "$venv/bin/python" -c 'import jwt, cryptography, authlib, requests' 2>/dev/null; then
+    ! "$venv/bin/python" -c 'import jwt, cryptography, authlib, requests, token_status_list' 2>/dev/null; then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r interop/requirements.txt
     cp interop/requirements.txt "$venv/.installed-requirements"
   fi

@@ -5,6 +5,8 @@
 //!   published JWKS (`interop/verify_with_pyjwt.py`);
 //! - authlib validates the RFC 8414 metadata it finds from the issuer and introspects and
 //!   revokes through it (`interop/authlib_client.py`);
+//! - PyJWT checks a Status List Token's signature and header, and `token-status-list` (the
+//!   draft's Python implementation) decodes its list (`interop/status_list_check.py`);
 //! - jose verifies every asymmetric algorithm through `createRemoteJWKSet`, and oauth4webapi
 //!   discovers the tenant, introspects, revokes, validates RFC 9068 access tokens and uses the
 //!   token endpoint's refresh_token and client_credentials grants (`interop/node/clients.mjs`).
@@ -303,4 +305,101 @@ async fn jose_and_oauth4webapi_accept_veto_unchanged() {
         srv.reason("interop", &revoke).await.as_deref(),
         Some("revoked")
     );
+}
+
+/// veto's Status List Tokens as the draft's own Python implementation and PyJWT read them: a
+/// 2^20-entry list whose chunks were recompressed one at a time between encodes (the path a
+/// node serves from), signed by each asymmetric algorithm family.
+#[tokio::test]
+async fn token_status_list_and_pyjwt_read_veto_status_lists() {
+    use veto_core::Alg;
+    use veto_core::keys::{LoadedKey, MasterKey, generate_signing_key};
+    use veto_core::status_list::{self, Status, StatusList, TokenInput};
+
+    let python = python();
+    let probe = runs(
+        &python,
+        &["-c", "import jwt, token_status_list"],
+        &repo_root(),
+    );
+    if !present(
+        "token-status-list",
+        probe,
+        "pip install -r interop/requirements.txt",
+    ) {
+        return;
+    }
+    let size = 1usize << 20;
+    let mut list = StatusList::new(size).unwrap();
+    let mut expect: std::collections::BTreeMap<usize, u8> = Default::default();
+    let mut set = |list: &mut StatusList, idx: usize, s: Status| {
+        list.set(idx, s).unwrap();
+        match s {
+            Status::Valid => expect.remove(&idx),
+            _ => expect.insert(idx, s as u8),
+        };
+    };
+    // First and last entries, both edges of chunk boundaries, and a spread in between.
+    for (i, idx) in [0, 1, 65_535, 65_536, 131_071, 500_001, size - 1]
+        .into_iter()
+        .enumerate()
+    {
+        let s = if i % 2 == 0 {
+            Status::Invalid
+        } else {
+            Status::Suspended
+        };
+        set(&mut list, idx, s);
+    }
+    list.encode_lst().unwrap();
+    // Changes after a first encode: only their chunks are recompressed.
+    set(&mut list, 65_536, Status::Valid);
+    set(&mut list, 777_777, Status::Suspended);
+    for idx in (900_000..900_400).step_by(3) {
+        set(&mut list, idx, Status::Invalid);
+    }
+    let lst = list.encode_lst().unwrap().to_owned();
+    let expect: Vec<Value> = expect.iter().map(|(i, s)| json!([i, s])).collect();
+
+    let master = MasterKey::generate();
+    let uri = "https://veto.example/t/interop/statuslists/1";
+    for alg in [Alg::ES256, Alg::EdDSA, Alg::PS256] {
+        let rec = generate_signing_key(
+            "interop",
+            alg,
+            None,
+            &master,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let key = LoadedKey::load(&rec, &master).unwrap();
+        let claims = status_list::token_claims(&TokenInput {
+            uri,
+            lst: &lst,
+            now: time::OffsetDateTime::now_utc().unix_timestamp(),
+            validity_seconds: 3_600,
+            ttl_seconds: 300,
+        })
+        .unwrap();
+        let input = json!({
+            "token": status_list::sign_token(&key, &claims).unwrap(),
+            "jwk": key.public_jwk.clone().unwrap(),
+            "uri": uri,
+            "size": size,
+            "expect": expect,
+        });
+        run_client(
+            &format!("token-status-list and PyJWT ({})", alg.as_str()),
+            &python,
+            &[repo_root().join("interop/status_list_check.py")],
+            &repo_root(),
+            &input,
+            &[
+                "signature".into(),
+                "claims".into(),
+                format!("statuses {}", expect.len()),
+            ],
+        )
+        .await;
+    }
 }
