@@ -17,10 +17,10 @@ pub fn b64url(bytes: &[u8]) -> String {
 /// value signed or MACed in its encoded form has no second spelling that would decode to the
 /// same bytes. The rules of the `base64` crate's `URL_SAFE_NO_PAD`, which encodes.
 pub(crate) fn b64url_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = vec![0u8; decoded_len(text.len())?];
-    let n = b64url_decode_to(text.as_bytes(), &mut out)?;
-    out.truncate(n);
-    Some(out)
+    decoded_len(text.len())?;
+    base64_simd::URL_SAFE_NO_PAD
+        .decode_to_vec(text.as_bytes())
+        .ok()
 }
 
 /// The number of bytes `len` base64url characters decode to; `None` for a length no canonical
@@ -33,25 +33,15 @@ pub(crate) fn decoded_len(len: usize) -> Option<usize> {
     }
 }
 
-/// Decodes strict base64url `text` into `out`, returning how many bytes it wrote; `None` when
-/// `text` is not canonical (see [`b64url_decode`]) or `out` is too short.
+/// Decodes strict base64url `text` (canonical as for [`b64url_decode`]) into a buffer that need
+/// not be initialised: the decoded bytes, or `None` when `text` is not canonical or `out` is too
+/// short. For the stack buffers of a check (a signature buffer sized for RSA-8192 is 1 KiB, and
+/// zeroing it on every check cost more than decoding a signature into it).
 ///
 /// `base64-simd` rather than the `base64` crate (which encodes) because every check decodes
 /// the three segments of a token, and the general engine's scalar loop cost a third of an HS256
 /// check's HMAC; the SIMD decoder takes a quarter of that. The two agree on what is canonical:
-/// the property tests below hold this function to `URL_SAFE_NO_PAD`'s answers.
-pub(crate) fn b64url_decode_to(text: &[u8], out: &mut [u8]) -> Option<usize> {
-    let n = decoded_len(text.len())?;
-    let out = out.get_mut(..n)?;
-    let decoded = base64_simd::URL_SAFE_NO_PAD
-        .decode(text, base64_simd::Out::from_slice(out))
-        .ok()?;
-    Some(decoded.len())
-}
-
-/// [`b64url_decode_to`] into a buffer that need not be initialised: the decoded bytes, or
-/// `None`. For the stack buffers of a check (a signature buffer sized for RSA-8192 is 1 KiB,
-/// and zeroing it on every check cost more than decoding a signature into it).
+/// the property tests below hold both decoders to `URL_SAFE_NO_PAD`'s answers.
 pub(crate) fn b64url_decode_uninit<'d>(
     text: &[u8],
     out: &'d mut [MaybeUninit<u8>],
@@ -70,7 +60,7 @@ pub(crate) fn is_b64url_byte(b: u8) -> bool {
 }
 
 /// Whether `text` looks like unpadded base64url: only its alphabet, and no length that leaves a
-/// lone 6-bit group (trailing bits are not looked at; [`b64url_decode_to`] refuses those).
+/// lone 6-bit group (trailing bits are not looked at; [`b64url_decode_uninit`] refuses those).
 ///
 /// Asked of every token's signature segment before its key is looked up (342 characters for
 /// RS256): the SIMD checker answers for a canonical segment, which every genuine signature is,
@@ -130,20 +120,21 @@ mod tests {
     }
 
     proptest! {
-        /// Into uninitialised memory, the same answers as into a zeroed buffer.
+        /// Into uninitialised memory, the same answers as the `base64` crate.
         #[test]
         fn uninit_decoding_agrees(text in "[A-Za-z0-9_=+/-]{0,60}") {
-            let mut zeroed = [0u8; 64];
             let mut uninit = [MaybeUninit::<u8>::uninit(); 64];
-            let expected = b64url_decode_to(text.as_bytes(), &mut zeroed).map(|n| zeroed[..n].to_vec());
-            prop_assert_eq!(b64url_decode_uninit(text.as_bytes(), &mut uninit).map(<[u8]>::to_vec), expected);
+            prop_assert_eq!(
+                b64url_decode_uninit(text.as_bytes(), &mut uninit).map(<[u8]>::to_vec),
+                URL_SAFE_NO_PAD.decode(&text).ok()
+            );
         }
     }
 
     #[test]
     fn short_output_buffer_is_refused() {
-        let mut out = [0u8; 2];
-        assert_eq!(b64url_decode_to(b"AAAA", &mut out), None);
-        assert_eq!(b64url_decode_to(b"AAA", &mut out), Some(2));
+        let mut out = [MaybeUninit::<u8>::uninit(); 2];
+        assert_eq!(b64url_decode_uninit(b"AAAA", &mut out), None);
+        assert_eq!(b64url_decode_uninit(b"AAA", &mut out), Some(&[0u8, 0][..]));
     }
 }
