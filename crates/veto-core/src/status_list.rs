@@ -405,6 +405,25 @@ pub fn token_claims(input: &TokenInput<'_>) -> Result<Value, StatusListError> {
     }))
 }
 
+/// A new list's id: 128 random bits in base64url (safe in a URI path). Random rather than
+/// sequential so that a list's URI says nothing about how many lists, or tokens, came before.
+pub fn new_list_id() -> String {
+    crate::random::random_id("")
+}
+
+/// `n` random numbers from the system generator: candidate indices for an allocation, each
+/// taken modulo the list's size (a power of two keeps them uniform). Random indices are the
+/// draft's privacy rule (§12.5): an index says nothing about when, or in what order, tokens
+/// were issued.
+pub fn index_candidates(n: usize) -> Vec<u32> {
+    let mut bytes = vec![0u8; n * 4];
+    crate::random::fill(&mut bytes);
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
 /// The JOSE `typ` of a Status List Token (draft §5.1).
 pub const TOKEN_TYP: &str = "statuslist+jwt";
 

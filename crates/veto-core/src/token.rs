@@ -52,7 +52,9 @@ pub const RESERVED_CLAIMS: [&str; 9] = [
 /// Not reserved, on purpose: `scope` is how a caller gives an access token its scopes (RFC 9068
 /// §2.2.3), so it stays a custom claim, but it must be a string (below). A `typ` claim is inert:
 /// the token type veto checks is the JOSE header's `typ`, which callers cannot set.
-const ALSO_SET_BY_VETO: [&str; 4] = ["client_id", "token_use", "fam", "gen"];
+/// `status` is the Token Status List reference (draft-ietf-oauth-status-list §6.1): only veto may
+/// point a token at one of its lists, or a caller could name a list entry that is not the token's.
+const ALSO_SET_BY_VETO: [&str; 5] = ["client_id", "token_use", "fam", "gen", "status"];
 
 /// Refuses custom claims that would collide with the ones veto sets, or that veto would later be
 /// unable to read back: verification reads `scope` as a string, so a token carrying any other
@@ -101,10 +103,59 @@ pub struct Issued {
 // The token is a bearer credential: whoever reads it in a log can use it until `exp`.
 debug_fields!(Issued { jti, iat, exp });
 
-/// Builds and signs a compact JWS. The header carries only `alg`, `typ` and `kid`.
+/// A token's entry in a status list, carried as its `status` claim
+/// (draft-ietf-oauth-status-list §6.1): `{"status_list": {"idx": .., "uri": ..}}`.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusRef<'a> {
+    pub idx: u32,
+    pub uri: &'a str,
+}
+
+/// A fresh `jti`: a random (v4) UUID.
+pub fn new_jti() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Builds and signs a compact JWS with a fresh `jti`. The header carries only `alg`, `typ` and
+/// `kid`.
 pub fn issue(key: &LoadedKey, input: &IssueInput<'_>) -> Result<Issued, KeyError> {
-    let jti = uuid::Uuid::new_v4().to_string();
-    let exp = input.iat.saturating_add(input.ttl_seconds);
+    issue_as(key, input, &new_jti(), None)
+}
+
+/// [`issue`] with the caller's `jti` and, optionally, a status list entry: for a token whose
+/// `jti` had to be known before signing (its status list entry is allocated first).
+pub fn issue_as(
+    key: &LoadedKey,
+    input: &IssueInput<'_>,
+    jti: &str,
+    status: Option<StatusRef<'_>>,
+) -> Result<Issued, KeyError> {
+    let claims = claims_of(input, jti, status);
+    let token = sign_jws(key, input.typ, &claims)?;
+    Ok(Issued {
+        token,
+        jti: jti.to_owned(),
+        iat: input.iat,
+        exp: input.iat.saturating_add(input.ttl_seconds),
+    })
+}
+
+/// How long the token [`issue_as`] would make is without its signature (`header.payload`):
+/// for a caller that must refuse an oversized token before a write it would otherwise make
+/// first (a status list entry). The signature adds at most 683 characters (RSA 4096).
+pub fn unsigned_len(
+    key: &LoadedKey,
+    input: &IssueInput<'_>,
+    jti: &str,
+    status: Option<StatusRef<'_>>,
+) -> usize {
+    let b64_len = |n: usize| n.div_ceil(3) * 4 - (3 - n % 3) % 3;
+    let header = header_of(key, input.typ).to_string().len();
+    let claims = claims_of(input, jti, status).to_string().len();
+    b64_len(header) + 1 + b64_len(claims)
+}
+
+fn claims_of(input: &IssueInput<'_>, jti: &str, status: Option<StatusRef<'_>>) -> Value {
     // Custom claims first, registered ones after: `check_custom_claims` has already refused
     // collisions, and inserting ours last would win even if it had not.
     let mut claims = input.claims.clone();
@@ -114,31 +165,37 @@ pub fn issue(key: &LoadedKey, input: &IssueInput<'_>) -> Result<Issued, KeyError
         claims.insert("aud".into(), aud.to_json());
     }
     claims.insert("iat".into(), input.iat.into());
-    claims.insert("exp".into(), exp.into());
+    claims.insert(
+        "exp".into(),
+        input.iat.saturating_add(input.ttl_seconds).into(),
+    );
     if let Some(nbf) = input.nbf {
         claims.insert("nbf".into(), nbf.into());
     }
-    claims.insert("jti".into(), jti.clone().into());
+    claims.insert("jti".into(), jti.into());
     claims.insert("tid".into(), input.tenant.into());
     claims.insert("client_id".into(), input.client_id.into());
     if let Some(sid) = input.sid {
         claims.insert("sid".into(), sid.into());
     }
-    let token = sign_jws(key, input.typ, &Value::Object(claims))?;
-    Ok(Issued {
-        token,
-        jti,
-        iat: input.iat,
-        exp,
-    })
+    if let Some(s) = status {
+        claims.insert(
+            "status".into(),
+            serde_json::json!({"status_list": {"idx": s.idx, "uri": s.uri}}),
+        );
+    }
+    Value::Object(claims)
+}
+
+fn header_of(key: &LoadedKey, typ: &str) -> Value {
+    serde_json::json!({"alg": key.alg.as_str(), "typ": typ, "kid": key.kid})
 }
 
 /// Signs `claims` as a compact JWS whose header carries only `alg`, `typ` and `kid`: veto's one
 /// JWS writer, shared by access tokens ([`issue`]) and status list tokens
 /// ([`crate::status_list::sign_token`]), so both get the same header rules.
 pub fn sign_jws(key: &LoadedKey, typ: &str, claims: &Value) -> Result<String, KeyError> {
-    let header = serde_json::json!({"alg": key.alg.as_str(), "typ": typ, "kid": key.kid});
-    let mut token = b64url(header.to_string().as_bytes());
+    let mut token = b64url(header_of(key, typ).to_string().as_bytes());
     token.push('.');
     token.push_str(&b64url(claims.to_string().as_bytes()));
     let signature = key.sign(token.as_bytes())?;

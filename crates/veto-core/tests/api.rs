@@ -497,3 +497,54 @@ proptest! {
 }
 
 static KEY: std::sync::LazyLock<Arc<LoadedKey>> = std::sync::LazyLock::new(|| key(Alg::ES256).1);
+
+/// `unsigned_len` is how callers refuse an oversized token before writing anything for it, so
+/// it must be exact: the token less its signature, for every algorithm, with and without a
+/// status list entry and whatever the claims (lengths around each base64 boundary).
+#[test]
+fn unsigned_len_is_the_signed_token_less_its_signature() {
+    use veto_core::token::{StatusRef, issue_as, unsigned_len};
+    for alg in [Alg::ES256, Alg::EdDSA, Alg::HS256, Alg::RS256] {
+        let (_, k, _) = key(alg);
+        for pad in 0..6 {
+            let mut claims = Map::new();
+            claims.insert("x".into(), json!("y".repeat(pad)));
+            let input = IssueInput {
+                issuer: ISS,
+                tenant: "acme",
+                sub: "user-1",
+                aud: None,
+                iat: NOW,
+                ttl_seconds: 60,
+                nbf: None,
+                sid: Some("s"),
+                client_id: "client",
+                claims: &claims,
+                typ: "at+jwt",
+            };
+            let uri = "https://veto.test/t/acme/statuslists/abc";
+            for status in [None, Some(StatusRef { idx: 1 << 20, uri })] {
+                let token = issue_as(&k, &input, "j-1", status).unwrap().token;
+                let unsigned = token.rsplit_once('.').unwrap().0;
+                assert_eq!(unsigned_len(&k, &input, "j-1", status), unsigned.len());
+                let claims = decode_unverified_claims(&token).unwrap();
+                assert_eq!(claims["jti"], "j-1");
+                match status {
+                    Some(s) => assert_eq!(
+                        claims["status"],
+                        json!({"status_list": {"idx": s.idx, "uri": uri}})
+                    ),
+                    None => assert!(claims.get("status").is_none()),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn only_veto_sets_a_status_claim() {
+    let mut claims = Map::new();
+    claims.insert("status".into(), json!({"status_list": {"idx": 1, "uri": "x"}}));
+    let err = check_custom_claims(&claims).unwrap_err();
+    assert!(err.contains("status"), "{err}");
+}

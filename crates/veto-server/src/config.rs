@@ -41,6 +41,15 @@ pub struct Config {
     /// How often a revocation stream sends a heartbeat while the node is fresh
     /// (`VETO_STREAM_HEARTBEAT`); a subscriber's state ages from its last heartbeat.
     pub stream_heartbeat: Duration,
+    /// Entries of each status list (`VETO_STATUS_LIST_SIZE`, a power of two): how many tokens
+    /// a list hides each one among.
+    pub status_list_size: u32,
+    /// The `ttl` of a Status List Token and the `max-age` it is served with: how long a
+    /// relying party may keep a list before fetching it again (`VETO_STATUS_LIST_TTL`).
+    pub status_list_ttl: i64,
+    /// `exp - iat` of a Status List Token: how long a relying party that cannot reach veto may
+    /// go on using its copy. Past that, the draft has it treat the status as unknown.
+    pub status_list_validity: i64,
 }
 
 impl Config {
@@ -63,6 +72,9 @@ impl Config {
             rate_limit_burst: 60,
             session_cache_capacity: 100_000,
             stream_heartbeat: Duration::from_secs(1),
+            status_list_size: 1 << 17,
+            status_list_ttl: 60,
+            status_list_validity: 3_600,
         }
     }
 

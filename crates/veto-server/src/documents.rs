@@ -111,7 +111,7 @@ pub fn respond(
 
 /// Whether an `If-None-Match` field value names `etag` (RFC 9110 §13.1.2: `*`, or a list of
 /// entity tags compared weakly, so `W/"x"` matches `"x"`).
-fn none_match_hits(field: &str, etag: &str) -> bool {
+pub(crate) fn none_match_hits(field: &str, etag: &str) -> bool {
     field.split(',').map(str::trim).any(|candidate| {
         candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
     })

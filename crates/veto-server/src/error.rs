@@ -46,6 +46,8 @@ pub enum ApiError {
     /// The body did not arrive within the body timeout (`conn.rs`).
     RequestTimeout(String),
     MethodNotAllowed(String),
+    /// No representation the request's `Accept` takes (406).
+    NotAcceptable(String),
     /// Too many unauthenticated or failed-authentication requests from this client (see
     /// `ratelimit`); the response carries `Retry-After`.
     TooManyRequests(String),
@@ -138,6 +140,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::NotCaughtUp(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -156,6 +159,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
             ApiError::RequestTimeout(_) => ("request-timeout", "Request timeout"),
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
+            ApiError::NotAcceptable(_) => ("not-acceptable", "Not acceptable"),
             ApiError::TooManyRequests(_) => ("rate-limited", "Too many requests"),
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
             ApiError::NotCaughtUp(_) => ("not-caught-up", "Not caught up"),
@@ -175,6 +179,7 @@ impl ApiError {
             | ApiError::PayloadTooLarge(d)
             | ApiError::RequestTimeout(d)
             | ApiError::MethodNotAllowed(d)
+            | ApiError::NotAcceptable(d)
             | ApiError::TooManyRequests(d)
             | ApiError::Unavailable(d)
             | ApiError::NotCaughtUp(d)

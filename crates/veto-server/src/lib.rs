@@ -29,6 +29,7 @@ pub mod service;
 pub mod session_cache;
 pub mod signing;
 pub mod state;
+pub mod status_lists;
 pub mod stream;
 
 pub use config::Config;

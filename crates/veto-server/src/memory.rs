@@ -17,6 +17,7 @@ use veto_core::tenant::Tenant;
 use crate::auth::ApiKeys;
 use crate::error::ApiError;
 use crate::session_cache::SessionCache;
+use crate::status_lists::StatusLists;
 
 /// Handles to the in-memory state. Cloning clones the handles, not the state.
 #[derive(Clone)]
@@ -31,15 +32,20 @@ pub struct Memory {
     pub session_keys: Arc<SessionKeyRing>,
     /// Session rows for validation.
     pub session_cache: Arc<SessionCache>,
+    /// Every tenant's status lists, judged against `index` and `keyring`.
+    pub status_lists: Arc<StatusLists>,
 }
 
 impl Memory {
     /// Empty memory; `session_cache_capacity` rows of sessions at most (0: none cached).
     pub fn new(master: MasterKey, session_cache_capacity: usize) -> Memory {
+        let index = Arc::new(RevocationIndex::new());
+        let keyring = Arc::new(KeyRing::new());
         Memory {
             master: Arc::new(master),
-            index: Arc::new(RevocationIndex::new()),
-            keyring: Arc::new(KeyRing::new()),
+            status_lists: Arc::new(StatusLists::new(index.clone(), keyring.clone())),
+            index,
+            keyring,
             tenants: Tenants::default(),
             api_keys: ApiKeys::default(),
             session_keys: Arc::default(),
@@ -111,12 +117,12 @@ impl Tenants {
     }
 }
 
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     // Writers only insert or remove whole entries, so a panic elsewhere cannot leave the map
     // half-updated: keep serving rather than failing every later request.
     l.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }

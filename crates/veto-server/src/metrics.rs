@@ -94,6 +94,16 @@ pub fn set_index_size(n: usize) {
     metrics::gauge!("veto_revocation_index_size").set(n as f64);
 }
 
+/// Status list entries held (tokens issued with one and not purged yet), all tenants.
+pub fn set_status_list_entries(n: usize) {
+    metrics::gauge!("veto_status_list_entries").set(n as f64);
+}
+
+/// A Status List Token served: `signed` anew, or the one signed before (`cached`).
+pub fn status_list_served(how: &'static str) {
+    metrics::counter!("veto_status_list_served_total", "how" => how).increment(1);
+}
+
 pub fn purged(table: &'static str, n: u64) {
     metrics::counter!("veto_purge_deleted_total", "table" => table).increment(n);
 }

@@ -42,6 +42,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use veto_core::index::SessionTimes;
+use veto_core::status_list::registry::Affects;
 use veto_core::tenant::TenantState;
 use veto_store::sessions::SessionSnapshot;
 use veto_store::{Change, ChangeKind, Database, Entity, FeedCursor, StateSnapshot, StoreError};
@@ -228,6 +229,9 @@ impl Mirror {
             ) => index.remove_jti(tenant, jti),
             _ => return self.apply_one(last).await,
         }
+        if let Lifted { jti } | RevocationPurged { jti } | Revoked { jti, .. } = &last.kind {
+            self.memory.status_lists.apply(tenant, Affects::Jti(jti));
+        }
         Ok(())
     }
 
@@ -258,8 +262,78 @@ impl Mirror {
         Ok(())
     }
 
-    /// What one change does to memory. The only `match` over change kinds in the server.
+    /// What one change does to memory: first to the revocation state and key rings, then to
+    /// the status lists, whose bits are judged on that state (`status_lists.rs`).
     async fn apply_one(&self, c: &Change) -> Result<(), StoreError> {
+        self.apply_to_state(c).await?;
+        self.apply_to_status_lists(c).await
+    }
+
+    /// The status list side of a change: entries added or removed, and the entries the
+    /// change can flip re-judged. A change that touches no token's status does nothing here.
+    async fn apply_to_status_lists(&self, c: &Change) -> Result<(), StoreError> {
+        use ChangeKind::*;
+        let lists = &self.memory.status_lists;
+        let tenant = c.tenant.as_str();
+        let affects = match &c.kind {
+            TenantSuspended | TenantResumed | TenantCutoff { .. } => Affects::All,
+            SubjectCutoff { sub, .. } => Affects::Subject(sub),
+            Revoked { jti, .. } | Lifted { jti } | RevocationPurged { jti } => Affects::Jti(jti),
+            SigningKeyRevoked { kid } => Affects::Key(kid),
+            SessionRevoked { id } => Affects::Session(id),
+            RefreshFamilyRevoked { family } => Affects::Family(family),
+            StatusListCreated { .. } => {
+                let mut held = self.store.status_lists(tenant).await?;
+                held.reverse();
+                if let Err(e) = lists.add_lists(&held) {
+                    tracing::error!(tenant, error = %e, "a stored status list cannot be held");
+                }
+                return Ok(());
+            }
+            StatusEntryAllocated { list, idx } => {
+                match self.store.status_entry(tenant, list, *idx).await? {
+                    Some(e) => {
+                        if let Err(e) = lists.insert(e) {
+                            tracing::error!(tenant, list, idx, error = %e, "a stored status list entry cannot be held");
+                        }
+                    }
+                    // Purged since: its purge is the next change of this entity.
+                    None => lists.remove(tenant, list, *idx),
+                }
+                return Ok(());
+            }
+            StatusEntryPurged { list, idx } => {
+                lists.remove(tenant, list, *idx);
+                return Ok(());
+            }
+            TenantStatusList { on } => {
+                lists.set_enabled(tenant, *on);
+                return Ok(());
+            }
+            // Nothing a token's status depends on: INVALID is final, so a purged cutoff or
+            // session or family flips nothing back; a new or retired key, an API key, a new
+            // session or a touch (its idle expiry is re-judged when it falls due) flips none.
+            TenantCreated
+            | CutoffPurged { .. }
+            | SigningKeyInserted { .. }
+            | SigningKeyRetired { .. }
+            | ApiKeyInserted { .. }
+            | ApiKeyDeleted { .. }
+            | SessionCreated { .. }
+            | SessionTouched { .. }
+            | SessionPurged { .. }
+            | SessionKeyInserted { .. }
+            | RefreshFamilyPurged { .. }
+            | Unreadable { .. } => return Ok(()),
+        };
+        lists.apply(tenant, affects);
+        Ok(())
+    }
+
+    /// What one change does to the revocation state, the key rings, tenants, API keys and
+    /// sessions. With `apply_to_status_lists`, the only `match` over change kinds in the
+    /// server.
+    async fn apply_to_state(&self, c: &Change) -> Result<(), StoreError> {
         use ChangeKind::*;
         let tenant = c.tenant.as_str();
         match &c.kind {
@@ -344,7 +418,7 @@ impl Mirror {
             SessionKeyInserted { .. } => self.load_session_keys(tenant).await?,
             RefreshFamilyRevoked { family } => self.memory.index.revoke_family(tenant, family),
             RefreshFamilyPurged { family } => self.memory.index.forget_family(tenant, family),
-            // Status lists are not held in memory yet (issue 14, next step).
+            // Held by the status lists alone (`apply_to_status_lists`).
             StatusListCreated { .. }
             | StatusEntryAllocated { .. }
             | StatusEntryPurged { .. }
@@ -429,6 +503,21 @@ impl Mirror {
             self.memory
                 .load_session_key(rec)
                 .map_err(|e| wrong_master_key("session key", &rec.kid, &rec.tenant, e))?;
+        }
+        // Last: entries are judged on everything above (keys, cutoffs, sessions, families).
+        // The snapshot lists each tenant's newest list last, as `add_lists` wants them.
+        let lists = &self.memory.status_lists;
+        for t in &s.status_list_tenants {
+            lists.set_enabled(t, true);
+        }
+        lists
+            .add_lists(&s.status_lists)
+            .map_err(|e| format!("a stored status list cannot be held: {e}"))?;
+        for e in s.status_entries {
+            let (tenant, list, idx) = (e.tenant.clone(), e.list.clone(), e.idx);
+            lists.insert(e).map_err(|err| {
+                format!("status list entry {idx} of list {list} of tenant {tenant} cannot be held: {err}")
+            })?;
         }
         metrics::set_index_size(self.memory.index.len());
         Ok(())

@@ -3,7 +3,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::routes::{
-    admin, api_keys, audit, discovery, keys, oauth, revocations, sessions, tenants, tokens,
+    admin, api_keys, audit, discovery, keys, oauth, revocations, sessions, status_lists, tenants,
+    tokens,
 };
 
 #[derive(OpenApi)]
@@ -11,10 +12,11 @@ use crate::routes::{
     info(title = "veto", description = "Token authority: issue, verify and revoke JWTs; durable revocation ledger."),
     paths(
         admin::healthz, admin::readyz, admin::metrics, admin::purge,
-        tenants::create, tenants::get, tenants::suspend, tenants::resume, tenants::revoke_all,
+        tenants::create, tenants::get, tenants::patch, tenants::suspend, tenants::resume, tenants::revoke_all,
         api_keys::create, api_keys::list, api_keys::delete,
         keys::create, keys::rotate, keys::revoke, keys::list,
         discovery::jwks, discovery::metadata, discovery::metadata_rfc8414,
+        status_lists::get,
         tokens::issue, tokens::issue_batch, tokens::verify,
         revocations::create, revocations::batch, revocations::get, revocations::list,
         revocations::stats, revocations::lift, revocations::subject_revoke_all, revocations::stream,

@@ -63,6 +63,10 @@ pub struct Inner {
     pub signing: Arc<crate::signing::SigningPool>,
     /// The versions of the public documents served (their ETag and Last-Modified).
     pub documents: Arc<Versions>,
+    /// Every tenant's status lists (issue 14), kept by the mirror.
+    pub status_lists: Arc<crate::status_lists::StatusLists>,
+    /// The Status List Tokens last signed, per list (`service::status_lists`).
+    pub served_lists: Arc<crate::service::status_lists::Served>,
     /// Optional Redis (notifications, mirror); set once at start-up, after the state is built.
     redis: Arc<OnceLock<RedisBus>>,
 }
@@ -81,6 +85,7 @@ pub struct Ops {
     pub store: Arc<dyn Database>,
     pub feed: Arc<Feed>,
     pub index: Arc<RevocationIndex>,
+    pub status_lists: Arc<crate::status_lists::StatusLists>,
     pub metrics: PrometheusHandle,
 }
 
@@ -90,6 +95,7 @@ impl FromRef<AppState> for Ops {
             store: st.store.clone(),
             feed: st.feed.clone(),
             index: st.index.clone(),
+            status_lists: st.status_lists.clone(),
             metrics: st.metrics.clone(),
         }
     }
@@ -191,6 +197,7 @@ impl AppState {
             api_keys,
             session_keys,
             session_cache,
+            status_lists,
         } = memory;
         Ok(AppState(Arc::new(Inner {
             config: Arc::new(config),
@@ -208,6 +215,8 @@ impl AppState {
             mirror: Arc::new(mirror),
             signing: Arc::new(crate::signing::SigningPool::for_this_machine()),
             documents: Arc::default(),
+            status_lists,
+            served_lists: Arc::default(),
             redis,
         })))
     }

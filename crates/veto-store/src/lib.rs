@@ -60,7 +60,7 @@ pub struct Resealed {
 }
 pub use sessions::SessionStore;
 pub use sqlite::SqliteStore;
-pub use status_list::{NewStatusEntry, NewStatusList, StatusEntry, StatusListInfo};
+pub use status_list::{EntryFacts, NewStatusEntry, NewStatusList, StatusEntry, StatusListInfo};
 
 #[derive(Debug)]
 pub enum StoreError {

@@ -18,7 +18,7 @@ use veto_core::session::SessionRecord;
 use veto_core::tenant::Tenant;
 
 use crate::sessions::StoredSession;
-use crate::status_list::{StatusEntry, StatusListInfo};
+use crate::status_list::{EntryFacts, StatusEntry, StatusListInfo};
 use crate::{PurgeCounts, Result, StoreError, Unavailable};
 
 /// How long a write may take before it is worth a log line (slow disk, lock waits).
@@ -407,13 +407,15 @@ pub(crate) fn status_entry_from_row(r: &impl Cols) -> Result<StatusEntry> {
         tenant: r.text_at(0)?,
         list: r.text_at(1)?,
         idx: stored_u32(r.int_at(2)?, "status list index")?,
-        jti: r.text_at(3)?,
-        sub: r.opt_text_at(4)?,
-        sid: r.opt_text_at(5)?,
-        kid: r.text_at(6)?,
-        fam: r.opt_text_at(7)?,
-        iat: r.int_at(8)?,
-        exp: r.int_at(9)?,
+        facts: EntryFacts {
+            jti: r.text_at(3)?.into(),
+            sub: r.opt_text_at(4)?.map(Into::into),
+            sid: r.opt_text_at(5)?.map(Into::into),
+            kid: r.text_at(6)?.into(),
+            fam: r.opt_text_at(7)?.map(Into::into),
+            iat: r.int_at(8)?,
+            exp: r.int_at(9)?,
+        },
     })
 }
 

@@ -7,8 +7,11 @@
 //! it concerns. An index is never given twice while its row exists; the purge deletes the row
 //! once the token has expired (with the purge's margin), and the index returns to the pool.
 use time::OffsetDateTime;
+pub use veto_core::status_list::registry::EntryFacts;
 
-/// One token's entry in a status list.
+/// One token's entry in a status list: where it is, and the token's facts as the registry
+/// that judges it holds them (the purge deletes the row once `facts.exp`, plus its margin, has
+/// passed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusEntry {
     pub tenant: String,
@@ -16,16 +19,7 @@ pub struct StatusEntry {
     pub list: String,
     /// The token's index in the list.
     pub idx: u32,
-    pub jti: String,
-    pub sub: Option<String>,
-    pub sid: Option<String>,
-    pub kid: String,
-    /// The refresh family the token was issued in.
-    pub fam: Option<String>,
-    /// Unix seconds.
-    pub iat: i64,
-    /// Unix seconds: the purge deletes the entry once this (plus its margin) has passed.
-    pub exp: i64,
+    pub facts: EntryFacts,
 }
 
 /// A token to give an index, before it has one (`Store::allocate_status_entry`).
@@ -67,13 +61,15 @@ impl NewStatusEntry<'_> {
             tenant: self.tenant.to_owned(),
             list: list.to_owned(),
             idx,
-            jti: self.jti.to_owned(),
-            sub: self.sub.map(str::to_owned),
-            sid: self.sid.map(str::to_owned),
-            kid: self.kid.to_owned(),
-            fam: self.fam.map(str::to_owned),
-            iat: self.iat,
-            exp: self.exp,
+            facts: EntryFacts {
+                jti: self.jti.into(),
+                sub: self.sub.map(Into::into),
+                sid: self.sid.map(Into::into),
+                kid: self.kid.into(),
+                fam: self.fam.map(Into::into),
+                iat: self.iat,
+                exp: self.exp,
+            },
         }
     }
 }

@@ -188,6 +188,29 @@ pub struct ServeArgs {
     /// validation. 0 turns the cache off.
     #[arg(long, env = "VETO_SESSION_CACHE_SIZE", default_value_t = 100_000)]
     pub session_cache_size: usize,
+    /// Entries per OAuth Token Status List (a power of two from 1024 to 16777216): each token
+    /// issued with a status list entry hides among this many. A new list starts when the
+    /// current one is full.
+    #[arg(long, env = "VETO_STATUS_LIST_SIZE", default_value_t = 1 << 17, value_parser = power_of_two_list_size)]
+    pub status_list_size: u32,
+    /// How long a relying party may keep a status list before fetching it again (its `ttl`
+    /// claim and `Cache-Control: max-age`), 1 s to 10 min: the longest a revocation may go
+    /// unseen by a verifier that honours it.
+    #[arg(long, env = "VETO_STATUS_LIST_TTL", default_value = "60s", value_parser = parse_positive_duration)]
+    pub status_list_ttl: std::time::Duration,
+}
+
+fn power_of_two_list_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    if n.is_power_of_two() && (1 << 10..=1 << 24).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} is not a power of two from 1024 to 16777216; try 131072 (2^17)"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -80,6 +80,7 @@ pub async fn readyz(State(ops): State<Ops>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(()), responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(ops): State<Ops>) -> Response {
     crate::metrics::set_index_size(ops.index.len());
+    crate::metrics::set_status_list_entries(ops.status_lists.entries());
     if let Some(lag) = ops.feed.lag() {
         crate::metrics::feed_lag(lag);
     }

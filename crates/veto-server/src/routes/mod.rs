@@ -16,6 +16,7 @@ pub mod keys;
 pub mod oauth;
 pub mod revocations;
 pub mod sessions;
+pub mod status_lists;
 pub mod tenants;
 pub mod tokens;
 
@@ -38,6 +39,7 @@ pub fn router(state: AppState, docs: Router<AppState>) -> Router {
             "/.well-known/oauth-authorization-server/t/{tenant}",
             get(discovery::metadata_rfc8414),
         )
+        .route("/t/{tenant}/statuslists/{id}", get(status_lists::get))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(discovery::cors());
     let routes = Router::new()
@@ -47,7 +49,10 @@ pub fn router(state: AppState, docs: Router<AppState>) -> Router {
         .merge(docs)
         .route("/v1/admin/purge", post(admin::purge))
         .route("/v1/tenants", post(tenants::create))
-        .route("/v1/tenants/{tenant}", get(tenants::get))
+        .route(
+            "/v1/tenants/{tenant}",
+            get(tenants::get).patch(tenants::patch),
+        )
         .route("/v1/tenants/{tenant}/suspend", post(tenants::suspend))
         .route("/v1/tenants/{tenant}/resume", post(tenants::resume))
         .route("/v1/tenants/{tenant}/revoke-all", post(tenants::revoke_all))

@@ -9,7 +9,6 @@ use veto_core::tenant::Tenant;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath};
-use crate::memory::Tenants;
 use crate::service::tenants::CutoffResult;
 use crate::state::AppState;
 
@@ -32,19 +31,31 @@ pub struct TenantView {
     pub id: String,
     pub display_name: String,
     pub suspended: bool,
+    /// Whether its tokens get an OAuth Token Status List entry when the issuer does not say.
+    pub status_list: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
 }
 
-impl From<Tenant> for TenantView {
-    fn from(t: Tenant) -> Self {
+impl TenantView {
+    fn of(st: &AppState, t: Tenant) -> TenantView {
         TenantView {
+            status_list: st.status_lists.enabled(&t.id),
             id: t.id,
             display_name: t.display_name,
             suspended: t.suspended,
             created_at: t.created_at,
         }
     }
+}
+
+/// The tenant's settings; fields left out keep their value.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// Give every token of the tenant an OAuth Token Status List entry unless its issuer says
+    /// `"status_list": false`.
+    pub status_list: Option<bool>,
 }
 
 /// Create a tenant (admin keys). It starts with one active ES256 key.
@@ -58,19 +69,36 @@ pub async fn create(
     caller.require_admin()?;
     let name = body.display_name.as_deref().unwrap_or(&body.id);
     let t = st.create_tenant(caller.actor(), &body.id, name).await?;
-    Ok((StatusCode::CREATED, Json(t.into())))
+    Ok((StatusCode::CREATED, Json(TenantView::of(&st, t))))
 }
 
 /// Read a tenant (any key of the tenant).
 #[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants",
     params(("tenant" = String, Path)), responses((status = 200, body = TenantView), (status = 404, body = crate::error::Problem)))]
 pub async fn get(
-    State(tenants): State<Tenants>,
+    State(st): State<AppState>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
 ) -> ApiResult<Json<TenantView>> {
     caller.require_member(&tenant)?;
-    Ok(Json(tenants.require(&tenant)?.into()))
+    Ok(Json(TenantView::of(&st, st.require_tenant(&tenant)?)))
+}
+
+/// Change a tenant's settings (admin keys): `status_list`.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "tenants", request_body = TenantSettings,
+    params(("tenant" = String, Path)), responses((status = 200, body = TenantView), (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+pub async fn patch(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+    ApiJson(body): ApiJson<TenantSettings>,
+) -> ApiResult<Json<TenantView>> {
+    caller.require_admin()?;
+    if let Some(on) = body.status_list {
+        st.set_status_list_setting(caller.actor(), &tenant, on)
+            .await?;
+    }
+    Ok(Json(TenantView::of(&st, st.require_tenant(&tenant)?)))
 }
 
 /// Suspend a tenant: none of its tokens verifies, issuing answers 409.
@@ -86,7 +114,7 @@ pub async fn suspend(
     let t = st
         .set_suspended(caller.actor(), &tenant, true, body.reason.as_deref())
         .await?;
-    Ok(Json(t.into()))
+    Ok(Json(TenantView::of(&st, t)))
 }
 
 /// Resume a suspended tenant.
@@ -102,7 +130,7 @@ pub async fn resume(
     let t = st
         .set_suspended(caller.actor(), &tenant, false, body.reason.as_deref())
         .await?;
-    Ok(Json(t.into()))
+    Ok(Json(TenantView::of(&st, t)))
 }
 
 /// Reject every token of the tenant issued up to now.

@@ -73,13 +73,14 @@ impl AppState {
             }
             Grant::ClientCredentials { scope, audience } => {
                 self.client_credentials(tenant, client, scope.as_deref(), audience)
+                    .await
             }
         }
     }
 
     /// RFC 6749 §4.4: an access token whose `sub` and `client_id` are the client's (the API
     /// key's id, as the contract says), with the tenant's default lifetime and algorithm.
-    fn client_credentials(
+    async fn client_credentials(
         &self,
         tenant: &str,
         client: &ApiKeyRecord,
@@ -102,8 +103,9 @@ impl AppState {
             client_id: Some(client.id.clone()),
             claims,
             token_use: None,
+            status_list: None,
         };
-        let out = self.issue_token(tenant, &client.id, &req)?;
+        let out = self.issue_access_token(tenant, &client.id, &req).await?;
         Ok(TokenResponse {
             expires_in: (out.expires_at - out.issued_at).whole_seconds(),
             access_token: out.token,

@@ -16,11 +16,6 @@ use crate::state::AppState;
 
 pub const MAX_ISSUE_BATCH: usize = 1000;
 
-/// Whether signing with `alg` is slow enough to leave the async workers (RSA: milliseconds).
-fn slow_to_sign(alg: Option<&str>) -> bool {
-    alg.is_some_and(|a| a.starts_with("RS") || a.starts_with("PS"))
-}
-
 impl AppState {
     /// One token: an access token, or with `token_use: "refresh"` the first refresh token of a
     /// new family.
@@ -34,18 +29,8 @@ impl AppState {
         self.after_cutoff(tenant, &req.sub).await;
         if req.token_use.as_deref() == Some("refresh") {
             self.issue_refresh_token(tenant, actor, req).await
-        } else if slow_to_sign(req.alg.as_deref()) {
-            let (st, t, a, r) = (
-                self.clone(),
-                tenant.to_owned(),
-                actor.to_owned(),
-                req.clone(),
-            );
-            self.signing
-                .run(tenant, move || st.issue_token(&t, &a, &r))
-                .await?
         } else {
-            self.issue_token(tenant, actor, req)
+            self.issue_access_token(tenant, actor, req).await
         }
     }
 
@@ -65,35 +50,62 @@ impl AppState {
             ));
         }
         // The checks that may read the store first, here; then all the signing in one job.
+        // Items that get a status list entry are issued here one by one instead: their entry
+        // is a write, made between their checks and their signature.
+        // Each item ends in exactly one of `issued` (here) or `ready` (the signing job).
+        let mut issued: Vec<Option<ApiResult<IssueResponse>>> = Vec::with_capacity(items.len());
         let mut ready = Vec::with_capacity(items.len());
-        for item in items {
+        for (i, item) in items.into_iter().enumerate() {
             // Items are parsed one by one, so a malformed item fails alone, not the whole batch.
-            ready.push(match serde_json::from_value::<IssueRequest>(item) {
+            let req = match serde_json::from_value::<IssueRequest>(item) {
                 Err(e) => Err(ApiError::bad_request(format!(
                     "the request does not match the expected shape: {e}"
                 ))),
                 Ok(req) => self.require_live_sid(tenant, &req).await.map(|()| req),
-            });
+            };
+            match req {
+                Ok(r)
+                    if r.status_list
+                        .unwrap_or_else(|| self.status_lists.enabled(tenant)) =>
+                {
+                    self.after_cutoff(tenant, &r.sub).await;
+                    let out = self.issue_access_token(tenant, actor, &r).await;
+                    issued.push(Some(out.map_err(|e| e.at_index(i))));
+                    ready.push(None);
+                }
+                other => {
+                    issued.push(None);
+                    ready.push(Some(other));
+                }
+            }
         }
         let (st, t, a) = (self.clone(), tenant.to_owned(), actor.to_owned());
-        self.signing
+        let signed: Vec<Option<ApiResult<IssueResponse>>> = self
+            .signing
             .run(tenant, move || {
                 ready
                     .into_iter()
                     .enumerate()
                     .map(|(i, req)| {
-                        req.and_then(|r| {
-                            // On a blocking-pool thread: sleeping here holds no async worker.
-                            if let Some(wait) = st.cutoff_wait(&t, &r.sub) {
-                                std::thread::sleep(wait);
-                            }
-                            st.issue_token(&t, &a, &r)
+                        req.map(|req| {
+                            req.and_then(|r| {
+                                // On a blocking-pool thread: sleeping here holds no async worker.
+                                if let Some(wait) = st.cutoff_wait(&t, &r.sub) {
+                                    std::thread::sleep(wait);
+                                }
+                                st.issue_token(&t, &a, &r)
+                            })
+                            .map_err(|e| e.at_index(i))
                         })
-                        .map_err(|e| e.at_index(i))
                     })
                     .collect()
             })
-            .await
+            .await?;
+        Ok(issued
+            .into_iter()
+            .zip(signed)
+            .filter_map(|(here, there)| here.or(there))
+            .collect())
     }
 
     /// A token naming a veto session in `sid` is issued only while that session is live.
@@ -102,21 +114,6 @@ impl AppState {
         match &req.sid {
             Some(sid) => self.require_live_session(tenant, sid).await,
             None => Ok(()),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rsa_leaves_the_async_workers_the_cheap_algorithms_do_not() {
-        for alg in ["RS256", "RS512", "PS256"] {
-            assert!(slow_to_sign(Some(alg)), "{alg}");
-        }
-        for alg in [None, Some("ES256"), Some("EdDSA"), Some("HS256")] {
-            assert!(!slow_to_sign(alg), "{alg:?}");
         }
     }
 }

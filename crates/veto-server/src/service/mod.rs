@@ -10,6 +10,7 @@ pub mod purge;
 pub mod refresh;
 pub mod revocations;
 pub mod sessions;
+pub mod status_lists;
 pub mod tenants;
 pub mod tokens;
 

@@ -23,7 +23,8 @@ use crate::state::AppState;
 
 /// Claims of a refresh token that are not carried over to the tokens minted from it: veto sets
 /// them anew (the registered ones and `client_id`) or they describe the refresh token itself.
-const NOT_CARRIED: [&str; 4] = ["client_id", "token_use", "fam", "gen"];
+/// A `status` names the presented token's own status list entry: each minted token gets its own.
+const NOT_CARRIED: [&str; 5] = ["client_id", "token_use", "fam", "gen", "status"];
 
 /// How often a rotation that lost a compare-and-swap is decided again. One retry always
 /// suffices (the re-read shows the winner's generation, which makes ours a reuse); the bound
@@ -68,7 +69,9 @@ impl AppState {
         // the token is handed out (a token whose family is not stored never refreshes).
         let mut family = RefreshFamily::new(tenant, &req.sub, OffsetDateTime::UNIX_EPOCH);
         let first = family.current_claims();
-        let out = self.sign_token(tenant, caller_id, req, Minting::Refresh(&first))?;
+        let out = self
+            .mint(tenant, caller_id, req, Minting::Refresh(first))
+            .await?;
         family.expires_at = out.expires_at;
         self.store.create_refresh_family(&family).await?;
         Ok(out)
@@ -117,6 +120,9 @@ impl AppState {
         let mut custom = v.claims.to_map();
         let claims = RefreshClaims::from_claims(&custom)
             .ok_or_else(|| rejected("malformed", "the token is not a refresh token"))?;
+        // A family begun with a status list entry keeps giving its tokens one, whatever the
+        // tenant's setting says now; others follow the setting.
+        let status_list = custom.contains_key("status").then_some(true);
         for name in RESERVED_CLAIMS.iter().chain(&NOT_CARRIED) {
             custom.remove(*name);
         }
@@ -154,16 +160,19 @@ impl AppState {
                         .map_err(|m| ApiError::field("scope", m))?;
                     // Signed before the swap, so that a won swap is never followed by a failure
                     // that would leave the client holding a token already rotated.
-                    let pair = self.mint_pair(
-                        tenant,
-                        caller_id,
-                        &v,
-                        &custom,
-                        access_scope.as_deref(),
-                        &family,
-                        next_gen,
-                        now,
-                    )?;
+                    let pair = self
+                        .mint_pair(
+                            tenant,
+                            caller_id,
+                            &v,
+                            &custom,
+                            access_scope.as_deref(),
+                            status_list,
+                            &family,
+                            next_gen,
+                            now,
+                        )
+                        .await?;
                     if self
                         .store
                         .rotate_refresh_family(tenant, &family.id, claims.generation, next_gen)
@@ -208,13 +217,14 @@ impl AppState {
     /// presented refresh token, except that the access token's `scope` is `access_scope`. The
     /// refresh token expires with its family; the access token carries `fam`.
     #[allow(clippy::too_many_arguments)]
-    fn mint_pair(
+    async fn mint_pair(
         &self,
         tenant: &str,
         caller_id: &str,
         v: &VerifiedToken,
         custom: &Map<String, Value>,
         access_scope: Option<&str>,
+        status_list: Option<bool>,
         family: &RefreshFamily,
         next_gen: u32,
         now: OffsetDateTime,
@@ -229,35 +239,40 @@ impl AppState {
             client_id: v.client_id.as_deref().map(str::to_owned),
             claims: Some(custom.clone()),
             token_use: None,
+            status_list,
         };
         let mut access_claims = custom.clone();
         match access_scope {
             Some(s) => access_claims.insert("scope".into(), s.into()),
             None => access_claims.remove("scope"),
         };
-        let access = self.sign_token(
-            tenant,
-            caller_id,
-            &IssueRequest {
-                claims: Some(access_claims),
-                ..base.clone()
-            },
-            Minting::AccessOfFamily(&family.id),
-        )?;
+        let access = self
+            .mint(
+                tenant,
+                caller_id,
+                &IssueRequest {
+                    claims: Some(access_claims),
+                    ..base.clone()
+                },
+                Minting::AccessOfFamily(family.id.clone()),
+            )
+            .await?;
         let remaining = (family.expires_at - now).whole_seconds();
         let next = RefreshClaims {
             fam: family.id.clone(),
             generation: next_gen,
         };
-        let refresh = self.sign_token(
-            tenant,
-            caller_id,
-            &IssueRequest {
-                ttl_seconds: Some(remaining.clamp(1, self.config.max_token_ttl)),
-                ..base
-            },
-            Minting::Refresh(&next),
-        )?;
+        let refresh = self
+            .mint(
+                tenant,
+                caller_id,
+                &IssueRequest {
+                    ttl_seconds: Some(remaining.clamp(1, self.config.max_token_ttl)),
+                    ..base
+                },
+                Minting::Refresh(next),
+            )
+            .await?;
         Ok(RefreshResponse {
             expires_in: (access.expires_at - access.issued_at).whole_seconds(),
             access_token: access.token,

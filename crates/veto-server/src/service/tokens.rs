@@ -4,7 +4,9 @@ use time::OffsetDateTime;
 use veto_core::Reason;
 use veto_core::check::Checker;
 use veto_core::timeutil;
-use veto_core::token::{Audience, IssueInput, check_custom_claims, issue};
+use veto_core::token::{
+    Audience, IssueInput, StatusRef, check_custom_claims, issue_as, new_jti, unsigned_len,
+};
 use veto_core::verify::VerifiedToken;
 
 use super::check_ident;
@@ -42,6 +44,9 @@ pub struct IssueRequest {
     /// `POST …/tokens/refresh`; default lifetime the server's maximum token lifetime). Not
     /// accepted in batches.
     pub token_use: Option<String>,
+    /// Give the token an entry in the tenant's OAuth Token Status List (its `status` claim).
+    /// Default: the tenant's `status_list` setting.
+    pub status_list: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -56,6 +61,45 @@ pub struct IssueResponse {
     pub expires_at: OffsetDateTime,
 }
 
+/// The longest signature veto makes, in base64url: RSA with a 4096-bit modulus.
+const LONGEST_SIGNATURE_B64: usize = 683;
+
+/// A list id as long as veto makes them (`veto_core::status_list::new_list_id`).
+const LONGEST_LIST_ID: &str = "0123456789012345678901";
+
+/// veto refuses tokens over this size as `malformed` everywhere it reads one (verify,
+/// introspection, self-logout): issuing one would hand out a token nobody can revoke.
+fn too_large(len: usize) -> ApiResult<()> {
+    if len <= veto_core::verify::MAX_TOKEN_BYTES {
+        return Ok(());
+    }
+    metrics::issue_failed("too_large");
+    Err(ApiError::field(
+        "claims",
+        format!(
+            "the token would be {len} bytes, over the {} bytes veto accepts; send fewer or smaller claims",
+            veto_core::verify::MAX_TOKEN_BYTES
+        ),
+    ))
+}
+
+/// The 400 for a `token_use` other than an access token's, where only access tokens are made.
+fn check_access_use(tenant: &str, req: &IssueRequest) -> ApiResult<()> {
+    match req.token_use.as_deref() {
+        None | Some("access") => Ok(()),
+        Some("refresh") => Err(ApiError::field(
+            "token_use",
+            format!(
+                "refresh tokens are issued one at a time, with POST /v1/tenants/{tenant}/tokens"
+            ),
+        )),
+        Some(other) => Err(ApiError::field(
+            "token_use",
+            format!("unsupported value {other:?}; use \"access\" or \"refresh\""),
+        )),
+    }
+}
+
 /// The outcome of a full check: signature, claims, then revocation state.
 pub enum Check {
     Active(Box<VerifiedToken>),
@@ -66,51 +110,109 @@ fn outcome_label(r: Option<Reason>) -> &'static str {
     r.map_or("active", Reason::as_str)
 }
 
-/// What `sign_token` mints. The claims each kind adds are veto's own, added after the caller's
+/// What `mint` makes. The claims each kind adds are veto's own, added after the caller's
 /// custom claims were checked, which may never carry them (`check_custom_claims`).
-#[derive(Clone, Copy)]
-pub(crate) enum Minting<'a> {
+#[derive(Clone)]
+pub(crate) enum Minting {
     Access,
     /// An access token minted by a refresh: it carries its family (`fam`), so that revoking
     /// the family ends it too.
-    AccessOfFamily(&'a str),
+    AccessOfFamily(String),
     /// A refresh token of that family and generation (`rt+jwt`, `token_use`, `fam`, `gen`).
-    Refresh(&'a veto_core::refresh::RefreshClaims),
+    Refresh(veto_core::refresh::RefreshClaims),
+}
+
+impl Minting {
+    fn family(&self) -> Option<&str> {
+        match self {
+            Minting::Access => None,
+            Minting::AccessOfFamily(fam) => Some(fam),
+            Minting::Refresh(r) => Some(&r.fam),
+        }
+    }
+}
+
+/// A token validated and ready to sign: everything but its signature (and its status list
+/// entry, when it gets one) is decided.
+#[derive(Clone)]
+pub(crate) struct Planned {
+    key: std::sync::Arc<veto_core::keys::LoadedKey>,
+    iat: i64,
+    ttl: i64,
+    jti: String,
+    /// Its status list entry: the index, and the list's URI.
+    status: Option<(u32, String)>,
+}
+
+/// Whether signing with `alg` is slow enough to leave the async workers (RSA: milliseconds).
+pub(crate) fn slow_to_sign(alg: veto_core::Alg) -> bool {
+    let a = alg.as_str();
+    a.starts_with("RS") || a.starts_with("PS")
 }
 
 impl AppState {
-    /// Issues an access token (`token_use` absent or `access`).
+    /// Issues an access token (`token_use` absent or `access`) without a status list entry,
+    /// signing inline: for callers already on the blocking pool (batches).
     pub fn issue_token(
         &self,
         tenant: &str,
         caller_id: &str,
         req: &IssueRequest,
     ) -> ApiResult<IssueResponse> {
-        match req.token_use.as_deref() {
-            None | Some("access") => self.sign_token(tenant, caller_id, req, Minting::Access),
-            Some("refresh") => Err(ApiError::field(
-                "token_use",
-                format!(
-                    "refresh tokens are issued one at a time, with POST /v1/tenants/{tenant}/tokens"
-                ),
-            )),
-            Some(other) => Err(ApiError::field(
-                "token_use",
-                format!("unsupported value {other:?}; use \"access\" or \"refresh\""),
-            )),
-        }
+        check_access_use(tenant, req)?;
+        let plan = self.plan_token(tenant, req, &Minting::Access)?;
+        self.sign_planned(tenant, caller_id, req, &Minting::Access, &plan)
     }
 
-    /// Validates `req` and signs the token: an access token, or with `refresh` a refresh token
-    /// of that family and generation (JOSE `typ` `rt+jwt`, `token_use`, `fam` and `gen`
-    /// claims, lifetime by default the longest allowed).
-    pub(crate) fn sign_token(
+    /// Issues an access token: validated, given its status list entry when it gets one
+    /// (`status_list`, else the tenant's setting), then signed (RSA on the blocking pool,
+    /// `service::issuance`).
+    pub async fn issue_access_token(
         &self,
         tenant: &str,
         caller_id: &str,
         req: &IssueRequest,
-        kind: Minting<'_>,
     ) -> ApiResult<IssueResponse> {
+        check_access_use(tenant, req)?;
+        self.mint(tenant, caller_id, req, Minting::Access).await
+    }
+
+    /// Validates `req`, allocates the token's status list entry when it gets one, and signs.
+    /// Nothing is written before every check passed, the size of the token included.
+    pub(crate) async fn mint(
+        &self,
+        tenant: &str,
+        caller_id: &str,
+        req: &IssueRequest,
+        kind: Minting,
+    ) -> ApiResult<IssueResponse> {
+        let mut plan = self.plan_token(tenant, req, &kind)?;
+        if req
+            .status_list
+            .unwrap_or_else(|| self.status_lists.enabled(tenant))
+        {
+            let placeholder = (u32::MAX, self.status_list_uri(tenant, LONGEST_LIST_ID));
+            self.refuse_oversized(tenant, caller_id, req, &kind, &plan, &placeholder)?;
+            plan.status = Some(self.allocate_status(tenant, req, &kind, &plan).await?);
+        }
+        if slow_to_sign(plan.key.alg) {
+            let (st, t, a, r) = (
+                self.clone(),
+                tenant.to_owned(),
+                caller_id.to_owned(),
+                req.clone(),
+            );
+            self.signing
+                .run(tenant, move || st.sign_planned(&t, &a, &r, &kind, &plan))
+                .await?
+        } else {
+            self.sign_planned(tenant, caller_id, req, &kind, &plan)
+        }
+    }
+
+    /// Every check of `req` that needs no write, and the choices made before signing: key,
+    /// `iat`, lifetime, `jti`.
+    fn plan_token(&self, tenant: &str, req: &IssueRequest, kind: &Minting) -> ApiResult<Planned> {
         // Issuing reads the same derived state as checking (tenant suspension, cutoffs, keys,
         // the caller's API key): a node that cannot vouch for it refuses to issue, as it
         // refuses to check, rather than mint tokens for a tenant suspended elsewhere.
@@ -150,25 +252,9 @@ impl AppState {
                 format!("must be between 1 and {}", self.config.max_token_ttl),
             ));
         }
-        let empty = Map::new();
-        let given = req.claims.as_ref().unwrap_or(&empty);
-        check_custom_claims(given).map_err(|m| ApiError::field("claims", m))?;
-        let with_family;
-        let claims = match kind {
-            Minting::Access => given,
-            Minting::AccessOfFamily(fam) => {
-                let mut c = given.clone();
-                c.insert("fam".into(), fam.into());
-                with_family = c;
-                &with_family
-            }
-            Minting::Refresh(r) => {
-                let mut c = given.clone();
-                r.insert_into(&mut c);
-                with_family = c;
-                &with_family
-            }
-        };
+        if let Some(given) = &req.claims {
+            check_custom_claims(given).map_err(|m| ApiError::field("claims", m))?;
+        }
         let alg = parse_alg(req.alg.as_deref().unwrap_or("ES256"))?;
         if t.suspended {
             metrics::issue_failed("tenant_suspended");
@@ -189,49 +275,127 @@ impl AppState {
             .index
             .min_iat(tenant, &req.sub)
             .map_or(now, |m| m.max(now));
+        Ok(Planned {
+            key,
+            iat,
+            ttl,
+            jti: new_jti(),
+            status: None,
+        })
+    }
+
+    /// Calls `f` with the token's issue input: the caller's claims with veto's own for `kind`.
+    fn with_input<R>(
+        &self,
+        tenant: &str,
+        caller_id: &str,
+        req: &IssueRequest,
+        kind: &Minting,
+        plan: &Planned,
+        f: impl FnOnce(&IssueInput<'_>) -> R,
+    ) -> R {
+        let mut claims = req.claims.clone().unwrap_or_default();
+        match kind {
+            Minting::Access => {}
+            Minting::AccessOfFamily(fam) => {
+                claims.insert("fam".into(), fam.as_str().into());
+            }
+            Minting::Refresh(r) => r.insert_into(&mut claims),
+        }
         let issuer = self.config.issuer(tenant);
-        let input = IssueInput {
+        f(&IssueInput {
             issuer: &issuer,
             tenant,
             sub: &req.sub,
             aud: req.aud.as_ref(),
-            iat,
-            ttl_seconds: ttl,
+            iat: plan.iat,
+            ttl_seconds: plan.ttl,
             nbf: req.nbf.map(|n| n.unix_timestamp()),
             sid: req.sid.as_deref(),
             client_id: req.client_id.as_deref().unwrap_or(caller_id),
-            claims,
+            claims: &claims,
             typ: match kind {
                 Minting::Refresh(_) => REFRESH_TYP,
                 Minting::Access | Minting::AccessOfFamily(_) => ACCESS_TYP,
             },
+        })
+    }
+
+    /// The 400 for a token veto would refuse to read back, before anything is written for it:
+    /// its unsigned part with `status` (the longest it can be), plus the longest signature.
+    fn refuse_oversized(
+        &self,
+        tenant: &str,
+        caller_id: &str,
+        req: &IssueRequest,
+        kind: &Minting,
+        plan: &Planned,
+        status: &(u32, String),
+    ) -> ApiResult<()> {
+        let status = StatusRef {
+            idx: status.0,
+            uri: &status.1,
         };
-        let issued = issue(&key, &input).map_err(|e| {
-            metrics::issue_failed("signing");
-            ApiError::Internal(format!("signing failed: {e}"))
-        })?;
-        // veto refuses tokens over this size as `malformed` everywhere it reads one (verify,
-        // introspection, self-logout): issuing one would hand out a token nobody can revoke.
-        if issued.token.len() > veto_core::verify::MAX_TOKEN_BYTES {
-            metrics::issue_failed("too_large");
-            return Err(ApiError::field(
-                "claims",
-                format!(
-                    "the token would be {} bytes, over the {} bytes veto accepts; send fewer or smaller claims",
-                    issued.token.len(),
-                    veto_core::verify::MAX_TOKEN_BYTES
-                ),
-            ));
-        }
-        metrics::token_issued(alg.as_str());
+        let unsigned = self.with_input(tenant, caller_id, req, kind, plan, |input| {
+            unsigned_len(&plan.key, input, &plan.jti, Some(status))
+        });
+        too_large(unsigned + 1 + LONGEST_SIGNATURE_B64)
+    }
+
+    /// Signs a planned token.
+    fn sign_planned(
+        &self,
+        tenant: &str,
+        caller_id: &str,
+        req: &IssueRequest,
+        kind: &Minting,
+        plan: &Planned,
+    ) -> ApiResult<IssueResponse> {
+        let key = &plan.key;
+        let status = plan
+            .status
+            .as_ref()
+            .map(|(idx, uri)| StatusRef { idx: *idx, uri });
+        let issued = self
+            .with_input(tenant, caller_id, req, kind, plan, |input| {
+                issue_as(key, input, &plan.jti, status)
+            })
+            .map_err(|e| {
+                metrics::issue_failed("signing");
+                ApiError::Internal(format!("signing failed: {e}"))
+            })?;
+        too_large(issued.token.len())?;
+        metrics::token_issued(key.alg.as_str());
         Ok(IssueResponse {
             token: issued.token,
             jti: issued.jti,
             kid: key.kid.clone(),
-            alg: alg.as_str().to_owned(),
+            alg: key.alg.as_str().to_owned(),
             issued_at: timeutil::from_unix(issued.iat).unwrap_or(OffsetDateTime::UNIX_EPOCH),
             expires_at: timeutil::from_unix(issued.exp).unwrap_or(OffsetDateTime::UNIX_EPOCH),
         })
+    }
+
+    /// A fresh status list entry for a planned token, in the tenant's current list: its index
+    /// and the list's URI (`service::status_lists`).
+    async fn allocate_status(
+        &self,
+        tenant: &str,
+        req: &IssueRequest,
+        kind: &Minting,
+        plan: &Planned,
+    ) -> ApiResult<(u32, String)> {
+        let entry = veto_store::NewStatusEntry {
+            tenant,
+            jti: &plan.jti,
+            sub: Some(&req.sub),
+            sid: req.sid.as_deref(),
+            kid: &plan.key.kid,
+            fam: kind.family(),
+            iat: plan.iat,
+            exp: plan.iat.saturating_add(plan.ttl),
+        };
+        self.allocate_status_entry(&entry).await
     }
 
     /// A key bound to one of the requested audiences (in order), else an unbound one.
@@ -332,5 +496,21 @@ impl AppState {
         let issuer = self.config.issuer(tenant);
         self.checker(tenant, &issuer)
             .verify_signed(token, typ, timeutil::now().unix_timestamp())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use veto_core::Alg;
+
+    #[test]
+    fn rsa_leaves_the_async_workers_the_cheap_algorithms_do_not() {
+        for alg in [Alg::RS256, Alg::RS512, Alg::PS256] {
+            assert!(slow_to_sign(alg), "{alg}");
+        }
+        for alg in [Alg::ES256, Alg::EdDSA, Alg::HS256] {
+            assert!(!slow_to_sign(alg), "{alg}");
+        }
     }
 }

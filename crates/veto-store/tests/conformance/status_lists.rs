@@ -8,7 +8,8 @@ use veto_store::change::names::{
     STATUS_ENTRY_ALLOCATE, STATUS_ENTRY_PURGE, STATUS_LIST_CREATE, TENANT_STATUS_LIST,
 };
 use veto_store::{
-    NewStatusEntry, NewStatusList, StatusEntry, StatusListInfo, Store, StoreError, Written,
+    EntryFacts, NewStatusEntry, NewStatusList, StatusEntry, StatusListInfo, Store, StoreError,
+    Written,
 };
 
 use super::{
@@ -257,23 +258,28 @@ async fn an_entry_reads_back_with_every_field_and_its_changes_reach_the_feed() {
         tenant: "acme".into(),
         list: "l1".into(),
         idx: 7,
-        jti: "j1".into(),
-        sub: Some("alice".into()),
-        sid: Some("ses-1".into()),
-        kid: "k1".into(),
-        fam: Some("fam-1".into()),
-        iat: at(0).unix_timestamp(),
-        exp: at(1_000).unix_timestamp(),
+        facts: EntryFacts {
+            jti: "j1".into(),
+            sub: Some("alice".into()),
+            sid: Some("ses-1".into()),
+            kid: "k1".into(),
+            fam: Some("fam-1".into()),
+            iat: at(0).unix_timestamp(),
+            exp: at(1_000).unix_timestamp(),
+        },
     };
     assert_eq!(full.value, expected);
     let expected_bare = StatusEntry {
         idx: 9,
-        jti: "j2".into(),
-        sub: None,
-        sid: None,
-        kid: "k2".into(),
-        fam: None,
-        exp: at(2_000).unix_timestamp(),
+        facts: EntryFacts {
+            jti: "j2".into(),
+            sub: None,
+            sid: None,
+            kid: "k2".into(),
+            fam: None,
+            exp: at(2_000).unix_timestamp(),
+            ..expected.facts.clone()
+        },
         ..expected.clone()
     };
     assert_eq!(bare.value, expected_bare, "7 and 23 % 16 are taken");
@@ -395,7 +401,7 @@ async fn the_purge_frees_expired_entries_only() {
     )
     .await;
     assert_eq!(slot(&w), ("l1".to_owned(), 1));
-    assert_eq!(w.value.jti, "next");
+    assert_eq!(w.value.facts.jti, "next");
 }
 
 // ---- the tenant setting and the start-up snapshot ------------------------------------------------

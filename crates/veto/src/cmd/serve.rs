@@ -40,6 +40,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.rate_limit_per_minute = args.rate_limit_per_minute;
     config.rate_limit_burst = args.rate_limit_burst;
     config.session_cache_capacity = args.session_cache_size;
+    config.status_list_size = args.status_list_size;
+    let ttl = args.status_list_ttl.as_secs();
+    if !(1..=600).contains(&ttl) {
+        return Err(format!(
+            "--status-list-ttl must be from 1s to 10m, not {ttl} s"
+        ));
+    }
+    config.status_list_ttl = ttl as i64;
     if args.fail_open {
         tracing::warn!(
             "VETO_FAIL_OPEN is set: when this node's revocation state is stale it keeps accepting tokens, including ones revoked elsewhere since"
