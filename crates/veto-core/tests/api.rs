@@ -544,7 +544,10 @@ fn unsigned_len_is_the_signed_token_less_its_signature() {
 #[test]
 fn only_veto_sets_a_status_claim() {
     let mut claims = Map::new();
-    claims.insert("status".into(), json!({"status_list": {"idx": 1, "uri": "x"}}));
+    claims.insert(
+        "status".into(),
+        json!({"status_list": {"idx": 1, "uri": "x"}}),
+    );
     let err = check_custom_claims(&claims).unwrap_err();
     assert!(err.contains("status"), "{err}");
 }

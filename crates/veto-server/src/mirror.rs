@@ -280,7 +280,9 @@ impl Mirror {
             SubjectCutoff { sub, .. } => Affects::Subject(sub),
             Revoked { jti, .. } | Lifted { jti } | RevocationPurged { jti } => Affects::Jti(jti),
             SigningKeyRevoked { kid } => Affects::Key(kid),
-            SessionRevoked { id } => Affects::Session(id),
+            // A touch may bring back the tokens of a session this node had seen go idle (its
+            // activity was on another node): registry module comment.
+            SessionRevoked { id } | SessionTouched { id, .. } => Affects::Session(id),
             RefreshFamilyRevoked { family } => Affects::Family(family),
             StatusListCreated { .. } => {
                 let mut held = self.store.status_lists(tenant).await?;
@@ -311,8 +313,8 @@ impl Mirror {
                 return Ok(());
             }
             // Nothing a token's status depends on: INVALID is final, so a purged cutoff or
-            // session or family flips nothing back; a new or retired key, an API key, a new
-            // session or a touch (its idle expiry is re-judged when it falls due) flips none.
+            // session or family flips nothing back; a new or retired key, an API key or a new
+            // session (no token names it yet) flips none.
             TenantCreated
             | CutoffPurged { .. }
             | SigningKeyInserted { .. }
@@ -320,7 +322,6 @@ impl Mirror {
             | ApiKeyInserted { .. }
             | ApiKeyDeleted { .. }
             | SessionCreated { .. }
-            | SessionTouched { .. }
             | SessionPurged { .. }
             | SessionKeyInserted { .. }
             | RefreshFamilyPurged { .. }

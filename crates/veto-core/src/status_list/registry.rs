@@ -9,12 +9,17 @@
 //!   that applies a change to that state asks the registry to re-judge the entries the change
 //!   can touch ([`Affects`]), so every node, and every restart, arrives at the same bits from
 //!   the same state, and no write has to update thousands of rows when a subject is cut off.
-//! - **INVALID is final.** Nothing that makes a token invalid is ever undone while the token
-//!   can be valid (cutoffs only rise, revoked keys, sessions and families stay revoked, a
-//!   permanent revocation stays), but the purge removes revocations once their tokens have
-//!   expired, and an expired token must not read VALID again. So an entry once INVALID stays so
-//!   until its own row is purged. SUSPENDED goes back to VALID when the suspension lifts or the
-//!   tenant resumes.
+//! - **INVALID is final** for every permanent cause. Nothing that makes a token invalid is ever
+//!   undone while the token can be valid (cutoffs only rise, revoked keys, sessions and families
+//!   stay revoked, a permanent revocation stays), but the purge removes revocations once their
+//!   tokens have expired, and an expired token must not read VALID again. So an entry made
+//!   INVALID by such a cause stays so until its own row is purged. SUSPENDED goes back to VALID
+//!   when the suspension lifts or the tenant resumes.
+//! - **A session's idle expiry is the one INVALID that a later change may undo**: the idle
+//!   expiry a node knows lags the session's activity on other nodes by up to the write-back
+//!   coalescing window, so a node can see a session end that another node has just extended.
+//!   When the extension arrives (a touch: [`Affects::Session`]), the entries of that session
+//!   are judged again, so that every node ends with the same bits.
 //! - **Time-driven flips are scheduled.** A suspension lifts at `until` and a session's tokens
 //!   end at its idle expiry without any write: [`Judge`] returns when an entry's answer may
 //!   next change, and [`TenantStatusLists::tick`] re-judges the entries whose time has come
@@ -58,15 +63,33 @@ pub struct Judge<'a> {
     pub now: i64,
 }
 
+/// What [`Judge::verdict`] finds for one token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: Status,
+    /// When the answer may change without any write (a suspension lifting, a session reaching
+    /// its idle expiry).
+    pub due: Option<i64>,
+    /// INVALID for a permanent cause: no later change undoes it (see the module comment).
+    pub lasting: bool,
+}
+
 impl Judge<'_> {
-    /// The status of the token described by `f`, and the unix second at which that answer may
-    /// change without any write (a suspension lifting, a session reaching its idle expiry).
+    /// [`verdict`](Self::verdict)'s status and due time.
+    pub fn status(&self, f: &EntryFacts) -> (Status, Option<i64>) {
+        let v = self.verdict(f);
+        (v.status, v.due)
+    }
+
+    /// The status of the token described by `f`, when that answer may change without any
+    /// write, and whether an INVALID is for a permanent cause.
     ///
     /// INVALID for every cause that `check` answers with a permanent reason (jti revoked,
     /// subject or tenant cutoff, key revoked or unknown, session revoked or expired, family
     /// revoked); else SUSPENDED for a suspension in force or a suspended tenant; else VALID.
     /// Permanent causes are looked at first: a revoked token of a suspended tenant is INVALID.
-    pub fn status(&self, f: &EntryFacts) -> (Status, Option<i64>) {
+    /// INVALID for a session's idle expiry is not lasting; every other INVALID is.
+    pub fn verdict(&self, f: &EntryFacts) -> Verdict {
         let (index, tenant, now) = (self.index, self.tenant, self.now);
         let tenant_state = index.tenant(tenant);
         let cutoff = match &f.sub {
@@ -82,30 +105,39 @@ impl Judge<'_> {
             .fam
             .as_deref()
             .is_some_and(|fam| index.family_revoked(tenant, fam));
-        let (session_ended, session_deadline) = match f.sid.as_deref() {
-            None => (false, None),
-            Some(sid) if index.session_revoked(tenant, sid) => (true, None),
-            Some(sid) => match index.session_times(tenant, sid) {
-                Some(t) if now >= t.expires => (true, None),
-                Some(t) => (false, Some(t.expires)),
-                // No row: never created on this node's store, or purged after its tokens
-                // expired. `check` lets such a token through, and so does the list.
-                None => (false, None),
-            },
-        };
+        let session_revoked = f
+            .sid
+            .as_deref()
+            .is_some_and(|sid| index.session_revoked(tenant, sid));
+        // No row: never created on this node's store, or purged after its tokens expired.
+        // `check` lets such a token through, and so does the list.
+        let idle_expiry = f
+            .sid
+            .as_deref()
+            .and_then(|sid| index.session_times(tenant, sid))
+            .map(|t| t.expires);
         let jti = index.jti_until(tenant, &f.jti);
+        let verdict = |status, due, lasting| Verdict {
+            status,
+            due,
+            lasting,
+        };
         if cutoff.is_some_and(|c| f.iat < c)
             || key_gone
             || family_revoked
-            || session_ended
+            || session_revoked
             || jti == Some(None)
         {
-            return (Status::Invalid, None);
+            return verdict(Status::Invalid, None, true);
         }
+        let session_deadline = match idle_expiry {
+            Some(expires) if now >= expires => return verdict(Status::Invalid, None, false),
+            other => other,
+        };
         match jti {
-            Some(Some(until)) if until > now => (Status::Suspended, Some(until)),
-            _ if tenant_state.suspended => (Status::Suspended, session_deadline),
-            _ => (Status::Valid, session_deadline),
+            Some(Some(until)) if until > now => verdict(Status::Suspended, Some(until), false),
+            _ if tenant_state.suspended => verdict(Status::Suspended, session_deadline, false),
+            _ => verdict(Status::Valid, session_deadline, false),
         }
     }
 }
@@ -136,8 +168,21 @@ enum Field {
 
 struct Entry {
     facts: EntryFacts,
-    /// When the entry is next due for a re-judgement, if ever (see [`Judge::status`]).
+    /// When the entry is next due for a re-judgement, if ever (see [`Judge::verdict`]).
     due: Option<i64>,
+    /// Its INVALID is for a permanent cause ([`Verdict::lasting`]).
+    lasting: bool,
+}
+
+/// What a re-judgement may change (module comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rejudge {
+    /// A new entry: it takes the verdict as it is.
+    Fresh,
+    /// A change to its session: an INVALID that is not lasting may be undone.
+    Revive,
+    /// Anything else: an INVALID stays.
+    Keep,
 }
 
 struct List {
@@ -213,12 +258,17 @@ impl TenantStatusLists {
         for key in self.keys_of(&facts) {
             self.lookup.entry(key).or_default().push(slot);
         }
-        self.lists[no as usize]
-            .entries
-            .insert(idx, Entry { facts, due: None });
+        self.lists[no as usize].entries.insert(
+            idx,
+            Entry {
+                facts,
+                due: None,
+                lasting: false,
+            },
+        );
         // A fresh entry takes the judgement as it is, INVALID included (a token issued with a
         // key revoked in the meantime).
-        self.judge_slot(slot, judge, true);
+        self.judge_slot(slot, judge, Rejudge::Fresh);
         self.lists[no as usize].bits.get(idx as usize)
     }
 
@@ -259,9 +309,13 @@ impl TenantStatusLists {
             Affects::Key(s) => self.slots_of(Field::Key, s),
             Affects::Family(s) => self.slots_of(Field::Family, s),
         };
+        let mode = match affects {
+            Affects::Session(_) => Rejudge::Revive,
+            _ => Rejudge::Keep,
+        };
         slots
             .into_iter()
-            .filter(|slot| self.judge_slot(*slot, judge, false))
+            .filter(|slot| self.judge_slot(*slot, judge, mode))
             .count()
     }
 
@@ -279,7 +333,7 @@ impl TenantStatusLists {
                 .get(slot.0 as usize)
                 .and_then(|l| l.entries.get(&slot.1))
                 .is_some_and(|e| e.due == Some(at));
-            if current && self.judge_slot(slot, judge, false) {
+            if current && self.judge_slot(slot, judge, Rejudge::Keep) {
                 changed += 1;
             }
         }
@@ -344,9 +398,9 @@ impl TenantStatusLists {
             .collect()
     }
 
-    /// Judges one entry and writes its bits; true if they changed. INVALID is final unless
-    /// `fresh` (a new entry), see the module comment.
-    fn judge_slot(&mut self, (no, idx): Slot, judge: &Judge<'_>, fresh: bool) -> bool {
+    /// Judges one entry and writes its bits; true if they changed. What an INVALID entry may
+    /// become depends on `mode` (module comment).
+    fn judge_slot(&mut self, (no, idx): Slot, judge: &Judge<'_>, mode: Rejudge) -> bool {
         let Some(l) = self.lists.get_mut(no as usize) else {
             return false;
         };
@@ -354,10 +408,20 @@ impl TenantStatusLists {
             return false;
         };
         let old = l.bits.get(idx as usize).unwrap_or(Status::Invalid);
-        if old == Status::Invalid && !fresh {
+        let stays = match mode {
+            Rejudge::Fresh => false,
+            Rejudge::Revive => entry.lasting,
+            Rejudge::Keep => old == Status::Invalid,
+        };
+        if stays {
             return false;
         }
-        let (status, due) = judge.status(&entry.facts);
+        let Verdict {
+            status,
+            due,
+            lasting,
+        } = judge.verdict(&entry.facts);
+        entry.lasting = lasting;
         if due != entry.due {
             entry.due = due;
             if let Some(at) = due {
@@ -583,6 +647,37 @@ mod tests {
         assert_eq!(decoded.get(76).unwrap(), Status::Valid);
     }
 
+    #[test]
+    fn a_session_seen_idle_here_comes_back_when_its_touch_arrives_and_a_revoked_one_never_does() {
+        let w = world();
+        let mut r = lists();
+        let (f0, f2) = (w.facts(0), w.facts(2));
+        let times = |expires| SessionTimes {
+            last_seen: 0,
+            expires,
+        };
+        w.index.note_session(T, "sid-0", times(2_010));
+        w.index.note_session(T, "sid-2", times(2_010));
+        r.insert(LIST, 0, f0, &w.judge(2_000)).unwrap();
+        r.insert(LIST, 2, f2, &w.judge(2_000)).unwrap();
+        // Idle by this node's clock and knowledge: INVALID, when the list is next built.
+        assert_eq!(r.tick(&w.judge(2_010)), 2);
+        assert_eq!(r.status(LIST, 0), Some(Status::Invalid));
+        // Another node had extended sid-0; its touch arrives. sid-2 is revoked instead.
+        w.index.note_session(T, "sid-0", times(2_100));
+        r.apply(Affects::Session("sid-0"), &w.judge(2_011));
+        assert_eq!(r.status(LIST, 0), Some(Status::Valid));
+        w.index.revoke_session(T, "sid-2");
+        r.apply(Affects::Session("sid-2"), &w.judge(2_011));
+        w.index.forget_session(T, "sid-2");
+        r.apply(Affects::Session("sid-2"), &w.judge(2_012));
+        r.apply(Affects::All, &w.judge(2_012));
+        assert_eq!(r.status(LIST, 2), Some(Status::Invalid));
+        // And the revived one is scheduled again: idle at its new expiry.
+        assert_eq!(r.tick(&w.judge(2_100)), 1);
+        assert_eq!(r.status(LIST, 0), Some(Status::Invalid));
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Insert(u32, u32),
@@ -590,6 +685,8 @@ mod tests {
         RevokeJti(u32, Option<i64>),
         CutSubject(u32, i64),
         RevokeSession(u32),
+        /// The session's idle expiry is now this (a touch, here or on another node).
+        TouchSession(u32, i64),
         RevokeFamily(u32),
         Suspend(bool),
         Tick(i64),
@@ -602,6 +699,7 @@ mod tests {
             (0u32..40, prop::option::of(2_000i64..2_100)).prop_map(|(n, u)| Op::RevokeJti(n, u)),
             (0u32..3, 1_000i64..1_050).prop_map(|(s, c)| Op::CutSubject(s, c)),
             (0u32..40).prop_map(Op::RevokeSession),
+            (0u32..4, 1_990i64..2_060).prop_map(|(n, e)| Op::TouchSession(n * 2, e)),
             (0u32..40).prop_map(Op::RevokeFamily),
             any::<bool>().prop_map(Op::Suspend),
             (0i64..20).prop_map(Op::Tick),
@@ -609,21 +707,31 @@ mod tests {
     }
 
     proptest! {
+        // Reviving needs an insert, an idle expiry and a later touch of the same session in
+        // one sequence: rare per case, so more cases than the default (about 1 s).
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
         /// After any sequence of changes, each applied through the lookups it names, every
-        /// entry reads what judging it from scratch says, except that INVALID is final.
+        /// entry reads what judging it from scratch says, except that an INVALID stays: for
+        /// good when its cause is permanent, and until its session is touched again when it
+        /// is the session's idle expiry.
         #[test]
         fn targeted_rejudging_agrees_with_judging_everything(ops in prop::collection::vec(op(), 1..60)) {
             let w = world();
             let mut r = lists();
             let mut now = 2_000;
-            // The model: for each index, its facts and whether it has been INVALID since insertion.
-            let mut model: HashMap<u32, (EntryFacts, bool)> = HashMap::new();
+            // The model: for each index, its facts, the status it should read, and whether
+            // that is a lasting INVALID.
+            let mut model: HashMap<u32, (EntryFacts, Status, bool)> = HashMap::new();
             for op in ops {
+                // The session whose entries this change may revive.
+                let mut touched: Option<String> = None;
                 match op {
                     Op::Insert(idx, n) => {
                         let f = w.facts(n);
                         let s = r.insert(LIST, idx, f.clone(), &w.judge(now)).unwrap();
-                        model.insert(idx, (f, s == Status::Invalid));
+                        let v = w.judge(now).verdict(&f);
+                        prop_assert_eq!(s, v.status);
+                        model.insert(idx, (f, v.status, v.lasting));
                     }
                     Op::Remove(idx) => {
                         r.remove(LIST, idx);
@@ -640,6 +748,15 @@ mod tests {
                     Op::RevokeSession(n) => {
                         w.index.revoke_session(T, &format!("sid-{n}"));
                         r.apply(Affects::Session(&format!("sid-{n}")), &w.judge(now));
+                        touched = Some(format!("sid-{n}"));
+                    }
+                    Op::TouchSession(n, expires) => {
+                        let sid = format!("sid-{n}");
+                        if !w.index.session_revoked(T, &sid) {
+                            w.index.note_session(T, &sid, SessionTimes { last_seen: 0, expires });
+                        }
+                        r.apply(Affects::Session(&sid), &w.judge(now));
+                        touched = Some(sid);
                     }
                     Op::RevokeFamily(n) => {
                         w.index.revoke_family(T, &format!("fam-{n}"));
@@ -654,11 +771,15 @@ mod tests {
                         r.tick(&w.judge(now));
                     }
                 }
-                for (idx, (facts, was_invalid)) in model.iter_mut() {
-                    let fresh = w.judge(now).status(facts).0;
-                    *was_invalid |= fresh == Status::Invalid;
-                    let want = if *was_invalid { Status::Invalid } else { fresh };
-                    prop_assert_eq!(r.status(LIST, *idx), Some(want), "index {}", idx);
+                for (idx, (facts, want, lasting)) in model.iter_mut() {
+                    let revivable = touched.is_some() && facts.sid.as_deref() == touched.as_deref();
+                    let stays = *lasting || (*want == Status::Invalid && !revivable);
+                    if !stays {
+                        let v = w.judge(now).verdict(facts);
+                        *want = v.status;
+                        *lasting = v.lasting;
+                    }
+                    prop_assert_eq!(r.status(LIST, *idx), Some(*want), "index {}", idx);
                 }
                 prop_assert_eq!(r.len(), model.len());
             }
