@@ -41,15 +41,7 @@ pub async fn purge(
         ));
     }
     let (c, s) = st.purge_everything(margin).await?;
-    Ok(Json(json!({"deleted": {
-        "revocations": c.revocations,
-        "cutoffs": c.cutoffs,
-        "signing_keys": c.signing_keys,
-        "sessions": s.sessions,
-        "prelogin": s.prelogin,
-        "refresh_families": s.refresh_families,
-        "session_keys": s.session_keys,
-    }})))
+    Ok(Json(crate::service::purge::summary(&c, &s)))
 }
 
 /// 200 while the process runs (the contract), whatever its state: readiness is `/readyz`.

@@ -48,6 +48,20 @@ pub struct SessionPurgeCounts {
     pub session_keys: u64,
 }
 
+/// What a purge deleted, as the admin route and `veto purge` print it: `{"deleted": {...}}`.
+pub fn summary(c: &PurgeCounts, s: &SessionPurgeCounts) -> serde_json::Value {
+    serde_json::json!({"deleted": {
+        "revocations": c.revocations,
+        "cutoffs": c.cutoffs,
+        "signing_keys": c.signing_keys,
+        "status_entries": c.status_entries,
+        "sessions": s.sessions,
+        "prelogin": s.prelogin,
+        "refresh_families": s.refresh_families,
+        "session_keys": s.session_keys,
+    }})
+}
+
 /// The session side of the purge, batch after batch like [`purge_all`]: expired pre-login
 /// records and retired session keys past retention; sessions and refresh families once
 /// `linger` (the longest token lifetime) has passed since they ended, so that tokens carrying
@@ -102,6 +116,7 @@ impl AppState {
         metrics::purged("revocations", total.revocations);
         metrics::purged("cutoffs", total.cutoffs);
         metrics::purged("signing_keys", total.signing_keys);
+        metrics::purged("status_entries", total.status_entries);
         if total.signing_keys > 0 {
             // Retired keys past retention stop verifying by their own `retain_until` already;
             // dropping them from the ring just frees memory.

@@ -22,7 +22,7 @@ pub async fn run(args: PurgeArgs) -> Result<(), String> {
     );
     let total =
         veto_server::service::purge::purge_all(store.as_ref(), before, args.batch, |c, _| {
-            bar.inc(c.revocations + c.cutoffs + c.signing_keys);
+            bar.inc(c.revocations + c.cutoffs + c.signing_keys + c.status_entries);
             std::future::ready(Ok(()))
         })
         .await
@@ -43,15 +43,7 @@ pub async fn run(args: PurgeArgs) -> Result<(), String> {
     .await
     .map_err(|e| format!("session purge failed: {e}"))?;
     bar.finish_with_message("done");
-    let summary = serde_json::json!({"deleted": {
-        "revocations": total.revocations,
-        "cutoffs": total.cutoffs,
-        "signing_keys": total.signing_keys,
-        "sessions": sessions.sessions,
-        "prelogin": sessions.prelogin,
-        "refresh_families": sessions.refresh_families,
-        "session_keys": sessions.session_keys,
-    }});
+    let summary = veto_server::service::purge::summary(&total, &sessions);
     println!("{summary}");
     Ok(())
 }

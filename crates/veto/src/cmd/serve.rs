@@ -237,6 +237,7 @@ fn spawn_purge(tasks: &mut Background, state: AppState) {
                     revocations = c.revocations,
                     cutoffs = c.cutoffs,
                     signing_keys = c.signing_keys,
+                    status_entries = c.status_entries,
                     "scheduled purge done"
                 ),
                 Err(e) => {
