@@ -89,6 +89,7 @@ impl utoipa::Modify for RateLimited {
                 &mut item.get,
                 &mut item.post,
                 &mut item.put,
+                &mut item.patch,
                 &mut item.delete,
             ]
             .into_iter()

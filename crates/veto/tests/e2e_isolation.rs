@@ -249,6 +249,7 @@ fn table(f: &Fixture) -> Vec<Row> {
         Row::new("GET", "/v1/tenants/{tenant}", Member, 200),
         Row::new("POST", "/v1/tenants", Admin, 201)
             .json(json!({"id": "matrix-made", "display_name": "Made by the matrix"})),
+        Row::new("PATCH", "/v1/tenants/{tenant}", Admin, 200).json(json!({"status_list": false})),
         Row::new("POST", "/v1/tenants/{tenant}/suspend", Admin, 200).json(reason()),
         Row::new("POST", "/v1/tenants/{tenant}/resume", Admin, 200).json(reason()),
         Row::new("POST", "/v1/admin/purge", Admin, 200).json(json!({"safety_margin_seconds": 30})),
