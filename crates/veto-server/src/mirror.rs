@@ -511,14 +511,19 @@ impl Mirror {
         for t in &s.status_list_tenants {
             lists.set_enabled(t, true);
         }
-        lists
-            .add_lists(&s.status_lists)
-            .map_err(|e| format!("a stored status list cannot be held: {e}"))?;
+        // A list this node cannot hold (a size this version refuses) is logged, not fatal: its
+        // URI answers 404, which relying parties treat as "status unknown" (closed), while
+        // every check and every other list keeps working.
+        for l in &s.status_lists {
+            if let Err(e) = lists.add_lists(std::slice::from_ref(l)) {
+                tracing::error!(tenant = %l.tenant, list = %l.id, error = %e, "a stored status list cannot be held");
+            }
+        }
         for e in s.status_entries {
             let (tenant, list, idx) = (e.tenant.clone(), e.list.clone(), e.idx);
-            lists.insert(e).map_err(|err| {
-                format!("status list entry {idx} of list {list} of tenant {tenant} cannot be held: {err}")
-            })?;
+            if let Err(err) = lists.insert(e) {
+                tracing::error!(%tenant, %list, idx, error = %err, "a stored status list entry cannot be held");
+            }
         }
         metrics::set_index_size(self.memory.index.len());
         Ok(())

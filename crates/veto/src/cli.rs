@@ -188,7 +188,7 @@ pub struct ServeArgs {
     /// validation. 0 turns the cache off.
     #[arg(long, env = "VETO_SESSION_CACHE_SIZE", default_value_t = 100_000)]
     pub session_cache_size: usize,
-    /// Entries per OAuth Token Status List (a power of two from 1024 to 16777216): each token
+    /// Entries per OAuth Token Status List (a power of two from 131072 to 67108864): each token
     /// issued with a status list entry hides among this many. A new list starts when the
     /// current one is full.
     #[arg(long, env = "VETO_STATUS_LIST_SIZE", default_value_t = 1 << 17, value_parser = power_of_two_list_size)]
@@ -200,15 +200,18 @@ pub struct ServeArgs {
     pub status_list_ttl: std::time::Duration,
 }
 
+/// The sizes `veto_core::status_list::StatusList` holds: fewer entries would tell too much
+/// about each token's holder (docs/security.md).
 fn power_of_two_list_size(s: &str) -> Result<u32, String> {
+    use veto_core::status_list::{MAX_ENTRIES, MIN_ENTRIES};
     let n: u32 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a whole number"))?;
-    if n.is_power_of_two() && (1 << 10..=1 << 24).contains(&n) {
+    if n.is_power_of_two() && (MIN_ENTRIES..=MAX_ENTRIES).contains(&(n as usize)) {
         Ok(n)
     } else {
         Err(format!(
-            "{n} is not a power of two from 1024 to 16777216; try 131072 (2^17)"
+            "{n} is not a power of two from {MIN_ENTRIES} to {MAX_ENTRIES}; try 131072 (2^17)"
         ))
     }
 }
