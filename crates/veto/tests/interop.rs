@@ -6,7 +6,8 @@
 //! - authlib validates the RFC 8414 metadata it finds from the issuer and introspects and
 //!   revokes through it (`interop/authlib_client.py`);
 //! - PyJWT checks a Status List Token's signature and header, and `token-status-list` (the
-//!   draft's Python implementation) decodes its list (`interop/status_list_check.py`);
+//!   draft's Python implementation) decodes its list (`interop/status_list_check.py`), both for
+//!   a list built in-process and for the lists the running binary serves;
 //! - jose verifies every asymmetric algorithm through `createRemoteJWKSet`, and oauth4webapi
 //!   discovers the tenant, introspects, revokes, validates RFC 9068 access tokens and uses the
 //!   token endpoint's refresh_token and client_credentials grants (`interop/node/clients.mjs`).
@@ -390,6 +391,123 @@ async fn token_status_list_and_pyjwt_read_veto_status_lists() {
         });
         run_client(
             &format!("token-status-list and PyJWT ({})", alg.as_str()),
+            &python,
+            &[repo_root().join("interop/status_list_check.py")],
+            &repo_root(),
+            &input,
+            &[
+                "signature".into(),
+                "claims".into(),
+                format!("statuses {}", expect.len()),
+            ],
+        )
+        .await;
+    }
+}
+
+/// The lists the running server publishes, as the draft's Python implementation and PyJWT read
+/// them: a few tokens issued with `status_list`, one revoked by jti and one suspended for an
+/// hour, the list fetched from the token's `uri` without credentials and checked against the
+/// key of the tenant's JWKS that its header names.
+#[tokio::test]
+async fn token_status_list_and_pyjwt_read_the_lists_veto_serves() {
+    use std::io::Read;
+
+    let python = python();
+    let probe = runs(
+        &python,
+        &["-c", "import jwt, token_status_list"],
+        &repo_root(),
+    );
+    if !present(
+        "token-status-list",
+        probe,
+        "pip install -r interop/requirements.txt",
+    ) {
+        return;
+    }
+    let srv = Server::start().await;
+    let tenant = "interop-sl";
+    srv.create_tenant(tenant).await;
+    let mut tokens = Vec::new();
+    for sub in ["alice", "bob", "carol", "dave", "erin"] {
+        let t = srv
+            .issue(
+                tenant,
+                json!({"sub": sub, "aud": "api", "status_list": true}),
+            )
+            .await;
+        tokens.push(str_of(&t["token"]));
+    }
+    let (_, revoked) = decode(&tokens[1]);
+    srv.revoke(tenant, json!({"jti": revoked["jti"]}))
+        .await
+        .expect(StatusCode::CREATED);
+    let until = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .replace_nanosecond(0)
+        .expect("whole seconds")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339");
+    srv.revoke(tenant, json!({"token": tokens[3], "until": until}))
+        .await
+        .expect(StatusCode::CREATED);
+
+    // (uri, idx, expected status) of each token; the non-zero ones are what each list holds.
+    let mut lists: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for (i, token) in tokens.iter().enumerate() {
+        let (_, claims) = decode(token);
+        let sl = &claims["status"]["status_list"];
+        let uri = str_of(&sl["uri"]);
+        let idx = sl["idx"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no status list idx: {claims}"));
+        let status = match i {
+            1 => 1,
+            3 => 2,
+            _ => 0,
+        };
+        let expect = lists.entry(uri).or_default();
+        if status != 0 {
+            expect.push(json!([idx, status]));
+        }
+    }
+    let jwks = srv
+        .get_public(&format!("/t/{tenant}/.well-known/jwks.json"))
+        .await
+        .expect(StatusCode::OK);
+    for (uri, expect) in lists {
+        let path = uri
+            .strip_prefix(&srv.public_url())
+            .unwrap_or_else(|| panic!("status list uri {uri} is not under the public URL"));
+        let req = srv
+            .http
+            .get(srv.url(path))
+            .header("accept", "application/statuslist+jwt");
+        let resp = srv.send("GET status list", req).await;
+        assert_eq!(resp.status, StatusCode::OK, "GET {uri}: {}", resp.text);
+        let list_token = resp.text.trim().to_owned();
+        let (header, claims) = decode(&list_token);
+        let jwk = jwks["keys"]
+            .as_array()
+            .expect("JWKS keys")
+            .iter()
+            .find(|k| k["kid"] == header["kid"])
+            .unwrap_or_else(|| panic!("the list's kid is not in the JWKS: {header} {jwks}"))
+            .clone();
+        // Entries in the list: 4 a byte once inflated.
+        let mut bytes = Vec::new();
+        flate2::read::ZlibDecoder::new(&b64_decode(&str_of(&claims["status_list"]["lst"]))[..])
+            .read_to_end(&mut bytes)
+            .expect("lst is a zlib stream");
+        let input = json!({
+            "token": list_token,
+            "jwk": jwk,
+            "uri": uri,
+            "size": bytes.len() * 4,
+            "expect": expect,
+        });
+        run_client(
+            &format!("token-status-list and PyJWT ({uri})"),
             &python,
             &[repo_root().join("interop/status_list_check.py")],
             &repo_root(),
