@@ -328,7 +328,8 @@ fn change_data(c: &Change) -> Option<Value> {
     let members = match &c.kind {
         TenantCreated | ApiKeyInserted { .. } | ApiKeyDeleted { .. } => return None,
         SessionKeyInserted { .. } | Unreadable { .. } => return None,
-        // Status lists are not held in memory yet (issue 14, next step), nor streamed.
+        // Status list bookkeeping revokes nothing: a verifier on the stream judges tokens by
+        // the revocations themselves, which the stream carries.
         StatusListCreated { .. } | StatusEntryAllocated { .. } | StatusEntryPurged { .. } => {
             return None;
         }
