@@ -413,7 +413,7 @@ pub fn new_list_id() -> String {
 
 /// `n` random numbers from the system generator: candidate indices for an allocation, each
 /// taken modulo the list's size (a power of two keeps them uniform). Random indices are the
-/// draft's privacy rule (§12.5): an index says nothing about when, or in what order, tokens
+/// draft's privacy rule (unlinkability): an index says nothing about when, or in what order, tokens
 /// were issued.
 pub fn index_candidates(n: usize) -> Vec<u32> {
     let mut bytes = vec![0u8; n * 4];
