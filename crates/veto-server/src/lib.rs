@@ -17,6 +17,7 @@ pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod feed;
+pub(crate) mod locks;
 pub mod memory;
 pub mod metrics;
 pub mod mirror;

@@ -6,7 +6,7 @@
 //! owns this bundle, writes them, so that the order in which changes reach memory is decided in
 //! one place.
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 
 use veto_core::cookie::{SessionKey, SessionKeyRecord, SessionKeyRing};
 use veto_core::index::RevocationIndex;
@@ -16,6 +16,7 @@ use veto_core::tenant::Tenant;
 
 use crate::auth::ApiKeys;
 use crate::error::ApiError;
+use crate::locks::{read, write};
 use crate::session_cache::SessionCache;
 use crate::status_lists::StatusLists;
 
@@ -115,14 +116,4 @@ impl Tenants {
             None => false,
         }
     }
-}
-
-pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    // Writers only insert or remove whole entries, so a panic elsewhere cannot leave the map
-    // half-updated: keep serving rather than failing every later request.
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
 }

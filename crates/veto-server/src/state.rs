@@ -65,8 +65,6 @@ pub struct Inner {
     pub documents: Arc<Versions>,
     /// Every tenant's status lists (issue 14), kept by the mirror.
     pub status_lists: Arc<crate::status_lists::StatusLists>,
-    /// The Status List Tokens last signed, per list (`service::status_lists`).
-    pub served_lists: Arc<crate::service::status_lists::Served>,
     /// Optional Redis (notifications, mirror); set once at start-up, after the state is built.
     redis: Arc<OnceLock<RedisBus>>,
 }
@@ -216,7 +214,6 @@ impl AppState {
             signing: Arc::new(crate::signing::SigningPool::for_this_machine()),
             documents: Arc::default(),
             status_lists,
-            served_lists: Arc::default(),
             redis,
         })))
     }

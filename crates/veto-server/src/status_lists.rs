@@ -12,7 +12,7 @@
 //! answer from the index as before. The locks are per tenant, so recompressing one tenant's
 //! list never waits on another's, and a check never waits on any of them.
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use veto_core::index::RevocationIndex;
 use veto_core::keyring::KeyRing;
@@ -20,7 +20,7 @@ use veto_core::status_list::registry::{Affects, Judge, TenantStatusLists};
 use veto_core::status_list::{Status, StatusListError};
 use veto_store::{StatusEntry, StatusListInfo};
 
-use crate::memory::{read, write};
+use crate::locks::{lock, read, write};
 
 /// One tenant's lists behind its own lock.
 type Shared = Arc<Mutex<TenantStatusLists>>;
@@ -31,6 +31,28 @@ pub struct StatusLists {
     tenants: RwLock<HashMap<String, Shared>>,
     /// Tenants whose `status_list` setting is on.
     enabled: RwLock<HashSet<String>>,
+    /// The Status List Token last signed, per (tenant, list): served again while it still
+    /// says what the list says (`service::status_lists`).
+    signed: Mutex<HashMap<(String, String), Signed>>,
+}
+
+/// A Status List Token as served.
+#[derive(Clone)]
+pub struct ServedList {
+    pub token: Arc<str>,
+    /// A strong validator: a hash of the token.
+    pub etag: Arc<str>,
+    /// `Cache-Control: max-age`, the token's `ttl`.
+    pub max_age: i64,
+}
+
+/// A signed token, and what it was made of.
+pub(crate) struct Signed {
+    /// A hash of the `lst` it carries.
+    pub lst_hash: u128,
+    pub kid: String,
+    pub iat: i64,
+    pub served: ServedList,
 }
 
 impl StatusLists {
@@ -41,6 +63,7 @@ impl StatusLists {
             keys,
             tenants: RwLock::default(),
             enabled: RwLock::default(),
+            signed: Mutex::default(),
         }
     }
 
@@ -141,10 +164,20 @@ impl StatusLists {
         let all: Vec<Shared> = read(&self.tenants).values().cloned().collect();
         all.iter().map(|t| lock(t).len()).sum()
     }
-}
 
-// Poisoning: every writer replaces whole entries or bits through the registry's methods, and a
-// panic inside one is a bug that must not turn into refusing every later list; keep serving.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    /// The token last signed for the list, when `still` says it may be served again.
+    pub(crate) fn signed(
+        &self,
+        tenant: &str,
+        list: &str,
+        still: impl FnOnce(&Signed) -> bool,
+    ) -> Option<ServedList> {
+        let signed = lock(&self.signed);
+        let s = signed.get(&(tenant.to_owned(), list.to_owned()))?;
+        still(s).then(|| s.served.clone())
+    }
+
+    pub(crate) fn remember_signed(&self, tenant: &str, list: &str, s: Signed) {
+        lock(&self.signed).insert((tenant.to_owned(), list.to_owned()), s);
+    }
 }

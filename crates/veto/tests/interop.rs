@@ -308,6 +308,23 @@ async fn jose_and_oauth4webapi_accept_veto_unchanged() {
     );
 }
 
+/// The Python that has PyJWT and token-status-list, or `None` (said loudly, or a failure
+/// where the tools are required: `present`).
+fn status_list_readers() -> Option<String> {
+    let python = python();
+    let probe = runs(
+        &python,
+        &["-c", "import jwt, token_status_list"],
+        &repo_root(),
+    );
+    present(
+        "token-status-list",
+        probe,
+        "pip install -r interop/requirements.txt",
+    )
+    .then_some(python)
+}
+
 /// veto's Status List Tokens as the draft's own Python implementation and PyJWT read them: a
 /// 2^20-entry list whose chunks were recompressed one at a time between encodes (the path a
 /// node serves from), signed by each asymmetric algorithm family.
@@ -317,19 +334,9 @@ async fn token_status_list_and_pyjwt_read_veto_status_lists() {
     use veto_core::keys::{LoadedKey, MasterKey, generate_signing_key};
     use veto_core::status_list::{self, Status, StatusList, TokenInput};
 
-    let python = python();
-    let probe = runs(
-        &python,
-        &["-c", "import jwt, token_status_list"],
-        &repo_root(),
-    );
-    if !present(
-        "token-status-list",
-        probe,
-        "pip install -r interop/requirements.txt",
-    ) {
+    let Some(python) = status_list_readers() else {
         return;
-    }
+    };
     let size = 1usize << 20;
     let mut list = StatusList::new(size).unwrap();
     let mut expect: std::collections::BTreeMap<usize, u8> = Default::default();
@@ -413,19 +420,9 @@ async fn token_status_list_and_pyjwt_read_veto_status_lists() {
 async fn token_status_list_and_pyjwt_read_the_lists_veto_serves() {
     use std::io::Read;
 
-    let python = python();
-    let probe = runs(
-        &python,
-        &["-c", "import jwt, token_status_list"],
-        &repo_root(),
-    );
-    if !present(
-        "token-status-list",
-        probe,
-        "pip install -r interop/requirements.txt",
-    ) {
+    let Some(python) = status_list_readers() else {
         return;
-    }
+    };
     let srv = Server::start().await;
     let tenant = "interop-sl";
     srv.create_tenant(tenant).await;

@@ -5,8 +5,7 @@
 //! recompresses only the chunks that changed, and signs. The signed token is kept per list and
 //! served again while the list is unchanged, the signing key is the same and it is younger
 //! than its own `ttl`: polls of an unchanged list cost a hash of its `lst` and no signature.
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use veto_core::audit::AuditEvent;
 use veto_core::keys::LoadedKey;
@@ -17,32 +16,12 @@ use veto_store::{NewStatusEntry, NewStatusList};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics;
 use crate::state::AppState;
+use crate::status_lists::{ServedList, Signed};
 
 /// Random candidates per allocation. A list is replaced by a new one when all of them land on
 /// taken indices, so a list is about 84 % full when 16 tries fail half the time (0.957^16):
 /// lists fill up almost entirely, and an allocation costs at most 16 probes.
 const CANDIDATES: usize = 16;
-
-/// A Status List Token as served.
-#[derive(Clone)]
-pub struct ServedList {
-    pub token: Arc<str>,
-    /// A strong validator: a hash of the token.
-    pub etag: Arc<str>,
-    /// `Cache-Control: max-age`, the token's `ttl`.
-    pub max_age: i64,
-}
-
-struct Signed {
-    lst_hash: u128,
-    kid: String,
-    iat: i64,
-    served: ServedList,
-}
-
-/// The tokens last signed, per (tenant, list).
-#[derive(Default)]
-pub struct Served(Mutex<HashMap<(String, String), Signed>>);
 
 impl AppState {
     /// `<issuer>/statuslists/<list>`: where the list is served, and what tokens name in their
@@ -140,21 +119,12 @@ impl AppState {
         let now = timeutil::now().unix_timestamp();
         let ttl = self.config.status_list_ttl;
         let lst_hash = xxhash_rust::xxh3::xxh3_128(lst.as_bytes());
-        let cache_key = (tenant.to_owned(), list.to_owned());
-        {
-            let cache = self
-                .served_lists
-                .0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = cache.get(&cache_key)
-                && s.lst_hash == lst_hash
-                && s.kid == key.kid
-                && (0..ttl).contains(&(now - s.iat))
-            {
-                metrics::status_list_served("cached");
-                return Ok(s.served.clone());
-            }
+        let current = |s: &Signed| {
+            s.lst_hash == lst_hash && s.kid == key.kid && (0..ttl).contains(&(now - s.iat))
+        };
+        if let Some(served) = self.status_lists.signed(tenant, list, current) {
+            metrics::status_list_served("cached");
+            return Ok(served);
         }
         let uri = self.status_list_uri(tenant, list);
         let claims = status_list::token_claims(&TokenInput {
@@ -176,20 +146,13 @@ impl AppState {
             etag,
             max_age: ttl,
         };
-        let mut cache = self
-            .served_lists
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        cache.insert(
-            cache_key,
-            Signed {
-                lst_hash,
-                kid: key.kid.clone(),
-                iat: now,
-                served: served.clone(),
-            },
-        );
+        let signed = Signed {
+            lst_hash,
+            kid: key.kid.clone(),
+            iat: now,
+            served: served.clone(),
+        };
+        self.status_lists.remember_signed(tenant, list, signed);
         Ok(served)
     }
 }
