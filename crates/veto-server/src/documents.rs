@@ -78,40 +78,56 @@ pub fn respond(
 ) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let version = versions.of(tenant, doc, &bytes, veto_core::timeutil::now());
-    let etag = version.etag();
-    let not_modified = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| none_match_hits(v, &etag));
-    let mut resp = if not_modified {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        r
-    } else {
-        let mut r = Response::new(Body::from(bytes));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        r
-    };
-    let h = resp.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(CACHE_CONTROL),
+    let mut resp = conditional(
+        request,
+        &version.etag(),
+        CACHE_CONTROL,
+        "application/json",
+        bytes.into(),
     );
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
+    let h = resp.headers_mut();
     if let Some(v) = http_date(version.since).and_then(|d| HeaderValue::from_str(&d).ok()) {
         h.insert(header::LAST_MODIFIED, v);
     }
     resp
 }
 
+/// `200` with `body` of `content_type`, or `304` with no body when the request's
+/// `If-None-Match` names `etag`; both with `ETag` and `Cache-Control`.
+pub(crate) fn conditional(
+    request: &HeaderMap,
+    etag: &str,
+    cache_control: &str,
+    content_type: &'static str,
+    body: Body,
+) -> Response {
+    let not_modified = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| none_match_hits(v, etag));
+    let mut resp = if not_modified {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = Response::new(body);
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        r
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(cache_control) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    resp
+}
+
 /// Whether an `If-None-Match` field value names `etag` (RFC 9110 §13.1.2: `*`, or a list of
 /// entity tags compared weakly, so `W/"x"` matches `"x"`).
-pub(crate) fn none_match_hits(field: &str, etag: &str) -> bool {
+fn none_match_hits(field: &str, etag: &str) -> bool {
     field.split(',').map(str::trim).any(|candidate| {
         candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
     })

@@ -1,12 +1,12 @@
 //! `GET /t/{tenant}/statuslists/{id}`: a tenant's OAuth Token Status List, as the signed
 //! `statuslist+jwt` of draft-ietf-oauth-status-list-20 §8. No credentials: relying parties of
 //! any kind fetch it, browsers included (CORS, as the other public documents).
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use serde::Deserialize;
 
+use crate::documents::conditional;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::position;
@@ -48,29 +48,16 @@ pub async fn get(
     }
     position::reach(&st.feed, q.min_position.as_deref()).await?;
     let served = st.serve_status_list(&tenant, &list)?;
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| crate::documents::none_match_hits(v, &served.etag));
-    let mut resp = if not_modified {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        r
-    } else {
-        let mut r = Response::new(Body::from(served.token.to_string()));
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
-        r
-    };
-    let h = resp.headers_mut();
     // `ttl` and `max-age` say the same: how long a copy may be used before fetching again.
-    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", served.max_age)) {
-        h.insert(header::CACHE_CONTROL, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&served.etag) {
-        h.insert(header::ETAG, v);
-    }
-    h.insert(header::VARY, HeaderValue::from_static("accept"));
+    let mut resp = conditional(
+        &headers,
+        &served.etag,
+        &format!("public, max-age={}", served.max_age),
+        MEDIA_TYPE,
+        served.token.to_string().into(),
+    );
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept"));
     Ok(resp)
 }
 
