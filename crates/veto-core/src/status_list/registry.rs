@@ -135,7 +135,12 @@ impl Judge<'_> {
             other => other,
         };
         match jti {
-            Some(Some(until)) if until > now => verdict(Status::Suspended, Some(until), false),
+            // Due at whichever comes first: the suspension lifting, or the session going idle
+            // (which turns it INVALID while still suspended).
+            Some(Some(until)) if until > now => {
+                let due = session_deadline.map_or(until, |d| d.min(until));
+                verdict(Status::Suspended, Some(due), false)
+            }
             _ if tenant_state.suspended => verdict(Status::Suspended, session_deadline, false),
             _ => verdict(Status::Valid, session_deadline, false),
         }
@@ -675,6 +680,32 @@ mod tests {
         assert_eq!(r.status(LIST, 2), Some(Status::Invalid));
         // And the revived one is scheduled again: idle at its new expiry.
         assert_eq!(r.tick(&w.judge(2_100)), 1);
+        assert_eq!(r.status(LIST, 0), Some(Status::Invalid));
+    }
+
+    #[test]
+    fn a_suspended_token_whose_session_goes_idle_first_turns_invalid_at_the_idle_expiry() {
+        let w = world();
+        let mut r = lists();
+        let f = w.facts(6);
+        w.index.insert_jti(T, "jti-6", Some(2_042));
+        w.index.note_session(
+            T,
+            "sid-6",
+            SessionTimes {
+                last_seen: 0,
+                expires: 2_001,
+            },
+        );
+        assert_eq!(
+            r.insert(LIST, 0, f, &w.judge(2_000)).unwrap(),
+            Status::Suspended
+        );
+        assert_eq!(
+            r.tick(&w.judge(2_001)),
+            1,
+            "due at the idle expiry, not at until"
+        );
         assert_eq!(r.status(LIST, 0), Some(Status::Invalid));
     }
 
