@@ -34,6 +34,7 @@ pub mod reason;
 pub mod refresh;
 pub mod revocation;
 pub mod session;
+pub mod ssf;
 pub mod status_list;
 pub mod strict_json;
 pub mod tenant;

@@ -8,6 +8,8 @@
 //! - PyJWT checks a Status List Token's signature and header, and `token-status-list` (the
 //!   draft's Python implementation) decodes its list (`interop/status_list_check.py`), both for
 //!   a list built in-process and for the lists the running binary serves;
+//! - PyJWT reads the Security Event Tokens veto builds for Shared Signals as a receiver would:
+//!   signature, `typ`, SSF's claims and the one event of each (`interop/set_check.py`);
 //! - jose verifies every asymmetric algorithm through `createRemoteJWKSet`, and oauth4webapi
 //!   discovers the tenant, introspects, revokes, validates RFC 9068 access tokens and uses the
 //!   token endpoint's refresh_token and client_credentials grants (`interop/node/clients.mjs`).
@@ -517,4 +519,176 @@ async fn token_status_list_and_pyjwt_read_the_lists_veto_serves() {
         )
         .await;
     }
+}
+
+/// The Python that has PyJWT, or `None` (said loudly, or a failure where the tools are required:
+/// `present`).
+fn pyjwt() -> Option<String> {
+    let python = python();
+    let probe = runs(&python, &["-c", "import jwt"], &repo_root());
+    present("PyJWT", probe, "pip install -r interop/requirements.txt").then_some(python)
+}
+
+/// One Security Event Token of each kind veto emits for Shared Signals (CAEP session-revoked
+/// and credential-change, veto's token-revoked and signing-key-revoked), signed with ES256 and
+/// EdDSA keys, read by PyJWT against the public JWK as an SSF receiver reads them. The expected
+/// subjects and event members are written out here, from SSF and CAEP, not taken from veto.
+#[tokio::test]
+async fn pyjwt_reads_every_kind_of_set_veto_signs() {
+    use veto_core::Alg;
+    use veto_core::keys::{LoadedKey, MasterKey, generate_signing_key};
+    use veto_core::ssf::{self, Cause, Event, FamilyRevocation, RequestedBy, SetInput};
+    use veto_core::token::Audience;
+
+    let Some(python) = pyjwt() else {
+        return;
+    };
+    let iss = "https://veto.example/t/interop";
+    let at = 1_760_000_000;
+    let iat = at + 2;
+    let user = json!({"format": "iss_sub", "iss": iss, "sub": "alice"});
+    let cases = [
+        (
+            "session-revoked",
+            Cause::Session {
+                sub: "alice",
+                session_id: "ses-QWxpY2UncyBzZXNzaW9uIQ",
+            },
+            Some("logout"),
+            json!({
+                "format": "complex",
+                "user": user,
+                "session": {"format": "opaque", "id": "ses-QWxpY2UncyBzZXNzaW9uIQ"},
+            }),
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
+            json!({
+                "event_timestamp": at,
+                "initiating_entity": "admin",
+                "reason_admin": {"en": "logout"},
+            }),
+        ),
+        (
+            "session-revoked-tenant",
+            Cause::TenantRevokeAll,
+            Some("compromised: breach 42"),
+            json!({"format": "complex", "tenant": {"format": "opaque", "id": "interop"}}),
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
+            json!({
+                "event_timestamp": at,
+                "initiating_entity": "admin",
+                "reason_admin": {"en": "compromised: breach 42"},
+            }),
+        ),
+        (
+            "credential-change",
+            Cause::RefreshFamily {
+                sub: "alice",
+                how: FamilyRevocation::ReuseDetected,
+            },
+            Some("refresh_token_reuse"),
+            user.clone(),
+            "https://schemas.openid.net/secevent/caep/event-type/credential-change",
+            json!({
+                "credential_type": "refresh_token",
+                "change_type": "revoke",
+                "event_timestamp": at,
+                "initiating_entity": "policy",
+                "reason_admin": {"en": "refresh_token_reuse"},
+            }),
+        ),
+        (
+            "token-revoked",
+            Cause::Token {
+                jti: "2b5f3c1e-8d4a-4f7e-9c21-5a6b7c8d9e0f",
+                sub: Some("alice"),
+                until: None,
+                by: RequestedBy::SelfLogout,
+            },
+            None,
+            user.clone(),
+            "https://veto.dev/secevent/token-revoked",
+            json!({
+                "jti": "2b5f3c1e-8d4a-4f7e-9c21-5a6b7c8d9e0f",
+                "event_timestamp": at,
+                "initiating_entity": "user",
+            }),
+        ),
+        (
+            "signing-key-revoked",
+            Cause::SigningKey {
+                kid: "k_0193a1b2c3d4e5f6a7b8c9d0e1f2a3b4",
+            },
+            Some("key material leaked"),
+            json!({"format": "complex", "tenant": {"format": "opaque", "id": "interop"}}),
+            "https://veto.dev/secevent/signing-key-revoked",
+            json!({
+                "kid": "k_0193a1b2c3d4e5f6a7b8c9d0e1f2a3b4",
+                "event_timestamp": at,
+                "initiating_entity": "admin",
+                "reason_admin": {"en": "key material leaked"},
+            }),
+        ),
+    ];
+
+    let master = MasterKey::generate();
+    let mut sets = Vec::new();
+    let mut expected = Vec::new();
+    for alg in [Alg::ES256, Alg::EdDSA] {
+        let rec = generate_signing_key(
+            "interop",
+            alg,
+            None,
+            &master,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let key = LoadedKey::load(&rec, &master).unwrap();
+        // One receiver with two clients (SSF "The "aud" Claim"), and one with a single audience.
+        let audiences = [
+            Audience::Many(vec!["rp.example/web".into(), "rp.example/mobile".into()]),
+            Audience::One("https://rp.example/caep".into()),
+        ];
+        for (i, (kind, cause, reason, sub_id, uri, members)) in cases.iter().enumerate() {
+            let audience = &audiences[i % 2];
+            let txn = format!("txn-{kind}");
+            let event = Event {
+                cause: *cause,
+                at,
+                reason: *reason,
+                reason_user: None,
+            };
+            let input = SetInput {
+                issuer: iss,
+                tenant: "interop",
+                audience,
+                iat,
+                txn: &txn,
+            };
+            let issued = ssf::issue_set(&key, &input, &event).unwrap();
+            let name = format!("{kind} {}", alg.as_str());
+            expected.push(name.clone());
+            sets.push(json!({
+                "name": name,
+                "token": issued.token,
+                "jwk": key.public_jwk.clone().unwrap(),
+                "iss": iss,
+                "aud": audience.to_json(),
+                "iat": iat,
+                "jti": issued.jti,
+                "txn": txn,
+                "sub_id": sub_id,
+                "event_uri": uri,
+                "event": members,
+            }));
+        }
+    }
+    run_client(
+        "PyJWT (Security Event Tokens)",
+        &python,
+        &[repo_root().join("interop/set_check.py")],
+        &repo_root(),
+        &json!({"sets": sets}),
+        &expected,
+    )
+    .await;
 }
